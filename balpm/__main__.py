@@ -1,0 +1,5 @@
+import sys
+
+from balpm.cli import main
+
+sys.exit(main())
