@@ -1,0 +1,385 @@
+"""The SQLite label store of a labelling session.
+
+Why SQLite and why this shape: the labels a person gives are the one thing in a session that cannot be recomputed,
+so every label is its own committed transaction (WAL journal, ``synchronous=FULL``) before :meth:`LabelStore.record`
+returns; nothing is ever deleted (Undo marks an event ``undone``); and writes are idempotent, so a double click,
+a page rerun or a second browser tab replaying the same click cannot create a second label.
+
+Table ``labels`` (one row per label *event*):
+
+==============  ==========================================================================================
+column          meaning
+==============  ==========================================================================================
+event_id        INTEGER PRIMARY KEY, increasing in commit order
+request_id      TEXT UNIQUE: the token the UI minted for one displayed pair (idempotency key)
+pair_id         TEXT: ``pool.pairs.id``
+verdict         'a' | 'b' | 'tie' | 'skip', always about the *pool's* A and B (the UI undoes any swap)
+label           1 = A preferred, 0 = B preferred, NULL for 'tie' and 'skip'
+annotator       TEXT (may be NULL)
+created_at      UTC ISO-8601 time of the commit
+shown_swapped   1 if the pool's B was shown on the left (A on the right), else 0: for position-bias checks
+round           INTEGER active-learning round the pair was suggested in (may be NULL)
+batch_id        TEXT id of the suggested batch (may be NULL)
+undone          0 / 1; ``undone_at`` and ``undo_request_id`` say when and by which Undo click
+==============  ==========================================================================================
+
+A partial UNIQUE index keeps at most one *active* (not undone) event per pair: the first writer wins and a later
+one (another tab) is told ``"already_labelled"``. A skip is an event too, so a skipped pair is not offered again
+until its skip is undone.
+
+Table ``meta``: key → JSON value, for session information (pool, policy, seed, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+__all__ = ["LabelStore", "RecordResult", "VERDICTS", "verdict_to_label"]
+
+VERDICTS = ("a", "b", "tie", "skip")
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS labels (
+    event_id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id      TEXT    NOT NULL UNIQUE,
+    pair_id         TEXT    NOT NULL,
+    verdict         TEXT    NOT NULL CHECK (verdict IN ('a', 'b', 'tie', 'skip')),
+    label           INTEGER CHECK (label IN (0, 1)),
+    annotator       TEXT,
+    created_at      TEXT    NOT NULL,
+    shown_swapped   INTEGER NOT NULL DEFAULT 0 CHECK (shown_swapped IN (0, 1)),
+    round           INTEGER,
+    batch_id        TEXT,
+    undone          INTEGER NOT NULL DEFAULT 0 CHECK (undone IN (0, 1)),
+    undone_at       TEXT,
+    undo_request_id TEXT UNIQUE
+);
+CREATE UNIQUE INDEX IF NOT EXISTS labels_one_active_per_pair ON labels (pair_id) WHERE undone = 0;
+CREATE INDEX IF NOT EXISTS labels_annotator ON labels (annotator, undone);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+_COLUMNS = [
+    "event_id", "request_id", "pair_id", "verdict", "label", "annotator", "created_at", "shown_swapped",
+    "round", "batch_id", "undone", "undone_at", "undo_request_id",
+]
+
+Status = Literal["recorded", "duplicate", "already_labelled"]
+
+
+def verdict_to_label(verdict: str) -> int | None:
+    """Map a verdict to the model's label: 'a' → 1, 'b' → 0, 'tie'/'skip' → None (not a label for the model)."""
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+    return {"a": 1, "b": 0}.get(verdict)
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """What :meth:`LabelStore.record` did.
+
+    Attributes
+    ----------
+    status : {"recorded", "duplicate", "already_labelled"}
+        ``recorded``: a new event was committed. ``duplicate``: this request id was already recorded (double click,
+        replay), nothing written. ``already_labelled``: the pair already has an active event from another request
+        (second tab), nothing written.
+    event_id : int
+        The new event, or the existing one that made this call a no-op.
+    """
+
+    status: Status
+    event_id: int
+
+    @property
+    def recorded(self) -> bool:
+        return self.status == "recorded"
+
+
+class LabelStore:
+    """Durable, idempotent store of label events for one labelling session (one SQLite file).
+
+    Safe to share between threads (one connection per thread) and processes (SQLite file locks; writers take
+    ``BEGIN IMMEDIATE`` and wait up to ``timeout`` seconds for each other).
+
+    Parameters
+    ----------
+    path : str or Path
+        The database file; created with its folder if missing.
+    timeout : float
+        Seconds a writer waits for another writer's lock before failing.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.timeout = float(timeout)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        conn = self._conn()
+        with self._write(conn):
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version > SCHEMA_VERSION:
+                raise RuntimeError(f"{self.path}: label store schema {version} is newer than this balpm ({SCHEMA_VERSION})")
+
+    # ------------------------------------------------------------------ connections
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """One write transaction that holds the write lock from its first statement (no lost-update races)."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close every connection this object opened (any thread)."""
+        with self._all_lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.ProgrammingError:  # pragma: no cover - closed from another thread already
+                    pass
+            self._all.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> LabelStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"LabelStore({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ writes
+    def record(
+        self,
+        pair_id: str,
+        verdict: str,
+        annotator: str | None = None,
+        shown_swapped: bool = False,
+        round: int | None = None,  # noqa: A002 - the contract's name
+        request_id: str | None = None,
+        *,
+        batch_id: str | None = None,
+    ) -> RecordResult:
+        """Commit one label event, at most once per ``request_id`` and at most one active event per pair.
+
+        Parameters
+        ----------
+        pair_id : str
+            The pool pair's id.
+        verdict : {"a", "b", "tie", "skip"}
+            About the pool's A and B, not the screen's left and right.
+        annotator : str, optional
+        shown_swapped : bool
+            True if the pool's B was shown on the left.
+        round : int, optional
+            Active-learning round of the suggestion.
+        request_id : str
+            Idempotency token minted by the UI for one displayed pair; required so a replay is recognised.
+        batch_id : str, optional
+
+        Returns
+        -------
+        RecordResult
+            ``status`` says whether the event was written; the event is durable when this returns.
+        """
+        if not request_id:
+            raise ValueError("record() needs a request_id (one token per displayed pair) to make writes idempotent")
+        label = verdict_to_label(verdict)
+        conn = self._conn()
+        with self._write(conn):
+            row = conn.execute("SELECT event_id FROM labels WHERE request_id = ?", (request_id,)).fetchone()
+            if row is not None:
+                return RecordResult("duplicate", int(row[0]))
+            row = conn.execute(
+                "SELECT event_id FROM labels WHERE pair_id = ? AND undone = 0", (str(pair_id),)
+            ).fetchone()
+            if row is not None:
+                return RecordResult("already_labelled", int(row[0]))
+            cur = conn.execute(
+                "INSERT INTO labels (request_id, pair_id, verdict, label, annotator, created_at, shown_swapped,"
+                " round, batch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    str(request_id), str(pair_id), verdict, label, annotator, _utc_now(), int(bool(shown_swapped)),
+                    None if round is None else int(round), batch_id,
+                ),
+            )
+            return RecordResult("recorded", int(cur.lastrowid))
+
+    def undo_last(self, annotator: str | None = None, *, request_id: str | None = None) -> dict[str, Any] | None:
+        """Mark the most recent active event (of ``annotator`` if given) undone; never deletes.
+
+        Parameters
+        ----------
+        annotator : str, optional
+            Only undo this annotator's events (so two people sharing a session don't undo each other).
+        request_id : str, optional
+            Idempotency token of the Undo click: a replay of the same click undoes nothing more.
+
+        Returns
+        -------
+        dict or None
+            The event that is now undone (for a replayed click: the one that click undid), or None if there was
+            nothing to undo.
+        """
+        conn = self._conn()
+        with self._write(conn):
+            if request_id is not None:
+                row = conn.execute("SELECT * FROM labels WHERE undo_request_id = ?", (request_id,)).fetchone()
+                if row is not None:
+                    return dict(zip(_COLUMNS, row))
+            sql = "SELECT event_id FROM labels WHERE undone = 0"
+            params: tuple[Any, ...] = ()
+            if annotator is not None:
+                sql += " AND annotator = ?"
+                params = (annotator,)
+            row = conn.execute(sql + " ORDER BY event_id DESC LIMIT 1", params).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE labels SET undone = 1, undone_at = ?, undo_request_id = ? WHERE event_id = ?",
+                (_utc_now(), request_id, row[0]),
+            )
+            out = conn.execute("SELECT * FROM labels WHERE event_id = ?", (row[0],)).fetchone()
+            return dict(zip(_COLUMNS, out))
+
+    # ------------------------------------------------------------------ reads
+    def events(self, *, include_undone: bool = True) -> pd.DataFrame:
+        """Every label event in commit order (the audit log)."""
+        sql = "SELECT * FROM labels" + ("" if include_undone else " WHERE undone = 0") + " ORDER BY event_id"
+        rows = self._conn().execute(sql).fetchall()
+        df = pd.DataFrame(rows, columns=_COLUMNS)
+        df["label"] = df["label"].astype("Int8")
+        df["round"] = df["round"].astype("Int64")
+        df["shown_swapped"] = df["shown_swapped"].astype(bool)
+        df["undone"] = df["undone"].astype(bool)
+        return df
+
+    def active_labels(self) -> pd.DataFrame:
+        """The active (not undone) event of every pair that has one, including ties and skips.
+
+        Columns as in the module docstring; ``label`` is nullable ``Int8`` (NA for tie/skip).
+        """
+        return self.events(include_undone=False)
+
+    def label_map(self) -> dict[str, int]:
+        """``pair_id → label`` (1 = A, 0 = B) of the active a/b verdicts: what the model trains on."""
+        rows = self._conn().execute(
+            "SELECT pair_id, label FROM labels WHERE undone = 0 AND label IS NOT NULL ORDER BY event_id"
+        ).fetchall()
+        return {str(p): int(lab) for p, lab in rows}
+
+    def decided_ids(self) -> set[str]:
+        """Pairs with an active event of any verdict: not to be offered again."""
+        rows = self._conn().execute("SELECT pair_id FROM labels WHERE undone = 0").fetchall()
+        return {str(r[0]) for r in rows}
+
+    def __len__(self) -> int:
+        """Number of active events."""
+        return int(self._conn().execute("SELECT COUNT(*) FROM labels WHERE undone = 0").fetchone()[0])
+
+    # ------------------------------------------------------------------ meta
+    def set_meta(self, key: str, value: Any) -> None:
+        """Store a JSON-serialisable value under ``key`` (overwrites)."""
+        conn = self._conn()
+        with self._write(conn):
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value)),
+            )
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def meta(self) -> dict[str, Any]:
+        """All session information as a dict."""
+        return {k: json.loads(v) for k, v in self._conn().execute("SELECT key, value FROM meta ORDER BY key")}
+
+    # ------------------------------------------------------------------ exports
+    def export_trl(self, pool: Any, path: str | os.PathLike[str]) -> int:
+        """Write the active a/b labels as TRL reward-trainer JSONL (``prompt``, ``chosen``, ``rejected``).
+
+        Parameters
+        ----------
+        pool : PreferencePool
+            Holds the texts; every labelled pair id must be in it.
+        path : str or Path
+            Written atomically (temporary file, then rename).
+
+        Returns
+        -------
+        int
+            Number of lines written. Ties and skips are left out (no preference to learn from).
+        """
+        labels = self.label_map()
+        pairs = pool.pairs.set_index("id", drop=False)
+        missing = [i for i in labels if i not in pairs.index]
+        if missing:
+            raise KeyError(f"{len(missing)} labelled pair ids are not in pool {getattr(pool, 'name', '')!r}: "
+                           f"{missing[:5]}")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for pid, lab in labels.items():
+                row = pairs.loc[pid]
+                chosen, rejected = (row["completion_a"], row["completion_b"]) if lab == 1 else (
+                    row["completion_b"], row["completion_a"])
+                fh.write(json.dumps({"prompt": row["prompt"], "chosen": chosen, "rejected": rejected},
+                                    ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return len(labels)
+
+    def export_parquet(self, path: str | os.PathLike[str], *, include_undone: bool = True) -> int:
+        """Write the event log (all events by default, for audit) to Parquet; returns the row count."""
+        df = self.events(include_undone=include_undone)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        df.to_parquet(path, index=False)
+        return len(df)

@@ -1,0 +1,201 @@
+"""The label store: idempotent, durable, one active label per pair, on a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from balpm.store import LabelStore, verdict_to_label
+
+
+def _pool() -> SimpleNamespace:
+    pairs = pd.DataFrame({
+        "id": ["p0", "p1", "p2", "p3"],
+        "prompt": ["q0", "q1", "q2", "q3"],
+        "completion_a": ["a0", "a1", "a2", "a3"],
+        "completion_b": ["b0", "b1", "b2", "b3"],
+    })
+    return SimpleNamespace(pairs=pairs, name="toy")
+
+
+def test_record_and_read(tmp_path):
+    store = LabelStore(tmp_path / "s.db")
+    r = store.record("p0", "a", "ann", False, 0, "req-0", batch_id="b0")
+    assert r.recorded and r.status == "recorded"
+    store.record("p1", "b", "ann", True, 0, "req-1")
+    store.record("p2", "tie", "ann", False, 1, "req-2")
+    store.record("p3", "skip", "ann", False, 1, "req-3")
+    df = store.active_labels()
+    assert list(df["pair_id"]) == ["p0", "p1", "p2", "p3"]
+    assert df["label"].tolist()[:2] == [1, 0] and df["label"].isna().tolist()[2:] == [True, True]
+    assert df["shown_swapped"].tolist() == [False, True, False, False]
+    assert df.loc[0, "batch_id"] == "b0"
+    assert df["created_at"].str.endswith("+00:00").all()
+    assert store.label_map() == {"p0": 1, "p1": 0}
+    assert store.decided_ids() == {"p0", "p1", "p2", "p3"}
+    assert len(store) == 4
+    # the journal is WAL and survives reopening
+    assert sqlite3.connect(tmp_path / "s.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+    assert LabelStore(tmp_path / "s.db").label_map() == {"p0": 1, "p1": 0}
+
+
+def test_verdicts_validated(tmp_path):
+    store = LabelStore(tmp_path / "s.db")
+    with pytest.raises(ValueError):
+        store.record("p0", "left", "ann", False, 0, "r")
+    with pytest.raises(ValueError):
+        store.record("p0", "a", "ann", False, 0, None)
+    assert verdict_to_label("a") == 1 and verdict_to_label("b") == 0 and verdict_to_label("tie") is None
+    assert len(store) == 0
+
+
+def test_same_request_id_is_recorded_once(tmp_path):
+    store = LabelStore(tmp_path / "s.db")
+    first = store.record("p0", "a", "ann", False, 0, "req")
+    again = store.record("p0", "a", "ann", False, 0, "req")
+    replay_other_verdict = store.record("p0", "b", "ann", False, 0, "req")
+    assert first.status == "recorded"
+    assert again.status == "duplicate" and again.event_id == first.event_id
+    assert replay_other_verdict.status == "duplicate"
+    assert len(store.events()) == 1 and store.label_map() == {"p0": 1}
+
+
+def test_second_tab_cannot_relabel_a_pair(tmp_path):
+    tab1, tab2 = LabelStore(tmp_path / "s.db"), LabelStore(tmp_path / "s.db")
+    assert tab1.record("p0", "a", "ann", False, 0, "tab1-token").recorded
+    r = tab2.record("p0", "b", "ann", False, 0, "tab2-token")
+    assert r.status == "already_labelled"
+    assert tab2.label_map() == {"p0": 1}
+
+
+def test_undo_marks_never_deletes(tmp_path):
+    store = LabelStore(tmp_path / "s.db")
+    store.record("p0", "a", "alice", False, 0, "r0")
+    store.record("p1", "b", "bob", False, 0, "r1")
+    store.record("p2", "a", "alice", False, 0, "r2")
+    undone = store.undo_last("alice", request_id="undo-1")
+    assert undone["pair_id"] == "p2" and undone["undone"] == 1
+    # a replayed Undo click undoes nothing more
+    assert store.undo_last("alice", request_id="undo-1")["pair_id"] == "p2"
+    assert store.label_map() == {"p0": 1, "p1": 0}
+    assert store.undo_last()["pair_id"] == "p1"  # any annotator: the most recent active event
+    assert store.label_map() == {"p0": 1}
+    ev = store.events()
+    assert len(ev) == 3 and ev["undone"].tolist() == [False, True, True]
+    # an undone pair can be labelled again, with a new token
+    assert store.record("p2", "b", "alice", True, 1, "r3").recorded
+    assert store.label_map() == {"p0": 1, "p2": 0}
+    assert store.undo_last("carol") is None
+
+
+def test_meta_and_exports(tmp_path):
+    store = LabelStore(tmp_path / "s.db")
+    store.set_meta("policy", "bal-pm")
+    store.set_meta("params", {"beta": 0.01, "k": 13})
+    store.set_meta("policy", "bald")
+    assert store.get_meta("policy") == "bald" and store.get_meta("missing", 3) == 3
+    assert store.meta() == {"params": {"beta": 0.01, "k": 13}, "policy": "bald"}
+
+    store.record("p0", "a", "ann", False, 0, "r0")
+    store.record("p1", "b", "ann", True, 0, "r1")
+    store.record("p2", "tie", "ann", False, 0, "r2")
+    store.record("p3", "a", "ann", False, 0, "r3")
+    store.undo_last()
+    n = store.export_trl(_pool(), tmp_path / "out" / "trl.jsonl")
+    lines = [json.loads(x) for x in (tmp_path / "out" / "trl.jsonl").read_text().splitlines()]
+    assert n == 2 and lines == [
+        {"prompt": "q0", "chosen": "a0", "rejected": "b0"},
+        {"prompt": "q1", "chosen": "b1", "rejected": "a1"},
+    ]
+    assert store.export_parquet(tmp_path / "ev.parquet") == 4
+    ev = pd.read_parquet(tmp_path / "ev.parquet")
+    assert ev["undone"].tolist() == [False, False, False, True]
+    store.record("zz", "a", "ann", False, 0, "r4")
+    with pytest.raises(KeyError):
+        store.export_trl(_pool(), tmp_path / "bad.jsonl")
+
+
+def test_concurrent_threads_same_pairs(tmp_path):
+    """Two tabs (threads) race to label the same 60 pairs: each pair ends with exactly one active label."""
+    store = LabelStore(tmp_path / "s.db")
+    results: dict[str, list] = {"t1": [], "t2": []}
+    barrier = threading.Barrier(2)
+
+    def work(name: str, verdict: str) -> None:
+        barrier.wait()
+        for i in range(60):
+            results[name].append(store.record(f"p{i}", verdict, name, False, 0, f"{name}-{i}").status)
+
+    threads = [threading.Thread(target=work, args=("t1", "a")), threading.Thread(target=work, args=("t2", "b"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    labels = store.label_map()
+    assert len(labels) == 60
+    won = sum(s == "recorded" for s in results["t1"] + results["t2"])
+    lost = sum(s == "already_labelled" for s in results["t1"] + results["t2"])
+    assert won == 60 and lost == 60
+    assert len(store.events()) == 60
+
+
+_WRITER = textwrap.dedent("""
+    import sys
+    from balpm.store import LabelStore
+    store = LabelStore(sys.argv[1])
+    name, n = sys.argv[2], int(sys.argv[3])
+    for i in range(n):
+        r = store.record(f"{name}-{i}", "a" if i % 2 else "b", name, False, i // 10, f"{name}-req-{i}")
+        if r.recorded:
+            print(f"{name}-{i}", flush=True)
+""")
+
+
+def test_concurrent_processes(tmp_path):
+    db = tmp_path / "s.db"
+    LabelStore(db).close()
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(db), name, "150"], stdout=subprocess.PIPE,
+                              text=True) for name in ("w1", "w2")]
+    acked = set()
+    for p in procs:
+        out, _ = p.communicate(timeout=120)
+        assert p.returncode == 0
+        acked |= set(out.split())
+    assert len(acked) == 300
+    assert set(LabelStore(db).label_map()) == acked
+
+
+def test_kill_9_loses_no_acknowledged_label(tmp_path):
+    """A writer killed mid-loop: every label it printed (after its commit returned) is in the database."""
+    db = tmp_path / "s.db"
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(db), "k", "100000"], stdout=subprocess.PIPE,
+                            text=True)
+    acked: list[str] = []
+    deadline = time.monotonic() + 60
+    while len(acked) < 200 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        acked.append(line.strip())
+    os.kill(proc.pid, signal.SIGKILL)
+    rest, _ = proc.communicate(timeout=30)
+    acked += rest.split()
+    assert proc.returncode == -signal.SIGKILL
+    assert len(acked) >= 200
+    stored = LabelStore(db).label_map()
+    missing = set(acked) - set(stored)
+    assert not missing, f"{len(missing)} acknowledged labels lost"
+    # at most the one in flight was committed but not yet printed
+    assert len(stored) - len(acked) in (0, 1)
