@@ -12,7 +12,25 @@ from collections.abc import Sequence
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    raise NotImplementedError  # owned by the data layer
+    """Load a pool, print its summary; a bad file gives one located line on stderr and exit status 2."""
+    import json
+
+    from balpm.data import PoolFormatError, format_summary, load_pool, summarize
+
+    try:
+        pool = load_pool(args.source, seed=args.seed, fmt=getattr(args, "format", None))
+    except PoolFormatError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # unreadable file or folder outside what the readers locate
+        print(f"error: {args.source}: {e}", file=sys.stderr)
+        return 2
+    summary = summarize(pool)
+    if getattr(args, "json", False):
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print(format_summary(summary))
+    return 0
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
@@ -30,6 +48,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def add_validate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="pool file (JSONL/JSON/CSV/Parquet), HF save_to_disk folder, or built-in name")
     p.add_argument("--seed", type=int, default=0, help="seed of the coin that decides which completion is A")
+    p.add_argument(
+        "--format", choices=["jsonl", "json", "csv", "tsv", "parquet"], default=None,
+        help="file format when the extension does not tell (the record layout is always detected)",
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def add_embed_args(p: argparse.ArgumentParser) -> None:
