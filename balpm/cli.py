@@ -34,7 +34,57 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    raise NotImplementedError  # owned by the embedding layer
+    """Embed a pool (prompt, prompt+A, prompt+B) through the cache; optionally write ``DIR/embeddings.npz``."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    from balpm import data
+    from balpm.embed import EmbeddingModelError, Embedder, embed_pool
+
+    try:
+        pool = data.load_pool(args.source, seed=args.seed)
+    except (ValueError, OSError) as e:  # PoolFormatError is a ValueError
+        print(f"balpm embed: {e}", file=sys.stderr)
+        return 2
+    if args.max_pairs is not None and len(pool) > args.max_pairs:
+        pool = pool.sample_groups(args.max_pairs, args.seed)
+    t0 = time.perf_counter()
+    try:
+        embedder = Embedder(
+            args.model, device=args.device, batch_size=args.batch_size, max_length=args.max_length,
+            pooling=args.pooling, dtype=args.dtype, truncation_side=args.truncation_side,
+        )
+    except (EmbeddingModelError, ValueError) as e:
+        print(f"balpm embed: {e}", file=sys.stderr)
+        return 2
+    load_s = time.perf_counter() - t0
+    print(f"{embedder!r} loaded in {load_s:.1f}s; model id {embedder.model_id}", file=sys.stderr)
+    bars: list = []
+
+    def progress(done: int, total: int) -> None:
+        if not bars:  # created on the first call, once the total (unique texts) is known
+            bars.append(tqdm(total=total, unit="text", desc="embedding", disable=args.quiet))
+        bars[0].n = done
+        bars[0].refresh()
+
+    try:
+        emb = embed_pool(pool, embedder, cache_dir=False if args.no_cache else args.cache_dir, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    st = emb.stats
+    rate = f"{st['computed'] / st['seconds']:.1f} texts/s" if st["computed"] and st["seconds"] > 0 else "all cached"
+    print(
+        f"{len(emb)} pairs -> {st['texts']} unique texts: {st['cached']} cached, {st['computed']} computed "
+        f"in {st['seconds']:.1f}s ({rate}); dim {emb.dim}"
+    )
+    if args.out:
+        from pathlib import Path
+
+        path = emb.save(Path(args.out) / "embeddings.npz")
+        print(f"wrote {path}")
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -57,6 +107,22 @@ def add_validate_args(p: argparse.ArgumentParser) -> None:
 
 def add_embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="pool file or built-in name")
+    p.add_argument("--model", default="default",
+                   help="'default' (all-MiniLM-L6-v2), 'smollm2' (SmolLM2-135M GGUF), a hub name or a local folder")
+    p.add_argument("--device", default=None, help="cuda | mps | cpu (default: the best available)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=256, help="tokens kept per text")
+    p.add_argument("--pooling", choices=["mean", "last", "cls"], default=None,
+                   help="default: mean for encoders, last token for decoders")
+    p.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 (default: half on GPU, fp32 on CPU)")
+    p.add_argument("--truncation-side", choices=["left", "right"], default="left",
+                   help="left keeps the end of long dialogues (default)")
+    p.add_argument("--out", default=None, metavar="DIR", help="write DIR/embeddings.npz")
+    p.add_argument("--max-pairs", type=int, default=None, metavar="N", help="embed a sample of N pairs (by group)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the A/B coin and of --max-pairs sampling")
+    p.add_argument("--cache-dir", default=None, help="embedding cache (default: $BALPM_CACHE_DIR or ~/.cache/balpm)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:

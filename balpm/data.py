@@ -89,6 +89,7 @@ __all__ = [
     "join_prompt_completion",
     "load_pool",
     "pair_id",
+    "split_hh_transcript",
     "summarize",
 ]
 
@@ -742,19 +743,25 @@ def _iter_frame(path: Path | str, df: pd.DataFrame) -> Iterator[tuple[_Loc, dict
 
 
 def _read_csv(path: Path, data: bytes, sep: str) -> pd.DataFrame:
-    text = data.decode("utf-8", "surrogateescape")
-    try:
-        df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_filter=False)
-    except (pd.errors.ParserError, csv.Error, ValueError) as e:
-        raise PoolFormatError(path, None, None, f"malformed CSV: {e}") from None
     try:
         data.decode("utf-8")
+        bad: UnicodeDecodeError | None = None
     except UnicodeDecodeError as e:
+        bad = e
+    try:
+        df = pd.read_csv(
+            io.BytesIO(data), sep=sep, dtype=str, keep_default_na=False, na_filter=False,
+            encoding="utf-8", encoding_errors="replace",
+        )
+    except (pd.errors.ParserError, csv.Error, ValueError) as e:
+        raise PoolFormatError(path, None, None, f"malformed CSV: {e}") from None
+    if bad is not None:  # locate the first cell holding a replaced byte
+        msg = f"not valid UTF-8 (byte 0x{data[bad.start]:02x})"
         for i, rec in enumerate(df.to_dict("records"), start=1):
             for k, v in rec.items():
-                if isinstance(v, str) and not _utf8_ok(v):
-                    raise PoolFormatError(path, i, str(k), f"not valid UTF-8 (byte 0x{data[e.start]:02x})")
-        raise PoolFormatError(path, None, None, f"not valid UTF-8 (byte 0x{data[e.start]:02x})") from None
+                if isinstance(v, str) and "\ufffd" in v:
+                    raise PoolFormatError(path, i, str(k), msg)
+        raise PoolFormatError(path, data[: bad.start].count(b"\n"), None, msg)
     return df
 
 
@@ -809,11 +816,11 @@ def _is_hf_disk(path: Path) -> bool:
     )
 
 
-def _hf_records(ds: Any, where: str) -> list[tuple[str, Iterator[tuple[_Loc, dict]]]]:
-    """(source, records) per split of a ``datasets`` Dataset or DatasetDict."""
+def _hf_records(ds: Any, where: str, source: str) -> list[tuple[str, Iterator[tuple[_Loc, dict]]]]:
+    """(source, records) per split of a ``datasets`` Dataset or DatasetDict; errors are located at ``where``."""
     if isinstance(getattr(ds, "column_names", None), dict):  # a DatasetDict
-        return [(f"{where}:{split}", _iter_frame(f"{where}:{split}", ds[split].to_pandas())) for split in ds.keys()]
-    return [(where, _iter_frame(where, ds.to_pandas()))]
+        return [(f"{source}:{sp}", _iter_frame(f"{where}:{sp}", ds[sp].to_pandas())) for sp in ds.keys()]
+    return [(source, _iter_frame(where, ds.to_pandas()))]
 
 
 # --------------------------------------------------------------------------------------------------- loading
@@ -915,11 +922,11 @@ def load_pool(source: str | os.PathLike, *, seed: int = 0, fmt: str | None = Non
                 import datasets
             except ImportError:
                 raise PoolFormatError(path, None, None, "reading a save_to_disk folder needs `pip install datasets`") from None
-            for s, recs in _hf_records(datasets.load_from_disk(str(path)), str(path)):
-                _consume(b, recs, s if s != str(path) else name, seed, schemas)
+            for s, recs in _hf_records(datasets.load_from_disk(str(path)), str(path), name):
+                _consume(b, recs, s, seed, schemas)
         elif path.is_dir():
             files = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.name.lower().split(".", 1)[-1] in _DIR_EXTENSIONS
+                p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(_DIR_EXTENSIONS)
             )
             if not files:
                 raise PoolFormatError(path, None, None, "folder holds no pool files (.jsonl[.gz], .json, .csv, .parquet)")
@@ -941,7 +948,7 @@ def load_pool(source: str | os.PathLike, *, seed: int = 0, fmt: str | None = Non
             ds = datasets.load_dataset(ds_name, split=split or None)
         except Exception as e:  # network, unknown name, unknown split
             raise PoolFormatError(src, None, None, f"datasets.load_dataset failed: {e}") from None
-        for s, recs in _hf_records(ds, src):
+        for s, recs in _hf_records(ds, src, src):
             _consume(b, recs, s, seed, schemas)
     elif _is_builtin(src):
         name = src
@@ -957,7 +964,7 @@ def load_pool(source: str | os.PathLike, *, seed: int = 0, fmt: str | None = Non
     return PreferencePool(pairs, name=name, report=report)
 
 
-_DIR_EXTENSIONS = {"jsonl", "jsonl.gz", "ndjson", "json", "json.gz", "csv", "tsv", "parquet"}
+_DIR_EXTENSIONS = (".jsonl", ".jsonl.gz", ".ndjson", ".json", ".json.gz", ".csv", ".tsv", ".parquet")
 
 
 # --------------------------------------------------------------------------------------------------- summary
