@@ -1,0 +1,504 @@
+"""Acquisition policies: which unlabelled pairs to send for labelling next.
+
+Policies are small objects with one method, ``select(inp, batch_size, rng) -> Selection``, looked up by name
+(:data:`POLICIES`, :func:`get_policy`). Scores are composable: the stochastic policies of Kirsch et al. (2023,
+"Stochastic Batch Acquisition") wrap a base score (BALD by default) and only change how a batch is drawn from it.
+
+BAL-PM (Melo et al. 2024) adds a diversity bonus to BALD and picks greedily::
+
+    score(x) = U(x) + β · Ĥ(x),      Ĥ(x) = log(2 r_k(x) + ε) − ψ(n(x) + 1) / d
+
+where ``U`` is BALD, ``r_k`` the distance from x's prompt embedding to its k-th nearest other prompt embedding
+(pool and acquired together), and ``n(x)`` the number of acquired prompts (labelled + picked earlier in this
+batch) within ``r_k(x)`` of x, ties included. Ĥ is the Kozachenko-Leonenko estimate of the entropy of the
+acquired prompt distribution, read at x: it is high where few prompts have been acquired nearby, so BAL-PM
+spreads its batch over the prompt space instead of spending it on one uncertain topic.
+
+Speed: ``r_k`` and the balls never change during a run (:class:`balpm.neighbors.KnnGraph`, built once and cached);
+acquiring point p raises ``n`` only for the points whose ball contains p (``graph.members_of(p)``, about k of
+them). Each pick is then an argmax over the current scores plus an O(k) update; no distances are computed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.special import digamma
+
+from balpm.neighbors import KnnGraph, build_knn_graph
+
+__all__ = [
+    "AcquisitionInput",
+    "Selection",
+    "Policy",
+    "RandomPolicy",
+    "TopScorePolicy",
+    "StochasticPolicy",
+    "BalPMPolicy",
+    "EntropyPolicy",
+    "POLICIES",
+    "get_policy",
+    "policy_names",
+    "balpm_select",
+    "balpm_greedy",
+    "entropy_term",
+    "bald_score",
+]
+
+RngLike = np.random.Generator | int | None
+
+
+# --------------------------------------------------------------------------------------------- data classes
+
+
+@dataclass
+class AcquisitionInput:
+    """Everything a policy may look at, over all N pairs of the pool table.
+
+    Attributes
+    ----------
+    uncertainty : (N,) float or None
+        BALD of every pair (only ``random`` and ``entropy`` accept None).
+    candidates : (N,) bool
+        Pairs that may be picked (unlabelled, in the training split).
+    acquired : (N,) bool
+        Pairs already labelled (count towards BAL-PM's ``n(x)``).
+    prompt_embeddings : (N, d) or None
+        Needed by ``bal-pm``/``entropy`` only when ``knn`` is None.
+    knn : KnnGraph or None
+        Prebuilt graph over the same N prompt embeddings (the learner caches it).
+    """
+
+    uncertainty: np.ndarray | None
+    candidates: np.ndarray
+    acquired: np.ndarray
+    prompt_embeddings: np.ndarray | None = None
+    knn: KnnGraph | None = None
+
+    def __post_init__(self) -> None:
+        self.candidates = np.asarray(self.candidates, dtype=bool)
+        self.acquired = np.asarray(self.acquired, dtype=bool)
+        n = self.candidates.shape[0]
+        if self.candidates.ndim != 1 or self.acquired.shape != (n,):
+            raise ValueError("candidates and acquired must be (N,) boolean arrays of the same length")
+        if self.uncertainty is not None:
+            self.uncertainty = np.asarray(self.uncertainty, dtype=np.float64)
+            if self.uncertainty.shape != (n,):
+                raise ValueError(f"uncertainty must have shape ({n},), got {self.uncertainty.shape}")
+        if self.knn is not None and self.knn.n_points != n:
+            raise ValueError(f"knn graph has {self.knn.n_points} points, the pool has {n}")
+
+    @property
+    def n(self) -> int:
+        return int(self.candidates.shape[0])
+
+    def selectable(self) -> np.ndarray:
+        """Candidates that are not already acquired."""
+        return self.candidates & ~self.acquired
+
+    def require_uncertainty(self, who: str) -> np.ndarray:
+        if self.uncertainty is None:
+            raise ValueError(f"policy {who!r} needs AcquisitionInput.uncertainty")
+        u = self.uncertainty
+        if np.isnan(u[self.selectable()]).any():
+            raise ValueError("uncertainty is NaN for some candidates")
+        return u
+
+
+@dataclass
+class Selection:
+    """A batch in pick order, with what each pick scored.
+
+    ``uncertainty`` is U (BALD) of each pick, ``entropy_term`` β·Ĥ (NaN for policies without one), ``score`` what
+    the policy ranked by before any noise (NaN for ``random``), ``ratio`` = U / score (how much of BAL-PM's score
+    came from uncertainty; 1 for ``bald``; NaN where undefined).
+    """
+
+    indices: np.ndarray
+    uncertainty: np.ndarray
+    entropy_term: np.ndarray
+    score: np.ndarray
+    ratio: np.ndarray
+    policy: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    def to_frame(self):
+        """pandas DataFrame, one row per pick: ``rank``, ``index``, ``uncertainty``, ``entropy_term``, ``score``,
+        ``ratio``."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "rank": np.arange(len(self.indices)),
+                "index": self.indices,
+                "uncertainty": self.uncertainty,
+                "entropy_term": self.entropy_term,
+                "score": self.score,
+                "ratio": self.ratio,
+            }
+        )
+
+
+def _ratio(u: np.ndarray, s: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(s != 0, u / np.where(s != 0, s, 1.0), np.nan)
+
+
+def _rng(rng: RngLike) -> np.random.Generator:
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+def _clip_batch(batch_size: int, available: int) -> int:
+    if batch_size < 0:
+        raise ValueError("batch_size must be ≥ 0")
+    return int(min(batch_size, available))
+
+
+# --------------------------------------------------------------------------------------------- the maths
+
+
+def entropy_term(radius: ArrayLike, n: ArrayLike, d: float = 1.0, eps: float = 1e-4) -> np.ndarray:
+    """Ĥ(x) = log(2 r_k(x) + ε) − ψ(n(x) + 1) / d  (float64), without β."""
+    r = np.asarray(radius, dtype=np.float64)
+    return np.log(2.0 * r + eps) - digamma(np.asarray(n, dtype=np.float64) + 1.0) / d
+
+
+def balpm_greedy(
+    graph: KnnGraph,
+    uncertainty: ArrayLike | None,
+    candidates: ArrayLike,
+    acquired: ArrayLike,
+    batch_size: int,
+    beta: float = 0.01,
+    d: float = 1.0,
+    eps: float = 1e-4,
+    uncertainty_weight: float = 1.0,
+    method: str = "argmax",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Greedy BAL-PM batch on a prebuilt graph: the lower-level entry the policies and :func:`balpm_select` use.
+
+    ``score = w·U + β·Ĥ`` with ``w = uncertainty_weight`` (0 gives the pure-diversity ``entropy`` policy).
+    U is fixed within the batch; after each pick ``n`` grows by one for the points whose ball holds the pick.
+    Equal scores go to the lowest index.
+
+    Parameters
+    ----------
+    method : {"argmax", "heap"}
+        ``argmax`` scans the (N,) score array per pick (O(N) in C, tiny constant); ``heap`` visits points in
+        initial-score order with a lazy heap of updated scores (O(N log N) once, then O(k log) per pick). Both
+        return the same picks; ``benchmarks/acquisition.py`` measures them.
+
+    Returns
+    -------
+    indices, U, beta_H, score : (B,) arrays in pick order (``beta_H`` is β·Ĥ at pick time).
+    """
+    n_pts = graph.n_points
+    cand = np.asarray(candidates, dtype=bool) & ~np.asarray(acquired, dtype=bool)
+    acq = np.asarray(acquired, dtype=bool)
+    if cand.shape != (n_pts,) or acq.shape != (n_pts,):
+        raise ValueError(f"masks must have shape ({n_pts},)")
+    if uncertainty is None:
+        if uncertainty_weight != 0:
+            raise ValueError("uncertainty is required unless uncertainty_weight == 0")
+        U = np.zeros(n_pts)
+    else:
+        U = np.asarray(uncertainty, dtype=np.float64)
+        if U.shape != (n_pts,):
+            raise ValueError(f"uncertainty must have shape ({n_pts},)")
+    B = _clip_batch(batch_size, int(cand.sum()))
+
+    logr = np.log(2.0 * graph.radius.astype(np.float64) + eps)
+    n = graph.count_in_ball(acq)
+    max_n = int(graph.ball_sizes.max(initial=0)) + 1
+    psi_d = digamma(np.arange(max_n + 2, dtype=np.float64) + 1.0) / d  # psi_d[n] = ψ(n + 1) / d
+    wU = uncertainty_weight * U
+
+    lowest = -np.finfo(np.float64).max  # a candidate's score stays above the -inf of non-candidates
+
+    def score_of(idx: np.ndarray | int) -> np.ndarray:
+        # one expression for the initial and the incremental scores: bitwise-identical results
+        return wU[idx] + beta * (logr[idx] - psi_d[n[idx]])
+
+    score = np.where(cand, np.maximum(score_of(np.arange(n_pts)), lowest), -np.inf)
+    if np.isnan(score[cand]).any():
+        raise ValueError("uncertainty is NaN for some candidates")
+    out_i = np.empty(B, np.int64)
+    out_bh = np.empty(B)
+    out_s = np.empty(B)
+
+    if method == "argmax":
+        for t in range(B):
+            i = int(np.argmax(score))
+            out_i[t], out_s[t] = i, score_of(i)
+            out_bh[t] = beta * (logr[i] - psi_d[n[i]])
+            score[i] = -np.inf
+            cand[i] = False
+            mem = graph.members_of(i)
+            n[mem] += 1
+            live = mem[cand[mem]]
+            score[live] = np.maximum(score_of(live), lowest)
+    elif method == "heap":
+        order = np.flatnonzero(cand)
+        order = order[np.argsort(-score[order], kind="stable")]
+        pos = 0
+        stale = np.zeros(n_pts, bool)  # initial entry superseded by a heap entry
+        version = np.zeros(n_pts, np.int64)
+        heap: list[tuple[float, int, int]] = []
+        for t in range(B):
+            while pos < len(order) and (stale[order[pos]] or not cand[order[pos]]):
+                pos += 1
+            while heap and (not cand[heap[0][1]] or heap[0][2] != version[heap[0][1]]):
+                heapq.heappop(heap)
+            best_sorted = (-score[order[pos]], int(order[pos])) if pos < len(order) else (np.inf, n_pts)
+            if heap and (heap[0][0], heap[0][1]) < best_sorted:
+                i = heapq.heappop(heap)[1]
+            else:
+                i = int(order[pos])
+                pos += 1
+            out_i[t], out_s[t] = i, score_of(i)
+            out_bh[t] = beta * (logr[i] - psi_d[n[i]])
+            cand[i] = False
+            mem = graph.members_of(i)
+            n[mem] += 1
+            live = mem[cand[mem]]
+            if live.size:
+                new = np.maximum(score_of(live), lowest)
+                score[live] = new
+                stale[live] = True
+                version[live] += 1
+                for j, s in zip(live.tolist(), new.tolist()):
+                    heapq.heappush(heap, (-s, j, int(version[j])))
+    else:
+        raise ValueError(f"unknown method {method!r} (use 'argmax' or 'heap')")
+    return out_i, U[out_i], out_bh, out_s
+
+
+def balpm_select(
+    pool_prompt_emb: ArrayLike,
+    acquired_prompt_emb: ArrayLike,
+    uncertainty: ArrayLike,
+    batch_size: int,
+    beta: float = 0.01,
+    k: int = 13,
+    d: float = 1.0,
+    eps: float = 1e-4,
+    **knn_kwargs: Any,
+) -> np.ndarray:
+    """BAL-PM batch from raw embeddings: pool row indices in pick order.
+
+    Builds the kNN graph over pool ∪ acquired (extra keyword arguments go to
+    :func:`balpm.neighbors.build_knn_graph`). In a loop over rounds, build the graph once and use
+    :class:`BalPMPolicy` (or :func:`balpm_greedy`) instead.
+    """
+    P = np.asarray(pool_prompt_emb)
+    A = np.asarray(acquired_prompt_emb)
+    if A.size == 0:
+        A = np.empty((0, P.shape[1]), P.dtype)
+    if P.ndim != 2 or A.ndim != 2 or P.shape[1] != A.shape[1]:
+        raise ValueError("pool and acquired embeddings must be 2-D with the same width")
+    n_pool = P.shape[0]
+    U = np.asarray(uncertainty, dtype=np.float64)
+    if U.shape != (n_pool,):
+        raise ValueError(f"uncertainty must have shape ({n_pool},), got {U.shape}")
+    X = np.concatenate([P.astype(np.float32, copy=False), A.astype(np.float32, copy=False)])
+    graph = build_knn_graph(X, k=k, **knn_kwargs)
+    n_all = X.shape[0]
+    cand = np.zeros(n_all, bool)
+    cand[:n_pool] = True
+    acq = ~cand
+    idx, *_ = balpm_greedy(graph, np.concatenate([U, np.zeros(n_all - n_pool)]), cand, acq, batch_size,
+                           beta=beta, d=d, eps=eps)
+    return idx
+
+
+# ----------------------------------------------------------------------------------------------- policies
+
+
+class Policy(Protocol):
+    """What the learner calls."""
+
+    name: str
+
+    def select(self, inp: AcquisitionInput, batch_size: int, rng: RngLike = None) -> Selection: ...
+
+
+ScoreFn = Callable[[AcquisitionInput], np.ndarray]
+
+
+def bald_score(inp: AcquisitionInput) -> np.ndarray:
+    """The base score of the BALD family: the pairs' BALD."""
+    return inp.require_uncertainty("bald")
+
+
+class RandomPolicy:
+    """Uniformly random batch (the passive-learning baseline)."""
+
+    name = "random"
+
+    def select(self, inp: AcquisitionInput, batch_size: int, rng: RngLike = None) -> Selection:
+        pool = np.flatnonzero(inp.selectable())
+        B = _clip_batch(batch_size, len(pool))
+        idx = _rng(rng).choice(pool, size=B, replace=False)
+        u = inp.uncertainty[idx] if inp.uncertainty is not None else np.full(B, np.nan)
+        nan = np.full(B, np.nan)
+        return Selection(idx.astype(np.int64), u, nan, nan.copy(), nan.copy(), self.name, {})
+
+
+class TopScorePolicy:
+    """Deterministic top-B of a score (``bald``: top-B BALD). Equal scores go to the lowest index."""
+
+    def __init__(self, score: ScoreFn = bald_score, name: str = "bald") -> None:
+        self.score_fn = score
+        self.name = name
+
+    def select(self, inp: AcquisitionInput, batch_size: int, rng: RngLike = None) -> Selection:
+        s = self.score_fn(inp)
+        pool = np.flatnonzero(inp.selectable())
+        B = _clip_batch(batch_size, len(pool))
+        idx = pool[np.argsort(-s[pool], kind="stable")[:B]]
+        u = inp.uncertainty[idx] if inp.uncertainty is not None else np.full(B, np.nan)
+        return Selection(idx, u, np.full(B, np.nan), s[idx], _ratio(u, s[idx]), self.name, {})
+
+
+class StochasticPolicy:
+    """Stochastic batch acquisition (Kirsch et al. 2023): top-B of perturbed keys.
+
+    ``key = f(score) + temperature · Gumbel``, with f = identity (``softmax``), log (``power``) or
+    −log(rank) (``softrank``, rank 1 = best). Taking the top-B keys samples B pairs without replacement with
+    probability ∝ exp(score/T), score^(1/T) or rank^(−1/T) respectively. ``temperature`` is the inverse of
+    Kirsch et al.'s coldness β; at the default 1 the two coincide, and temperature → 0 recovers top-B.
+    """
+
+    KINDS = ("softmax", "power", "softrank")
+
+    def __init__(self, kind: str = "softmax", temperature: float = 1.0, score: ScoreFn = bald_score,
+                 name: str | None = None) -> None:
+        if kind not in self.KINDS:
+            raise ValueError(f"kind must be one of {self.KINDS}")
+        if temperature < 0:
+            raise ValueError("temperature must be ≥ 0")
+        self.kind = kind
+        self.temperature = float(temperature)
+        self.score_fn = score
+        self.name = name or f"{kind}-bald"
+
+    def keys(self, s: np.ndarray) -> np.ndarray:
+        """The deterministic part of the key for scores ``s`` (only the candidates' scores)."""
+        if self.kind == "softmax":
+            return s.astype(np.float64)
+        if self.kind == "power":
+            with np.errstate(divide="ignore"):
+                return np.log(np.maximum(s, 0.0))
+        ranks = np.empty(len(s), np.float64)
+        ranks[np.argsort(-s, kind="stable")] = np.arange(1, len(s) + 1)
+        return -np.log(ranks)
+
+    def select(self, inp: AcquisitionInput, batch_size: int, rng: RngLike = None) -> Selection:
+        s_all = self.score_fn(inp)
+        pool = np.flatnonzero(inp.selectable())
+        B = _clip_batch(batch_size, len(pool))
+        s = s_all[pool]
+        key = self.keys(s)
+        if self.temperature > 0:
+            key = key + self.temperature * _rng(rng).gumbel(size=len(pool))
+        idx = pool[np.argsort(-key, kind="stable")[:B]]
+        u = inp.uncertainty[idx] if inp.uncertainty is not None else np.full(B, np.nan)
+        return Selection(idx, u, np.full(B, np.nan), s_all[idx], _ratio(u, s_all[idx]), self.name,
+                         {"temperature": self.temperature})
+
+
+class BalPMPolicy:
+    """BAL-PM: greedy on ``U + β·Ĥ`` (see the module docstring). Defaults are the paper's runs.
+
+    Uses ``inp.knn`` when given (it must have the same k), otherwise builds the graph from
+    ``inp.prompt_embeddings`` (slow in a loop: cache it).
+    """
+
+    name = "bal-pm"
+
+    def __init__(self, beta: float = 0.01, k: int = 13, d: float = 1.0, eps: float = 1e-4,
+                 method: str = "argmax", **knn_kwargs: Any) -> None:
+        self.beta, self.k, self.d, self.eps, self.method = float(beta), int(k), float(d), float(eps), method
+        self.knn_kwargs = knn_kwargs
+
+    def params(self) -> dict[str, Any]:
+        return {"beta": self.beta, "k": self.k, "d": self.d, "eps": self.eps}
+
+    def graph(self, inp: AcquisitionInput) -> KnnGraph:
+        g = inp.knn
+        if g is not None and g.k == min(self.k, g.n_points - 1):
+            return g
+        if inp.prompt_embeddings is None:
+            raise ValueError(f"policy {self.name!r} needs AcquisitionInput.knn or .prompt_embeddings")
+        if g is not None:
+            warnings.warn(f"knn graph has k={g.k}, policy wants k={self.k}: rebuilding", stacklevel=3)
+        return build_knn_graph(inp.prompt_embeddings, k=self.k, **self.knn_kwargs)
+
+    def _weights(self) -> tuple[float, float]:
+        return 1.0, self.beta
+
+    def select(self, inp: AcquisitionInput, batch_size: int, rng: RngLike = None) -> Selection:
+        w, beta = self._weights()
+        U = inp.require_uncertainty(self.name) if w else inp.uncertainty
+        idx, u, bh, s = balpm_greedy(self.graph(inp), U, inp.candidates, inp.acquired, batch_size, beta=beta,
+                                     d=self.d, eps=self.eps, uncertainty_weight=w, method=self.method)
+        if U is None:
+            u = np.full(len(idx), np.nan)
+        ratio = _ratio(u, s) if w else np.full(len(idx), np.nan)
+        return Selection(idx, u, bh, s, ratio, self.name, self.params())
+
+
+class EntropyPolicy(BalPMPolicy):
+    """The diversity term alone: greedy on Ĥ (score = Ĥ, ``entropy_term`` = Ĥ; ratio NaN)."""
+
+    name = "entropy"
+
+    def __init__(self, k: int = 13, d: float = 1.0, eps: float = 1e-4, method: str = "argmax",
+                 **knn_kwargs: Any) -> None:
+        super().__init__(beta=1.0, k=k, d=d, eps=eps, method=method, **knn_kwargs)
+
+    def params(self) -> dict[str, Any]:
+        return {"k": self.k, "d": self.d, "eps": self.eps}
+
+    def _weights(self) -> tuple[float, float]:
+        return 0.0, 1.0
+
+
+# ----------------------------------------------------------------------------------------------- registry
+
+
+POLICIES: dict[str, Callable[..., Policy]] = {
+    "random": RandomPolicy,
+    "bald": TopScorePolicy,
+    "softmax-bald": lambda temperature=1.0, **kw: StochasticPolicy("softmax", temperature, **kw),
+    "power-bald": lambda temperature=1.0, **kw: StochasticPolicy("power", temperature, **kw),
+    "softrank-bald": lambda temperature=1.0, **kw: StochasticPolicy("softrank", temperature, **kw),
+    "entropy": EntropyPolicy,
+    "bal-pm": BalPMPolicy,
+}
+
+
+def policy_names() -> list[str]:
+    """Registered policy names, in a stable order."""
+    return list(POLICIES)
+
+
+def get_policy(name: str, **params: Any) -> Policy:
+    """Instantiate a registered policy; ``params`` go to its constructor (e.g. ``beta``, ``k``, ``temperature``).
+
+    Names are case-insensitive and ``_`` is accepted for ``-`` (``bal_pm``, ``BALPM`` too).
+    """
+    key = name.strip().lower().replace("_", "-")
+    if key == "balpm":
+        key = "bal-pm"
+    if key not in POLICIES:
+        raise ValueError(f"unknown acquisition policy {name!r}; choose from {', '.join(POLICIES)}")
+    return POLICIES[key](**params)

@@ -1,0 +1,151 @@
+"""KnnGraph: radii and tie-exact balls against brute force, persistence, approximate recall."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from balpm.neighbors import KnnGraph, build_knn_graph, cached_knn_graph, knn_search, recall_at_k
+
+
+def brute_balls(X: np.ndarray, k: int) -> tuple[np.ndarray, list[set[int]]]:
+    """All-pairs float64 distances, r_k and {j ≠ i: dist ≤ r_k} counted with a plain ≤."""
+    X = np.asarray(X, np.float64)
+    D = np.sqrt(((X[:, None, :] - X[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(D, np.inf)
+    r = np.sort(D, axis=1)[:, k - 1]
+    balls = [set(np.flatnonzero(D[i] <= r[i]).tolist()) for i in range(len(X))]
+    return r, balls
+
+
+def clustered(n: int, d: int, seed: int, clusters: int = 8) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=3.0, size=(clusters, d))
+    return (centres[rng.integers(clusters, size=n)] + rng.normal(size=(n, d))).astype(np.float32)
+
+
+def with_repeats(n_unique: int, d: int, seed: int) -> np.ndarray:
+    """Prompts repeated 1..40 times (QA-Feedback repeats each 6 times), shuffled, plus a lattice with exact ties."""
+    rng = np.random.default_rng(seed)
+    base = clustered(n_unique, d, seed)
+    reps = rng.choice([1, 2, 6, 6, 6, 25, 40], size=n_unique)
+    X = np.repeat(base, reps, axis=0)
+    lattice = np.stack(np.meshgrid(np.arange(4.0), np.arange(4.0), indexing="ij"), -1).reshape(-1, 2)
+    lat = np.zeros((len(lattice), d), np.float32)
+    lat[:, :2] = lattice + 50.0  # far away: equidistant neighbours at r_k
+    X = np.concatenate([X, lat])
+    return X[rng.permutation(len(X))]
+
+
+def assert_graph_matches(g: KnnGraph, X: np.ndarray, k: int) -> None:
+    r, balls = brute_balls(X, k)
+    np.testing.assert_allclose(g.radius, r, rtol=1e-6, atol=0)
+    for i in range(len(X)):
+        assert set(g.ball(i).tolist()) == balls[i], i
+    # transpose
+    for j in range(len(X)):
+        expect = {i for i in range(len(X)) if j in balls[i]}
+        assert set(g.members_of(j).tolist()) == expect
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_data_matches_brute_force(seed):
+    X = clustered(400, 16, seed)
+    g = build_knn_graph(X, k=13)
+    assert g.exact and g.k == 13
+    assert_graph_matches(g, X, 13)
+    assert (g.ball_sizes == 13).all()  # no ties on continuous data
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_repeated_prompts_and_ties(seed):
+    X = with_repeats(40, 8, seed)
+    g = build_knn_graph(X, k=13, extra=4)
+    assert g.info["n_overflow"] > 0  # the 25x and 40x repeats overflow the searched list
+    assert_graph_matches(g, X, 13)
+    assert (g.ball_sizes > 13).any()
+
+
+def test_duplicates_are_at_distance_exactly_zero():
+    rng = np.random.default_rng(3)
+    base = (rng.normal(size=(30, 64)) * 100).astype(np.float32)
+    X = np.repeat(base, 20, axis=0)  # 19 duplicates each > k
+    g = build_knn_graph(X.astype(np.float16), k=13)
+    assert (g.radius == 0).all()
+    assert (g.ball_sizes == 19).all()
+
+
+def test_memmap_and_float16_inputs(tmp_path):
+    X = clustered(300, 12, 4)
+    mm = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float32, shape=X.shape)
+    mm[:] = X
+    mm.flush()
+    g1 = build_knn_graph(np.load(tmp_path / "x.npy", mmap_mode="r"), k=5, chunk_size=64)
+    g2 = build_knn_graph(X, k=5)
+    np.testing.assert_array_equal(g1.radius, g2.radius)
+    np.testing.assert_array_equal(g1.indices, g2.indices)
+
+
+def test_count_in_ball():
+    X = with_repeats(20, 4, 5)
+    g = build_knn_graph(X, k=7)
+    mask = np.random.default_rng(0).uniform(size=len(X)) < 0.3
+    expect = np.array([mask[g.ball(i)].sum() for i in range(len(X))])
+    np.testing.assert_array_equal(g.count_in_ball(mask), expect)
+
+
+def test_save_load_round_trip(tmp_path):
+    X = with_repeats(30, 6, 6)
+    g = build_knn_graph(X, k=13)
+    path = g.save(tmp_path / "sub" / "knn.npz")
+    h = KnnGraph.load(path)
+    assert h.k == g.k and h.exact == g.exact
+    for name in ("radius", "indptr", "indices", "t_indptr", "t_indices"):
+        np.testing.assert_array_equal(getattr(h, name), getattr(g, name))
+        assert getattr(h, name).dtype == getattr(g, name).dtype
+    assert h.info["n_overflow"] == g.info["n_overflow"]
+
+
+def test_cached_graph_rebuilds_only_when_embeddings_change(tmp_path):
+    X = clustered(200, 8, 7)
+    path = tmp_path / "knn.npz"
+    g1 = cached_knn_graph(X, path, k=5)
+    mtime = path.stat().st_mtime_ns
+    g2 = cached_knn_graph(X, path, k=5)
+    assert path.stat().st_mtime_ns == mtime
+    np.testing.assert_array_equal(g1.indices, g2.indices)
+    X2 = X.copy()
+    X2[0, 0] += 1
+    cached_knn_graph(X2, path, k=5)
+    assert KnnGraph.load(path).info["fingerprint"] != g1.info["fingerprint"]
+
+
+@pytest.mark.parametrize("method", ["hnsw", "ivf"])
+def test_approximate_index_recall(method):
+    X = clustered(5000, 32, 8, clusters=20)
+    _, exact_idx = knn_search(X, 13, exact=True)
+    _, approx_idx = knn_search(X, 13, exact=False, method=method)
+    assert recall_at_k(approx_idx, exact_idx) >= 0.9
+    g = build_knn_graph(X, k=13, exact=None, approx_threshold=1000, method=method)
+    assert not g.exact
+    g_exact = build_knn_graph(X, k=13)
+    # an approximate radius can only over-estimate r_k
+    assert (g.radius >= g_exact.radius * (1 - 1e-6)).all()
+    assert np.mean(np.isclose(g.radius, g_exact.radius, rtol=1e-6)) >= 0.9
+
+
+def test_knn_search_excludes_self_with_duplicates():
+    X = np.repeat(clustered(10, 4, 9), 3, axis=0)
+    D, I = knn_search(X, 4)
+    assert (I != np.arange(len(X))[:, None]).all()
+    assert (D[:, :2] < 1e-3).all()
+
+
+def test_recall_helper():
+    assert recall_at_k(np.array([[1, 2], [3, -1]]), np.array([[2, 1], [3, 4]])) == 0.75
+
+
+def test_tiny_sets_clamp_k():
+    with pytest.warns(UserWarning):
+        g = build_knn_graph(np.eye(4, dtype=np.float32), k=13)
+    assert g.k == 3 and (g.ball_sizes == 3).all()
