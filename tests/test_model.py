@@ -25,6 +25,16 @@ def bt_task(n: int, d: int = 16, seed: int = 0, scale: float = 6.0):
     return a, b, labels, (logit > 0).astype(np.int64)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny heads gain nothing from intra-op threads, and on a shared, oversubscribed CPU OpenMP's spinning threads
+    made a 0.1 s fit take 2 to 8 s; restored after each test so other modules keep torch's setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 SMALL = dict(hidden=(32,), max_epochs=15, device="cpu")
 
 
