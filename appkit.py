@@ -1,0 +1,320 @@
+"""Shared UI helpers of the balpm Streamlit app: the only place pages get sessions, pools, embeddings, learners.
+
+Why one module: every page must agree on which session is open and must never show results computed for another
+pool or model, so all cached objects are keyed by ``(session.pool_identity(), session.config.model_key())``
+here, once. Pages stay thin: widgets + engine calls (``balpm.*``) through these helpers.
+
+API (small on purpose)
+----------------------
+``current_session() -> Session | None``
+    The session this browser tab works on (first start: the most recent session, else the demo on
+    ``hh-rlhf:harmless-base``, else an empty session whose Pool page asks for a file).
+``open_session(session)``
+    Switch the tab to another :class:`balpm.session.Session` (remembered as the one to resume).
+``render_sidebar(session)``
+    Session / pool / model / labelled count, and the create / open controls (app.py calls it on every page).
+``get_pool(session) -> PreferencePool``
+    The session's pool, cached (``st.cache_data``) by pool identity; raises :class:`balpm.data.PoolFormatError`.
+``pool_or_stop(session) -> PreferencePool``
+    ``get_pool`` that shows a located ``st.error`` (never a traceback) and stops the page on a bad pool.
+``get_embedder(model, device, batch_size, max_length) -> Embedder``
+    Loaded once per process (``st.cache_resource``).
+``cached_embeddings(session) -> PoolEmbeddings | None``
+    The embeddings of the current pool with the current model if computed in this process, else None.
+``get_embeddings(session, pool) -> PoolEmbeddings``
+    ``cached_embeddings`` or compute them (disk cache first) with a progress bar (texts/s, time left).
+``split(session, pool, embeddings) -> Split``
+    Train part (what the learner picks from) and the held-out test part (simulation mode; else None).
+``get_learner(session, pool, embeddings) -> ActiveLearner``
+    The tab's learner on the train part, labelled set re-read from the label store on every call.
+``progress_bar(label, container=None) -> StreamlitProgress``
+    A ``progress(done, total)`` callback (the engine's Progress protocol) drawing an ``st.progress`` bar.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from balpm.data import BUILTIN_DATASETS, PoolFormatError, PreferencePool
+from balpm.session import MODES, Session, SessionConfig, list_sessions, open_or_create_demo, sessions_dir
+
+__all__ = [
+    "current_session", "open_session", "render_sidebar", "get_pool", "pool_or_stop", "get_embedder",
+    "cached_embeddings", "get_embeddings", "split", "get_learner", "progress_bar", "StreamlitProgress", "Split",
+]
+
+_SESSION = "_balpm_session"
+_SESSION_THREAD = "_balpm_session_thread"
+_LEARNER = "_balpm_learner"
+_LAST_FILE = ".last_session"
+
+
+# ---------------------------------------------------------------------------------------------------- sessions
+def _remember(session: Session) -> None:
+    try:
+        root = sessions_dir()
+        root.mkdir(parents=True, exist_ok=True)
+        (root / _LAST_FILE).write_text(str(session.folder), encoding="utf-8")
+    except OSError:
+        pass
+
+
+def _first_session() -> Session:
+    """Resume the last session used, else the demo, else an empty session (its Pool page asks for a file)."""
+    root = sessions_dir()
+    last = root / _LAST_FILE
+    if last.is_file():
+        try:
+            return Session.open(last.read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            pass
+    demo = open_or_create_demo(root)
+    if demo is not None:
+        return demo
+    return Session.create("untitled", SessionConfig(pool=""), root=root, exist_ok=True)
+
+
+def current_session() -> Session | None:
+    """The tab's session. Reopens the label store when the script runs on a new thread.
+
+    Why: Streamlit runs each rerun on a fresh thread and the store keeps one SQLite connection per thread, so the
+    previous run's (finished) connection is closed here instead of leaking one per click.
+    """
+    session: Session | None = st.session_state.get(_SESSION)
+    if session is None:
+        try:
+            session = _first_session()
+        except (OSError, ValueError) as e:
+            st.error(f"Could not open a session in {sessions_dir()}: {e}")
+            return None
+        st.session_state[_SESSION] = session
+        _remember(session)
+    tid = threading.get_ident()
+    if st.session_state.get(_SESSION_THREAD) != tid:
+        session.close()
+        st.session_state[_SESSION_THREAD] = tid
+    return session
+
+
+def open_session(session: Session) -> None:
+    """Make ``session`` this tab's session (and the one a restart resumes); forgets the old learner."""
+    old: Session | None = st.session_state.get(_SESSION)
+    if old is not None:
+        old.close()
+    st.session_state[_SESSION] = session
+    st.session_state[_SESSION_THREAD] = threading.get_ident()
+    st.session_state.pop(_LEARNER, None)
+    _remember(session)
+
+
+# ---------------------------------------------------------------------------------------------------- pools
+@st.cache_data(show_spinner="Loading the pool…", max_entries=8)
+def _load_pool_cached(folder: str, config_json: str, identity: str) -> PreferencePool:
+    del identity  # part of the cache key only: changes when the file changes
+    return Session(folder, SessionConfig.from_dict(json.loads(config_json))).load_pool()
+
+
+def get_pool(session: Session) -> PreferencePool:
+    """The session's pool (cached by pool identity). Raises PoolFormatError for a file the user must fix."""
+    if not session.config.pool:
+        raise PoolFormatError(None, None, None, "no pool chosen yet: pick a built-in dataset, upload a file or give a path")
+    cfg = json.dumps(session.config.to_dict(), sort_keys=True)
+    return _load_pool_cached(str(session.folder), cfg, session.pool_identity())
+
+
+def pool_or_stop(session: Session) -> PreferencePool:
+    """``get_pool``, or a located error in the page (no traceback) and ``st.stop()``."""
+    try:
+        return get_pool(session)
+    except (PoolFormatError, OSError) as e:
+        st.error(f"Cannot load the pool: {e}")
+        st.page_link("pages/1_pool.py", label="Choose a pool on the Pool page", icon="📂")
+        st.stop()
+        raise  # unreachable: st.stop raises
+
+
+# ---------------------------------------------------------------------------------------------------- embeddings
+@st.cache_resource(show_spinner="Loading the embedding model…", max_entries=2)
+def get_embedder(model: str, device: str | None, batch_size: int, max_length: int) -> Any:
+    """The frozen embedding model, loaded once per process and setting."""
+    from balpm.embed import Embedder
+
+    return Embedder(model, device=device or None, batch_size=int(batch_size), max_length=int(max_length))
+
+
+@st.cache_resource(max_entries=1)
+def _embedding_memo() -> dict[tuple[str, str], Any]:
+    """Process-wide (pool identity, model key) → PoolEmbeddings.
+
+    A plain memo instead of ``st.cache_data`` because computing must draw a live progress bar, which a cached
+    function cannot; arrays are made read-only so no page can alter another tab's vectors.
+    """
+    return {}
+
+
+def _embedding_key(session: Session) -> tuple[str, str]:
+    return session.pool_identity(), session.config.model_key()
+
+
+def cached_embeddings(session: Session) -> Any | None:
+    """Embeddings of the current pool with the current model if already computed in this process, else None."""
+    return _embedding_memo().get(_embedding_key(session))
+
+
+class StreamlitProgress:
+    """``progress(done, total)`` → an ``st.progress`` bar with items per second and time left."""
+
+    def __init__(self, label: str, container: Any = None, unit: str = "texts") -> None:
+        self.label = label
+        self.unit = unit
+        self.bar = (container or st).progress(0.0, text=label)
+        self._t0: float | None = None
+        self._done0 = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if self._t0 is None:  # the first call reports what the cache already had: rate counts from here
+            self._t0, self._done0 = now, done
+        elapsed = now - self._t0
+        rate = (done - self._done0) / elapsed if elapsed > 0 and done > self._done0 else float("nan")
+        left = (total - done) / rate if rate and math.isfinite(rate) and rate > 0 else float("nan")
+        text = f"{self.label}: {done}/{total} {self.unit}"
+        if math.isfinite(rate):
+            text += f" · {rate:.1f} {self.unit}/s · {_fmt_seconds(left)} left"
+        self.bar.progress(min(1.0, done / total) if total else 1.0, text=text)
+
+    def clear(self) -> None:
+        self.bar.empty()
+
+
+def progress_bar(label: str, container: Any = None, unit: str = "texts") -> StreamlitProgress:
+    """A progress callback for the engine (``balpm.embed.Progress`` protocol) drawing a Streamlit bar."""
+    return StreamlitProgress(label, container, unit)
+
+
+def _fmt_seconds(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    s = int(round(s))
+    return f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def get_embeddings(session: Session, pool: PreferencePool, container: Any = None) -> Any:
+    """Embeddings of ``pool`` with the session's model: from memory, else the disk cache, else computed.
+
+    Draws a progress bar (texts/s, time left) while computing; cached texts are skipped (``emb.stats``).
+    """
+    key = _embedding_key(session)
+    memo = _embedding_memo()
+    if key in memo:
+        return memo[key]
+    from balpm.embed import embed_pool
+
+    c = session.config
+    embedder = get_embedder(c.model, c.device, int(c.embed_batch_size), int(c.max_length))
+    bar = progress_bar(f"Embedding {len(pool)} pairs with {c.model}", container)
+    try:
+        emb = embed_pool(pool, embedder, progress=bar)
+    finally:
+        bar.clear()
+    for arr in (emb.prompt, emb.a, emb.b):
+        arr.flags.writeable = False
+    memo[key] = emb
+    return emb
+
+
+# ---------------------------------------------------------------------------------------------------- learner
+@dataclass
+class Split:
+    """The learner's part of the pool (``train``) and the held-out part for the test curve (simulation only)."""
+
+    train: PreferencePool
+    train_emb: Any
+    test: PreferencePool | None
+    test_emb: Any | None
+
+
+def split(session: Session, pool: PreferencePool, embeddings: Any) -> Split:
+    """Split pool and embeddings the same way (row masks), so row i stays pair i on both sides."""
+    train_mask, test_mask = session.split_masks(pool)
+    if test_mask is None:
+        return Split(pool, embeddings, None, None)
+    return Split(pool.subset(train_mask), embeddings.subset(train_mask), pool.subset(test_mask),
+                 embeddings.subset(test_mask))
+
+
+def get_learner(session: Session, parts: Split) -> Any:
+    """The tab's :class:`balpm.learner.ActiveLearner` for the current pool/model/policy, synced with the store."""
+    key = json.dumps([str(session.folder), session.pool_identity(), session.config.model_key(),
+                      getattr(parts.train_emb, "model_id", ""), session.learner_params()], sort_keys=True, default=str)
+    held = st.session_state.get(_LEARNER)
+    if held is not None and held[0] == key:
+        return session.sync(held[1])
+    learner = session.make_learner(parts.train, parts.train_emb)
+    st.session_state[_LEARNER] = (key, learner)
+    return learner
+
+
+# ---------------------------------------------------------------------------------------------------- sidebar
+def render_sidebar(session: Session | None) -> None:
+    """What is open (session, pool, model, labels) and the session controls, on every page."""
+    with st.sidebar:
+        if session is None:
+            st.warning("No session open.")
+        else:
+            c = session.config
+            st.markdown(f"**Session:** `{session.name}` ({c.mode})")
+            pool_name = c.pool or "none chosen"
+            size = f", at most {c.max_pairs} pairs" if c.max_pairs else ""
+            st.markdown(f"**Pool:** `{Path(pool_name).name if '/' in pool_name else pool_name}`{size}")
+            st.markdown(f"**Model:** `{c.model}` (max {c.max_length} tokens)")
+            try:
+                n_lab, n_dec = session.n_labelled(), len(session.store)
+            except Exception as e:  # a locked or damaged store must not hide the rest of the page
+                st.error(f"Label store unreadable: {e}")
+            else:
+                st.markdown(f"**Labelled:** {n_lab} pairs" + (f" ({n_dec - n_lab} ties/skips)" if n_dec > n_lab else ""))
+        _session_controls(session)
+
+
+def _session_controls(session: Session | None) -> None:
+    with st.expander("Sessions", expanded=False):
+        names = list_sessions()
+        if names:
+            current = session.name if session is not None and session.name in names else names[0]
+            choice = st.selectbox("Open or resume a session", names, index=names.index(current), key="sb_open_name")
+            if st.button("Open session", key="sb_open"):
+                try:
+                    open_session(Session.open(choice))
+                except (OSError, ValueError) as e:
+                    st.error(str(e))
+                else:
+                    st.rerun()
+        st.divider()
+        name = st.text_input("New session name", key="sb_new_name", placeholder="e.g. alice-hh")
+        mode = st.radio("Mode", MODES, key="sb_new_mode", horizontal=True,
+                        help="human: a person labels; simulation: the dataset's own labels answer")
+        options = list(BUILTIN_DATASETS)
+        pool = st.selectbox("Pool", options, index=options.index("hh-rlhf:harmless-base"), key="sb_new_pool",
+                            help="Choose a file later on the Pool page")
+        max_pairs = st.number_input("Max pairs (0 = all)", min_value=0, value=500, step=100, key="sb_new_max")
+        if st.button("Create session", key="sb_create"):
+            try:
+                base = session.config if session is not None else SessionConfig()
+                cfg = SessionConfig(pool=pool, max_pairs=int(max_pairs) or None, mode=mode, model=base.model,
+                                    max_length=base.max_length, policy=base.policy,
+                                    policy_params=dict(base.policy_params), batch_size=base.batch_size)
+                open_session(Session.create(name.strip(), cfg))
+            except (OSError, ValueError) as e:
+                st.error(f"Cannot create session: {e}")
+            else:
+                st.rerun()

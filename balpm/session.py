@@ -1,0 +1,513 @@
+"""A labelling session: one folder that holds everything needed to stop and resume labelling.
+
+Why a folder: the app, a notebook and a second browser tab must all agree on what a session is, and a person's
+labels must survive a crash. The folder (default ``~/balpm-sessions/<name>``, root ``$BALPM_SESSIONS_DIR``) holds
+
+- ``session.json``: :class:`SessionConfig` (pool reference, embedding model, policy, batch size, mode, seeds);
+- ``labels.sqlite``: the :class:`balpm.store.LabelStore` (every label committed as it is given);
+- ``learner/``: :meth:`balpm.learner.ActiveLearner.save` (the fitted ensemble, to skip a refit on resume);
+- ``batch.json``: the proposed batch being labelled (shared by every tab on the session);
+- ``metrics.csv``: held-out metrics per round (simulation mode);
+- ``uploads/``: pool files uploaded through the app, so the session can reopen them.
+
+The label store is the source of truth: :meth:`Session.make_learner` rebuilds the learner's labelled set from the
+store's active labels, so a crash between "label committed" and "learner saved" loses nothing.
+
+Two modes: ``"human"`` (labels from a person through the store) and ``"simulation"`` (the oracle is the pool's own
+labels; oracle labels go through the store too, with annotator ``"oracle"``, so both modes resume the same way).
+This module never imports streamlit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from balpm.store import LabelStore
+
+__all__ = [
+    "SessionConfig",
+    "Session",
+    "Batch",
+    "sessions_dir",
+    "list_sessions",
+    "demo_config",
+    "open_or_create_demo",
+    "MODES",
+    "ORACLE",
+]
+
+MODES = ("human", "simulation")
+ORACLE = "oracle"
+"""Annotator name of labels given by the dataset's own labels in simulation mode."""
+DEMO_NAME = "demo"
+_CONFIG_FILE = "session.json"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+
+
+def sessions_dir() -> Path:
+    """``$BALPM_SESSIONS_DIR`` or ``~/balpm-sessions``: where named sessions live."""
+    env = os.environ.get("BALPM_SESSIONS_DIR")
+    return Path(env).expanduser() if env else Path.home() / "balpm-sessions"
+
+
+def list_sessions(root: str | os.PathLike[str] | None = None) -> list[str]:
+    """Names of the sessions under ``root`` (folders holding a ``session.json``), newest first."""
+    base = Path(root) if root is not None else sessions_dir()
+    if not base.is_dir():
+        return []
+    found = [p for p in base.iterdir() if (p / _CONFIG_FILE).is_file()]
+    found.sort(key=lambda p: (p / _CONFIG_FILE).stat().st_mtime, reverse=True)
+    return [p.name for p in found]
+
+
+@dataclass
+class SessionConfig:
+    """Everything that defines a session; saved as ``session.json``.
+
+    ``pool`` is a built-in name (``hh-rlhf:harmless-base``), an absolute path, or a path relative to the session
+    folder (uploads). ``max_pairs`` samples whole prompt groups (None = all). In simulation mode the pool is
+    restricted to labelled pairs and ``test_fraction`` of it (whole groups) is held out for the test curve.
+    """
+
+    pool: str = "hh-rlhf:harmless-base"
+    pool_seed: int = 0
+    max_pairs: int | None = 500
+    model: str = "default"
+    max_length: int = 256
+    embed_batch_size: int = 32
+    device: str | None = None
+    mode: str = "human"
+    policy: str = "bal-pm"
+    policy_params: dict[str, Any] = field(default_factory=lambda: {"beta": 0.01, "k": 13})
+    batch_size: int = 16
+    seed: int = 0
+    n_members: int = 5
+    model_params: dict[str, Any] = field(default_factory=dict)
+    test_fraction: float = 0.2
+    initial: int = 16
+    created_at: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SessionConfig:
+        """Ignores unknown keys, so an older balpm can read a newer file's known fields."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def ensemble_params(self) -> dict[str, Any]:
+        """Constructor parameters of :class:`balpm.model.PreferenceEnsemble` (the learner sets ``seed``)."""
+        return {"n_members": int(self.n_members), **self.model_params}
+
+    def model_key(self) -> str:
+        """What decides the embedding vectors (not the device or batch size): for cache keys."""
+        return f"{self.model}|max_length={int(self.max_length)}"
+
+
+def demo_config() -> SessionConfig:
+    """The session a first start opens: HH-RLHF harmless-base, offline default model, human labelling."""
+    return SessionConfig(pool="hh-rlhf:harmless-base", max_pairs=500, model="default", mode="human")
+
+
+@dataclass
+class Batch:
+    """A proposed batch being labelled: shared by every tab through ``batch.json``.
+
+    ``table`` holds one row per pick (``id``, ``uncertainty``, ``entropy_term``, ``score``, ``ratio``) in pick
+    order; ``initial`` says the batch was drawn at random because nothing was labelled yet.
+    """
+
+    batch_id: str
+    round: int
+    ids: list[str]
+    table: pd.DataFrame
+    created_at: str = ""
+    initial: bool = False
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _file_fingerprint(path: Path) -> str:
+    """Size + mtime of a file or of every file in a folder: changes when the pool file is replaced."""
+    if path.is_file():
+        st = path.stat()
+        return f"{st.st_size}:{st.st_mtime_ns}"
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            h.update(f"{p.relative_to(path)}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()[:16]
+
+
+class Session:
+    """One labelling session folder (see the module docstring). Open with :meth:`create` or :meth:`open`."""
+
+    def __init__(self, folder: str | os.PathLike[str], config: SessionConfig) -> None:
+        self.folder = Path(folder)
+        self.config = config
+        self._store: LabelStore | None = None
+
+    # ------------------------------------------------------------------ life cycle
+    @classmethod
+    def create(cls, name_or_path: str | os.PathLike[str], config: SessionConfig | None = None, *,
+               root: str | os.PathLike[str] | None = None, exist_ok: bool = False) -> Session:
+        """Make a new session folder; a bare name goes under :func:`sessions_dir` (or ``root``)."""
+        folder = cls._resolve(name_or_path, root)
+        if (folder / _CONFIG_FILE).exists():
+            if not exist_ok:
+                raise FileExistsError(f"session {folder} already exists: open it instead")
+            return cls.open(folder)
+        config = dataclasses.replace(config) if config is not None else SessionConfig()
+        if config.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {config.mode!r}")
+        config.created_at = config.created_at or _now()
+        folder.mkdir(parents=True, exist_ok=True)
+        session = cls(folder, config)
+        session.save_config()
+        session.store.set_meta("session", config.to_dict())
+        return session
+
+    @classmethod
+    def open(cls, name_or_path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None) -> Session:
+        """Open an existing session (a name under the sessions folder, or a folder path)."""
+        folder = cls._resolve(name_or_path, root)
+        cfg_file = folder / _CONFIG_FILE
+        if not cfg_file.is_file():
+            raise FileNotFoundError(f"no session at {folder} (missing {_CONFIG_FILE})")
+        return cls(folder, SessionConfig.from_dict(json.loads(cfg_file.read_text(encoding="utf-8"))))
+
+    @staticmethod
+    def _resolve(name_or_path: str | os.PathLike[str], root: str | os.PathLike[str] | None) -> Path:
+        s = str(name_or_path)
+        if os.sep in s or "/" in s or Path(s).is_absolute():
+            return Path(s).expanduser()
+        if not _NAME_RE.match(s):
+            raise ValueError(f"session name {s!r}: use letters, digits, '.', '_' or '-' (at most 80)")
+        return Path(root if root is not None else sessions_dir()) / s
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def store(self) -> LabelStore:
+        """The session's label store (opened on first use)."""
+        if self._store is None:
+            self._store = LabelStore(self.folder / "labels.sqlite")
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def save_config(self) -> None:
+        _atomic_write_text(self.folder / _CONFIG_FILE, json.dumps(self.config.to_dict(), indent=2))
+
+    def update(self, **changes: Any) -> SessionConfig:
+        """Change config fields and save. A new pool or model starts a fresh batch (the old one names other rows)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(SessionConfig)}
+        if unknown:
+            raise TypeError(f"unknown session settings: {sorted(unknown)}")
+        if "mode" in changes and changes["mode"] not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        old_pool = self.pool_identity()
+        self.config = dataclasses.replace(self.config, **changes)
+        self.save_config()
+        if self.pool_identity() != old_pool:
+            self.clear_batch()
+        return self.config
+
+    def __repr__(self) -> str:
+        return f"Session({str(self.folder)!r}, pool={self.config.pool!r}, mode={self.config.mode!r})"
+
+    # ------------------------------------------------------------------ pool
+    def pool_path(self) -> Path | None:
+        """The pool's file or folder when ``pool`` is a path (relative paths are inside the session folder)."""
+        p = Path(self.config.pool).expanduser()
+        if not p.is_absolute():
+            inside = self.folder / p
+            if inside.exists():
+                return inside
+        return p if p.exists() else None
+
+    def pool_source(self) -> str:
+        """What :func:`balpm.data.load_pool` is given: the resolved path, or the built-in name."""
+        p = self.pool_path()
+        return str(p) if p is not None else self.config.pool
+
+    def pool_identity(self) -> str:
+        """A key that changes whenever the loaded pool could change (source, file contents, seed, size, mode)."""
+        p = self.pool_path()
+        fp = _file_fingerprint(p) if p is not None else "builtin"
+        c = self.config
+        parts = [self.pool_source(), fp, str(c.pool_seed), str(c.max_pairs), c.mode,
+                 str(c.test_fraction) if c.mode == "simulation" else ""]
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:20]
+
+    def save_upload(self, filename: str, data: bytes) -> str:
+        """Write an uploaded pool file into ``uploads/`` and point the session at it; returns the relative path."""
+        safe = Path(filename).name or "pool.jsonl"
+        rel = Path("uploads") / safe
+        target = self.folder / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{safe}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+        return str(rel)
+
+    def load_pool(self) -> Any:
+        """The session's pool: loaded, restricted to labelled pairs in simulation, sampled to ``max_pairs``.
+
+        Raises :class:`balpm.data.PoolFormatError` (located) for a file the user must fix.
+        """
+        from balpm.data import load_pool
+
+        c = self.config
+        pool = load_pool(self.pool_source(), seed=int(c.pool_seed))
+        if c.mode == "simulation":
+            pool = pool.subset(~np.isnan(pool.labels))
+        if c.max_pairs:
+            pool = pool.sample_groups(int(c.max_pairs), int(c.pool_seed))
+        return pool
+
+    def split_masks(self, pool: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """(train mask, test mask) over ``pool``'s rows: a held-out group split in simulation, else all / None."""
+        n = len(pool)
+        if self.config.mode != "simulation" or n < 4 or pool.groups.size and len(set(pool.groups)) < 2:
+            return np.ones(n, dtype=bool), None
+        _, test = pool.split_by_group(float(self.config.test_fraction), int(self.config.seed))
+        test_ids = set(test.ids.tolist())
+        test_mask = np.array([i in test_ids for i in pool.ids], dtype=bool)
+        return ~test_mask, test_mask
+
+    # ------------------------------------------------------------------ learner
+    @property
+    def learner_dir(self) -> Path:
+        return self.folder / "learner"
+
+    def learner_params(self) -> dict[str, Any]:
+        c = self.config
+        return {"policy": c.policy, "policy_params": dict(c.policy_params), "model_params": c.ensemble_params(),
+                "batch_size": int(c.batch_size), "seed": int(c.seed)}
+
+    def make_learner(self, pool: Any, embeddings: Any, *, knn_cache_dir: str | os.PathLike[str] | None = None) -> Any:
+        """The session's :class:`balpm.learner.ActiveLearner` on ``pool``, labelled set rebuilt from the store.
+
+        The saved learner is reused (its fitted ensemble saves a refit) when it belongs to this pool and
+        embedding model; the current config's policy and batch size always win. Otherwise a fresh learner.
+        """
+        from balpm.learner import ActiveLearner
+
+        params = self.learner_params()
+        learner = None
+        d = self.learner_dir
+        if (d / "learner.json").exists():
+            try:
+                meta = json.loads((d / "learner.json").read_text())
+                if meta.get("embeddings_model_id") == getattr(embeddings, "model_id", None):
+                    learner = ActiveLearner.load(d, pool, embeddings, knn_cache_dir=knn_cache_dir, **params)
+            except (ValueError, KeyError, OSError):
+                learner = None  # another pool or a damaged file: the store still has every label
+        if learner is None:
+            learner = ActiveLearner(pool, embeddings, knn_cache_dir=knn_cache_dir, **params)
+        self.sync(learner)
+        return learner
+
+    def sync(self, learner: Any) -> Any:
+        """Make ``learner``'s labelled set equal to the store's active labels (the store is the truth)."""
+        learner.sync_from_store(self.store)
+        return learner
+
+    def save_learner(self, learner: Any) -> None:
+        learner.save(self.learner_dir)
+
+    # ------------------------------------------------------------------ batches
+    def current_batch(self) -> Batch | None:
+        """The batch being labelled (``batch.json``), or None."""
+        f = self.folder / "batch.json"
+        if not f.is_file():
+            return None
+        try:
+            d = json.loads(f.read_text(encoding="utf-8"))
+        except (ValueError, OSError):
+            return None
+        return Batch(batch_id=d["batch_id"], round=int(d["round"]), ids=[str(i) for i in d["ids"]],
+                     table=pd.DataFrame(d.get("table") or {"id": d["ids"]}), created_at=d.get("created_at", ""),
+                     initial=bool(d.get("initial", False)))
+
+    def set_batch(self, selection: pd.DataFrame, *, initial: bool = False) -> Batch:
+        """Make a selection (``ActiveLearner.suggest`` output) the batch to label; written atomically."""
+        cols = [c for c in ("id", "uncertainty", "entropy_term", "score", "ratio") if c in selection.columns]
+        table = selection[cols].copy()
+        table["id"] = table["id"].astype(str)
+        rnd = int(selection["round"].iloc[0]) if len(selection) and "round" in selection else 0
+        batch = Batch(batch_id=uuid.uuid4().hex[:12], round=rnd, ids=table["id"].tolist(), table=table,
+                      created_at=_now(), initial=initial)
+        payload = {"batch_id": batch.batch_id, "round": batch.round, "ids": batch.ids, "created_at": batch.created_at,
+                   "initial": initial, "pool": self.pool_identity(),
+                   "table": json.loads(table.to_json(orient="list", double_precision=10))}
+        _atomic_write_text(self.folder / "batch.json", json.dumps(payload))
+        return batch
+
+    def clear_batch(self) -> None:
+        (self.folder / "batch.json").unlink(missing_ok=True)
+
+    def pending_ids(self, batch: Batch | None = None) -> list[str]:
+        """Ids of the batch not decided in the store yet (re-read every call: another tab may have labelled)."""
+        batch = batch if batch is not None else self.current_batch()
+        if batch is None:
+            return []
+        decided = self.store.decided_ids()
+        return [i for i in batch.ids if i not in decided]
+
+    def propose(self, learner: Any, *, candidates: np.ndarray | None = None) -> Batch:
+        """Fit (if stale), score the pool and make the next batch current; saves the learner.
+
+        With no labelled pair yet the ensemble cannot be fitted, so the first batch is drawn uniformly at random
+        among the undecided pairs (seeded by ``(seed, round)``), as every active-learning run starts.
+        """
+        self.sync(learner)
+        if learner.n_labeled_ == 0:
+            sel = self.random_selection(learner, candidates=candidates)
+            batch = self.set_batch(sel, initial=True)
+        else:
+            sel = learner.suggest(candidates=candidates)
+            batch = self.set_batch(sel)
+            self.save_learner(learner)
+        return batch
+
+    def random_selection(self, learner: Any, *, candidates: np.ndarray | None = None) -> pd.DataFrame:
+        """A uniformly random batch of undecided pairs in ``suggest``'s format (scores NaN)."""
+        cand = ~learner.decided_mask
+        if candidates is not None:
+            cand &= np.asarray(candidates, dtype=bool)
+        rnd = int(learner.last_round_) + 1
+        rng = np.random.default_rng([int(self.config.seed), rnd, 7])
+        avail = np.flatnonzero(cand)
+        rows = rng.choice(avail, size=min(int(self.config.batch_size), len(avail)), replace=False)
+        pairs = learner.pool.pairs.iloc[rows]
+        nan = np.full(len(rows), np.nan)
+        return pd.DataFrame({"pick": np.arange(len(rows)), "round": rnd, "row": rows,
+                             "id": pairs["id"].astype(str).to_numpy(), "prompt": pairs["prompt"].to_numpy(),
+                             "completion_a": pairs["completion_a"].to_numpy(),
+                             "completion_b": pairs["completion_b"].to_numpy(),
+                             "uncertainty": nan, "entropy_term": nan, "score": nan, "ratio": nan})
+
+    # ------------------------------------------------------------------ human labels
+    def side_swapped(self, pair_id: str) -> bool:
+        """Whether the pool's B is shown on the left for this pair: a coin seeded by (session seed, pair id).
+
+        Stable across reruns and tabs, so a pair never jumps sides between clicks.
+        """
+        h = hashlib.sha256(f"{int(self.config.seed)}:{pair_id}".encode()).digest()
+        return bool(h[0] & 1)
+
+    def record(self, pair_id: str, verdict: str, *, annotator: str | None, shown_swapped: bool, request_id: str,
+               round: int | None = None, batch_id: str | None = None) -> Any:  # noqa: A002
+        """Commit one label (idempotent on ``request_id``); returns :class:`balpm.store.RecordResult`."""
+        return self.store.record(pair_id, verdict, annotator=annotator, shown_swapped=shown_swapped, round=round,
+                                 request_id=request_id, batch_id=batch_id)
+
+    def undo_last(self, annotator: str | None = None, *, request_id: str | None = None) -> dict[str, Any] | None:
+        """Undo the annotator's most recent label; the pair is put back at the front of the current batch."""
+        ev = self.store.undo_last(annotator, request_id=request_id)
+        if ev is not None:
+            batch = self.current_batch()
+            pid = str(ev["pair_id"])
+            if batch is not None and pid not in batch.ids:
+                table = pd.concat([pd.DataFrame({"id": [pid]}), batch.table], ignore_index=True)
+                payload = {"batch_id": batch.batch_id, "round": batch.round, "ids": [pid] + batch.ids,
+                           "created_at": batch.created_at, "initial": batch.initial, "pool": self.pool_identity(),
+                           "table": json.loads(table.to_json(orient="list", double_precision=10))}
+                _atomic_write_text(self.folder / "batch.json", json.dumps(payload))
+        return ev
+
+    def n_labelled(self) -> int:
+        """Active a/b labels in the store (what the model trains on)."""
+        return len(self.store.label_map())
+
+    # ------------------------------------------------------------------ simulation
+    def record_oracle(self, learner: Any, ids: list[str], round: int) -> None:  # noqa: A002
+        """Store the oracle's labels of ``ids`` (already set on ``learner``) so a resumed session rebuilds them."""
+        rows = learner._rows(ids)
+        for pid, lab in zip(ids, learner.labels_[rows]):
+            verdict = "tie" if np.isnan(lab) else ("a" if lab == 1 else "b")
+            self.store.record(str(pid), verdict, annotator=ORACLE, round=int(round),
+                              request_id=f"{ORACLE}:{pid}")
+
+    def simulate_round(self, learner: Any, test_pool: Any = None, test_embeddings: Any = None) -> dict[str, Any]:
+        """One simulated round: the initial random set if nothing is labelled, else an oracle step; then refit,
+        evaluate on the held-out split, append to ``metrics.csv`` and save the learner.
+
+        Returns the metrics row (``round``, ``n_labeled``, ``log_likelihood``, ``accuracy``, ...; empty dict
+        when the pool has run dry).
+        """
+        self.sync(learner)
+        t0 = time.perf_counter()
+        if learner.n_labeled_ == 0:
+            n = min(int(self.config.initial), int(np.sum(~np.isnan(learner.pool.labels) & ~learner.decided_mask)))
+            ids = learner.initialize(n)
+            rnd = 0
+        else:
+            sel = learner.oracle_step()
+            if not len(sel):
+                return {}
+            ids = sel["id"].astype(str).tolist()
+            rnd = int(sel["round"].iloc[0])
+        self.record_oracle(learner, ids, rnd)
+        learner.fit()
+        row: dict[str, Any] = {"round": rnd, "n_labeled": learner.n_labeled_, "policy": self.config.policy,
+                               "split": "test", "fit_seconds": learner.timings_.get("fit", np.nan)}
+        if test_pool is not None and test_embeddings is not None and len(test_pool):
+            row.update(learner.evaluate(test_pool, test_embeddings))
+        row["seconds"] = time.perf_counter() - t0
+        metrics = self.metrics()
+        metrics = pd.concat([metrics, pd.DataFrame([row])], ignore_index=True) if len(metrics) else pd.DataFrame([row])
+        tmp = self.folder / ".metrics.csv.tmp"
+        metrics.to_csv(tmp, index=False)
+        os.replace(tmp, self.folder / "metrics.csv")
+        self.save_learner(learner)
+        self.clear_batch()
+        return row
+
+    def metrics(self) -> pd.DataFrame:
+        """Held-out metrics per simulated round (empty frame before the first)."""
+        f = self.folder / "metrics.csv"
+        return pd.read_csv(f) if f.is_file() else pd.DataFrame()
+
+
+def open_or_create_demo(root: str | os.PathLike[str] | None = None) -> Session | None:
+    """The demo session (created on first start) when the built-in data folder is present, else None."""
+    from balpm.data import data_dir
+
+    base = Path(root) if root is not None else sessions_dir()
+    if (base / DEMO_NAME / _CONFIG_FILE).is_file():
+        return Session.open(base / DEMO_NAME)
+    d = data_dir()
+    if d is None or not (d / "hh-rlhf").is_dir():
+        return None
+    return Session.create(DEMO_NAME, demo_config(), root=base, exist_ok=True)

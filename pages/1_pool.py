@@ -1,0 +1,106 @@
+"""Pool page: choose the pairs to label (built-in dataset, uploaded file or path), check them, preview them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+import appkit
+from balpm.data import BUILTIN_DATASETS, PoolFormatError, format_summary, summarize
+from balpm.session import Session
+
+st.title("Pool")
+session = appkit.current_session()
+if session is None:
+    st.stop()
+cfg = session.config
+
+SOURCES = ("Built-in dataset", "Upload a file", "Path")
+builtin_names = list(BUILTIN_DATASETS)
+is_builtin = cfg.pool in BUILTIN_DATASETS
+source_kind = st.radio("Source", SOURCES, index=0 if (is_builtin or not cfg.pool) else 2, horizontal=True,
+                       key="pool_source_kind")
+
+with st.form("pool_form", border=True):
+    builtin = path_text = upload = None
+    if source_kind == "Built-in dataset":
+        builtin = st.selectbox("Built-in dataset", builtin_names,
+                               index=builtin_names.index(cfg.pool) if is_builtin else
+                               builtin_names.index("hh-rlhf:harmless-base"),
+                               format_func=lambda k: f"{k}: {BUILTIN_DATASETS[k]}", key="pool_builtin")
+    elif source_kind == "Upload a file":
+        upload = st.file_uploader("Pool file (JSONL, JSON, CSV/TSV or Parquet; gzip allowed)",
+                                  type=["jsonl", "json", "ndjson", "csv", "tsv", "parquet", "gz"], key="pool_upload")
+    else:
+        path_text = st.text_input("Path to a file or folder", value="" if is_builtin else cfg.pool, key="pool_path")
+    c1, c2 = st.columns(2)
+    max_pairs = c1.number_input("Max pairs (0 = all; whole prompt groups are sampled)", min_value=0,
+                                value=int(cfg.max_pairs or 0), step=100, key="pool_max_pairs")
+    seed = c2.number_input("Seed (sample and A/B coin)", min_value=0, value=int(cfg.pool_seed), key="pool_seed")
+    submitted = st.form_submit_button("Load pool", type="primary")
+
+if submitted:
+    if source_kind == "Built-in dataset":
+        new_source = builtin
+    elif source_kind == "Upload a file":
+        new_source = session.save_upload(upload.name, upload.getvalue()) if upload is not None else None
+    else:
+        new_source = (path_text or "").strip() or None
+    if not new_source:
+        st.error("Choose a dataset, upload a file or give a path first.")
+    else:
+        changes = {"pool": new_source, "max_pairs": int(max_pairs) or None, "pool_seed": int(seed)}
+        trial = Session(session.folder, dataclasses.replace(session.config, **changes))
+        try:  # validate before switching, so a bad file never replaces a good pool
+            appkit.get_pool(trial)
+        except (PoolFormatError, OSError) as e:
+            st.error(f"Cannot load this pool: {e}")
+            st.stop()
+        else:
+            session.update(**changes)
+            st.rerun()
+
+if not session.config.pool:
+    st.info("No pool yet: pick a built-in dataset, upload a JSONL/CSV/Parquet file, or give a path.")
+    st.stop()
+
+pool = appkit.pool_or_stop(session)
+summary = summarize(pool)
+
+st.subheader(f"{summary['name']}")
+m = st.columns(5)
+m[0].metric("Pairs", summary["pairs"])
+m[1].metric("Dropped", summary["dropped_total"])
+m[2].metric("Labelled", summary["labelled"])
+m[3].metric("Prompt groups", summary["groups"])
+frac = summary["a_preferred_fraction"]
+m[4].metric("A preferred", "n/a" if frac != frac else f"{frac:.1%}")
+with st.expander("Validation summary", expanded=True):
+    st.code(format_summary(summary), language=None)
+    if session.config.mode == "simulation":
+        st.caption("Simulation session: only labelled pairs are kept (the oracle answers with them).")
+
+st.subheader("Preview")
+cols = ["id", "prompt", "completion_a", "completion_b", "label", "source", "group"]
+st.dataframe(pool.pairs[cols].head(200), hide_index=True, width="stretch", height=320, key="pool_preview")
+
+st.subheader("Text lengths (characters)")
+lengths = pd.DataFrame({
+    "prompt": pool.pairs["prompt"].str.len(),
+    "completion A": pool.pairs["completion_a"].str.len(),
+    "completion B": pool.pairs["completion_b"].str.len(),
+})
+h1, h2 = st.columns(2)
+fig_p = go.Figure(go.Histogram(x=lengths["prompt"], nbinsx=50, name="prompt"))
+fig_p.update_layout(title="Prompt length", xaxis_title="characters", yaxis_title="pairs", template="plotly_white",
+                    height=320, margin=dict(t=40, b=30))
+h1.plotly_chart(fig_p, key="hist_prompt")
+fig_c = go.Figure()
+for col in ("completion A", "completion B"):
+    fig_c.add_trace(go.Histogram(x=lengths[col], nbinsx=50, name=col, opacity=0.6))
+fig_c.update_layout(title="Completion length", barmode="overlay", xaxis_title="characters", yaxis_title="pairs",
+                    template="plotly_white", height=320, margin=dict(t=40, b=30))
+h2.plotly_chart(fig_c, key="hist_completions")
