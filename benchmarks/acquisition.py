@@ -1,0 +1,208 @@
+"""Acquisition speed: BAL-PM batch selection on synthetic prompt embeddings vs a naive implementation.
+
+Usage::
+
+    python benchmarks/acquisition.py                       # 2k, 10k, 92k, 1M; prints a markdown table
+    python benchmarks/acquisition.py --sizes 10000 --naive-sizes 10000 --json out.json
+
+Every size runs in its own subprocess so that ``ru_maxrss`` is that size's peak memory. Data: clustered
+Gaussians (1000 centres, d = 384, float32), 1% of the points acquired, BALD uniform in [0, 0.1), batch 320.
+
+Measured per size: the kNN graph build (with its parts) next to one plain faiss kNN search with the same k and
+index; the greedy selection of one batch on the prebuilt graph (``argmax`` and ``heap`` variants, best of 3); for
+the naive reference (all-pairs distances recomputed for every pick, float32 BLAS in chunks) the batch time, or —
+past ``--naive-cap`` seconds — how many picks it managed; whether the naive picks equal the fast ones; for
+approximate graphs the recall@k of the graph's k nearest neighbours against exact search on sampled queries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+from scipy.special import digamma
+
+from balpm.acquisition import balpm_greedy
+from balpm.neighbors import build_knn_graph, knn_search, recall_at_k
+
+K, BETA, EPS, D = 13, 0.01, 1e-4, 1.0
+
+
+def synthetic(n: int, dim: int = 384, centres: int = 1000, seed: int = 0) -> np.ndarray:
+    """Clustered Gaussian 'prompt embeddings', float32, generated in chunks (1M x 384 is 1.5 GB)."""
+    rng = np.random.default_rng(seed)
+    C = rng.normal(size=(centres, dim)).astype(np.float32)
+    X = np.empty((n, dim), np.float32)
+    for a in range(0, n, 65536):
+        b = min(n, a + 65536)
+        X[a:b] = C[rng.integers(centres, size=b - a)]
+        X[a:b] += rng.normal(scale=0.5, size=(b - a, dim)).astype(np.float32)
+    return X
+
+
+def naive_select(X: np.ndarray, U: np.ndarray, cand: np.ndarray, acq: np.ndarray, batch: int,
+                 cap_s: float, chunk: int = 2048) -> tuple[np.ndarray, float]:
+    """The definition without any caching: every pick recomputes all-pairs distances, r_k and n(x)."""
+    cand, acq = cand.copy(), acq.copy()
+    sq = np.einsum("ij,ij->i", X, X)
+    picks: list[int] = []
+    t0 = time.perf_counter()
+    for _ in range(batch):
+        best, best_s = -1, -np.inf
+        rows = np.flatnonzero(cand)
+        for a in range(0, len(rows), chunk):
+            r_ = rows[a:a + chunk]
+            d2 = sq[r_, None] + sq[None, :] - 2.0 * (X[r_] @ X.T)
+            d2[np.arange(len(r_)), r_] = np.inf
+            dist = np.sqrt(np.maximum(d2, 0))
+            rk = np.partition(dist, K - 1, axis=1)[:, K - 1]
+            n = (dist[:, acq] <= rk[:, None]).sum(axis=1)
+            s = U[r_] + BETA * (np.log(2 * rk + EPS) - digamma(n + 1.0) / D)
+            j = int(np.argmax(s))
+            if s[j] > best_s:
+                best, best_s = int(r_[j]), float(s[j])
+        picks.append(best)
+        cand[best] = False
+        acq[best] = True
+        if time.perf_counter() - t0 > cap_s:
+            break
+    return np.array(picks), time.perf_counter() - t0
+
+
+def run_one(n: int, batch: int, naive: bool, naive_cap: float, recall_queries: int, single_search: bool,
+            approx_threshold: int) -> dict:
+    X = synthetic(n)
+    rng = np.random.default_rng(1)
+    acq = rng.uniform(size=n) < 0.01
+    cand = ~acq
+    U = rng.uniform(0, 0.1, size=n)
+    exact = n <= approx_threshold
+    out: dict = {"n": n, "batch": batch, "exact": exact, "acquired": int(acq.sum())}
+
+    t = time.perf_counter()
+    g = build_knn_graph(X, k=K, exact=exact)
+    out["graph_s"] = time.perf_counter() - t
+    out["graph_parts"] = {key: round(v, 2) for key, v in g.info.items() if key.startswith("seconds_")}
+    out["n_overflow"] = g.info["n_overflow"]
+    out["method"] = g.info["method"]
+    if single_search:
+        t = time.perf_counter()
+        knn_search(X, K, exact=exact)
+        out["single_search_s"] = time.perf_counter() - t
+
+    for method in ("argmax", "heap"):
+        times, picks = [], None
+        for _ in range(3):
+            t = time.perf_counter()
+            picks, *_ = balpm_greedy(g, U, cand, acq, batch, beta=BETA, d=D, eps=EPS, method=method)
+            times.append(time.perf_counter() - t)
+        out[f"select_{method}_s"] = min(times)
+        out[f"picks_{method}"] = picks.tolist()
+    out["heap_equals_argmax"] = out["picks_heap"] == out["picks_argmax"]
+
+    if not exact and recall_queries:
+        q = np.sort(rng.choice(n, size=min(recall_queries, n), replace=False))
+        t = time.perf_counter()
+        _, E = knn_search(X, K, exact=True, queries=q)
+        out["recall_exact_search_s"] = time.perf_counter() - t
+        A = np.stack([g.ball(i)[:K] for i in q])
+        out["recall_at_k"] = recall_at_k(A, E)
+        out["recall_queries"] = len(q)
+
+    if naive:
+        p, dt = naive_select(X, U, cand, acq, batch, naive_cap)
+        out["naive_s"] = dt
+        out["naive_picks"] = len(p)
+        out["naive_matches"] = bool(np.array_equal(p, np.array(out["picks_argmax"][: len(p)])))
+    out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    del out["picks_heap"], out["picks_argmax"]
+    return out
+
+
+def machine() -> str:
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), python {platform.python_version()}"
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| N | kNN index | graph build (s) | one plain kNN search (s) | select B=320 argmax (ms) | heap (ms) "
+            "| naive | naive / argmax | recall@13 | peak RSS (GB) |")
+    lines = [head, "|" + "---|" * 10]
+    for r in rows:
+        parts = r["graph_parts"]
+        build = (f"{r['graph_s']:.1f} (index {parts['seconds_index']:.1f}, search {parts['seconds_search']:.1f}, "
+                 f"float64 refine {parts['seconds_refine']:.1f}, overflow {parts['seconds_overflow']:.1f})")
+        single = f"{r['single_search_s']:.1f}" if "single_search_s" in r else "not run"
+        if "naive_s" in r:
+            per_pick_naive = r["naive_s"] / r["naive_picks"]
+            per_pick_fast = r["select_argmax_s"] / r["batch"]
+            if r["naive_picks"] == r["batch"]:
+                naive = f"{r['naive_s']:.1f} s"
+            else:
+                naive = f"{r['naive_picks']} of {r['batch']} picks in {r['naive_s']:.0f} s (capped)"
+            naive += ", same picks" if r["naive_matches"] else ", DIFFERENT picks"
+            ratio = f"{per_pick_naive / per_pick_fast:,.0f}x per pick"
+        else:
+            naive, ratio = "not run", "-"
+        recall = f"{r['recall_at_k']:.3f} ({r['recall_queries']} q)" if "recall_at_k" in r else "exact"
+        lines.append(
+            f"| {r['n']:,} | {r['method']} | {build} | {single} | {1e3 * r['select_argmax_s']:.1f} | "
+            f"{1e3 * r['select_heap_s']:.1f} | {naive} | {ratio} | {recall} | {r['peak_rss_gb']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[2000, 10_000, 92_000, 1_000_000])
+    p.add_argument("--batch", type=int, default=320)
+    p.add_argument("--naive-sizes", type=int, nargs="*", default=[2000, 10_000])
+    p.add_argument("--naive-cap", type=float, default=180.0, help="seconds before the naive batch is cut short")
+    p.add_argument("--single-search-max", type=int, default=200_000,
+                   help="largest N at which the plain faiss search is also timed")
+    p.add_argument("--approx-threshold", type=int, default=200_000)
+    p.add_argument("--recall-queries", type=int, default=1000)
+    p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.one is not None:
+        res = run_one(args.one, args.batch, args.one in args.naive_sizes, args.naive_cap, args.recall_queries,
+                      args.one <= args.single_search_max, args.approx_threshold)
+        print("RESULT " + json.dumps(res))
+        return 0
+
+    rows = []
+    for n in args.sizes:
+        cmd = [sys.executable, __file__, "--one", str(n)] + [a for a in (argv or sys.argv[1:])]
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode or not line:
+            print(f"N={n} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+            continue
+        rows.append(json.loads(line[-1][len("RESULT "):]))
+        print(f"N={n:,} done in {time.perf_counter() - t:.0f} s: {json.dumps(rows[-1])}", file=sys.stderr,
+              flush=True)
+    print(f"machine: {machine()}")
+    print(table(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine(), "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
