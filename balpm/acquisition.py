@@ -323,9 +323,10 @@ def balpm_select(
 
 
 class Policy(Protocol):
-    """What the learner calls."""
+    """What the learner calls. ``needs_knn`` tells it whether to put a (cached) KnnGraph in the input."""
 
     name: str
+    needs_knn: bool
 
     def select(self, inp: AcquisitionInput, batch_size: int, rng: RngLike = None) -> Selection: ...
 
@@ -342,6 +343,7 @@ class RandomPolicy:
     """Uniformly random batch (the passive-learning baseline)."""
 
     name = "random"
+    needs_knn = False
 
     def select(self, inp: AcquisitionInput, batch_size: int, rng: RngLike = None) -> Selection:
         pool = np.flatnonzero(inp.selectable())
@@ -354,6 +356,8 @@ class RandomPolicy:
 
 class TopScorePolicy:
     """Deterministic top-B of a score (``bald``: top-B BALD). Equal scores go to the lowest index."""
+
+    needs_knn = False
 
     def __init__(self, score: ScoreFn = bald_score, name: str = "bald") -> None:
         self.score_fn = score
@@ -378,6 +382,7 @@ class StochasticPolicy:
     """
 
     KINDS = ("softmax", "power", "softrank")
+    needs_knn = False
 
     def __init__(self, kind: str = "softmax", temperature: float = 1.0, score: ScoreFn = bald_score,
                  name: str | None = None) -> None:
@@ -423,6 +428,7 @@ class BalPMPolicy:
     """
 
     name = "bal-pm"
+    needs_knn = True  # the learner passes its cached graph in AcquisitionInput.knn
 
     def __init__(self, beta: float = 0.01, k: int = 13, d: float = 1.0, eps: float = 1e-4,
                  method: str = "argmax", **knn_kwargs: Any) -> None:

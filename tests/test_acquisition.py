@@ -219,6 +219,7 @@ def test_batch_larger_than_pool_is_clipped():
 def test_registry_and_errors():
     assert set(POLICIES) == {"random", "bald", "softmax-bald", "power-bald", "softrank-bald", "entropy", "bal-pm"}
     assert get_policy("BAL_PM").name == "bal-pm"
+    assert {n for n in POLICIES if get_policy(n).needs_knn} == {"bal-pm", "entropy"}
     with pytest.raises(ValueError, match="unknown acquisition policy"):
         get_policy("nope")
     inp = bald_input()
