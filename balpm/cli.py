@@ -88,11 +88,54 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    raise NotImplementedError  # owned by the experiment layer
+    """Simulate one active-learning run and write its run folder (config.json, metrics.csv, acquired.csv)."""
+    from tqdm.auto import tqdm
+
+    from balpm.experiment import config_from_namespace, run_experiment
+
+    config = config_from_namespace(args)
+    quiet = bool(getattr(args, "quiet", False))
+    rounds = tqdm(total=config.rounds + 1, unit="round", desc=f"{config.policy} seed {config.seed}",
+                  disable=quiet)
+    embedding = tqdm(total=0, unit="text", desc="embedding", disable=quiet, leave=False)
+
+    def embed_progress(done: int, total: int) -> None:
+        embedding.total = total
+        embedding.n = done
+        embedding.refresh()
+
+    def on_round(r: int, rows) -> None:
+        test = rows[rows["split"] == "test"]
+        if len(test):
+            rounds.set_postfix(labels=int(test["n_labeled"].iloc[0]), ll=f"{test['log_likelihood'].iloc[0]:.4f}",
+                               acc=f"{test['accuracy'].iloc[0]:.3f}")
+
+    try:
+        out = run_experiment(config, progress=lambda done, total: rounds.update(done - rounds.n), on_round=on_round,
+                             embed_progress=embed_progress)
+    except (ValueError, OSError, KeyError) as e:  # PoolFormatError, unknown dataset/policy/model: one line
+        embedding.close()
+        rounds.close()
+        print(f"balpm run: {e}", file=sys.stderr)
+        return 2
+    embedding.close()
+    rounds.close()
+    print(out)
+    return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    raise NotImplementedError  # owned by the experiment layer
+    """Compare run folders: curves (HTML, PNG when kaleido works), labels_saved.csv and summary.md."""
+    from balpm.experiment import write_report
+
+    try:
+        out = write_report(args.runs, args.out, png=not args.no_png)
+    except (ValueError, OSError, KeyError) as e:
+        print(f"balpm compare: {e}", file=sys.stderr)
+        return 2
+    print((out / "summary.md").read_text())
+    print(out)
+    return 0
 
 
 def add_validate_args(p: argparse.ArgumentParser) -> None:
@@ -126,11 +169,16 @@ def add_embed_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
-    pass
+    from balpm.experiment import add_config_arguments
+
+    add_config_arguments(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def add_compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", help="run folders written by `balpm run`")
+    p.add_argument("--out", required=True, help="report folder to write (created if missing)")
+    p.add_argument("--no-png", action="store_true", help="skip PNG export (HTML figures only)")
 
 
 COMMANDS = {

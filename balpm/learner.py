@@ -1,0 +1,628 @@
+"""The active learner shared by simulated runs (:mod:`balpm.experiment`) and human labelling (app, notebooks).
+
+One object holds a pool, its embeddings, the labelled set and the ensemble, and runs the loop
+
+    suggest() → a batch of pairs → label(ids, labels) (a person, or the pool's own labels in simulation) → fit()
+
+Why one object for both: a person labelling in the app and a simulated run must pick with exactly the same code, so
+what a benchmark measures is what the app does.
+
+Rounds and randomness
+---------------------
+Every pool row has an ``acquired_round_``: ``-1`` not acquired, ``0`` the initial set, ``r ≥ 1`` labelled from the
+``r``-th suggestion (as in baal's ``ActiveLearningDataset``). :meth:`ActiveLearner.suggest` proposes for round
+``last_round_ + 1``. Every random choice is drawn from ``np.random.default_rng([seed, round, purpose])`` and the
+ensemble of round ``r`` is seeded the same way, so the picks depend only on ``(seed, labelled set)``: a session that
+is saved and loaded makes exactly the picks it would have made, and asking again for the same round (a page rerun)
+returns the same batch.
+
+Ties and skips are *decided* (never offered again) but are not labels for the model (``labels_`` stays NaN).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from balpm import uncertainty as unc
+
+__all__ = [
+    "ActiveLearner",
+    "expected_calibration_error",
+    "preference_metrics",
+    "knn_cache_path",
+    "load_or_build_knn",
+]
+
+_FORMAT_VERSION = 1
+_PURPOSE_INIT, _PURPOSE_SELECT, _PURPOSE_FIT = 0, 1, 2
+_KNN_POLICIES = {"bal-pm", "entropy"}
+_EPS = 1e-7
+
+
+# ---------------------------------------------------------------------------------------------------- metrics
+def expected_calibration_error(p: np.ndarray, y: np.ndarray, n_bins: int = 10) -> float:
+    """Expected calibration error of the top-label prediction (Guo et al., 2017), equal-width bins on [0, 1].
+
+    Why top-label: which completion is called A is a coin flip, so calibration is judged on the confidence of the
+    predicted winner, ``max(p, 1 − p)``, against whether it won.
+
+    Parameters
+    ----------
+    p : (N,) array
+        Predicted P(A ≻ B).
+    y : (N,) array
+        Observed labels (1 = A preferred, 0 = B preferred).
+    n_bins : int
+        Bins of the confidence; a confidence exactly on an inner edge goes to the upper bin, 1.0 to the last.
+
+    Returns
+    -------
+    float
+        ``Σ_b (n_b / N) · |accuracy_b − confidence_b|``; NaN for empty input.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if p.size == 0:
+        return float("nan")
+    conf = np.maximum(p, 1.0 - p)
+    correct = ((p >= 0.5) == (y == 1)).astype(np.float64)
+    bins = np.minimum((conf * n_bins).astype(np.int64), n_bins - 1)
+    ece = 0.0
+    for b in np.unique(bins):
+        m = bins == b
+        ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece)
+
+
+def preference_metrics(member_probs: np.ndarray, labels: np.ndarray, n_bins: int = 10) -> dict[str, float]:
+    """Held-out quality of an ensemble on pairs with observed labels.
+
+    Parameters
+    ----------
+    member_probs : (E, N) array
+        Each member's P(A ≻ B).
+    labels : (N,) array
+        1 = A preferred, 0 = B preferred; NaN entries (ties, missing) are left out.
+
+    Returns
+    -------
+    dict
+        ``log_likelihood`` (mean log-probability of the observed label under the ensemble's predictive, in nats,
+        probabilities clipped to [1e-7, 1 − 1e-7]), ``accuracy`` (predictive ≥ 0.5 counts as A),
+        ``brier`` (mean squared error of P(A ≻ B)), ``ece`` (:func:`expected_calibration_error`, 10 bins),
+        ``mean_bald`` (mean BALD over the same pairs), ``n`` (pairs scored).
+    """
+    probs = np.asarray(member_probs, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    keep = ~np.isnan(y)
+    probs, y = probs[:, keep], y[keep]
+    if y.size == 0:
+        return {k: float("nan") for k in ("log_likelihood", "accuracy", "brier", "ece", "mean_bald")} | {"n": 0}
+    p = probs.mean(axis=0)
+    pc = np.clip(p, _EPS, 1 - _EPS)
+    return {
+        "log_likelihood": float(np.mean(y * np.log(pc) + (1 - y) * np.log1p(-pc))),
+        "accuracy": float(np.mean((p >= 0.5) == (y == 1))),
+        "brier": float(np.mean((p - y) ** 2)),
+        "ece": expected_calibration_error(p, y, n_bins),
+        "mean_bald": float(np.mean(unc.bald(probs))),
+        "n": int(y.size),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------- kNN cache
+def _ids_digest(ids: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for i in ids:
+        h.update(str(i).encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def knn_cache_path(embeddings: Any, k: int, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where the kNN graph of ``embeddings.prompt`` is cached: keyed by the model id, the pair ids and ``k``.
+
+    The file also stores a fingerprint of the vectors (:func:`balpm.neighbors.cached_knn_graph`), so a pool
+    re-embedded with other settings (max length, pooling) rebuilds instead of reusing a stale graph.
+    """
+    if cache_dir is None:
+        from balpm.embed import default_cache_dir
+
+        cache_dir = Path(default_cache_dir()) / "knn"
+    h = hashlib.sha256()
+    h.update(str(getattr(embeddings, "model_id", "")).encode())
+    h.update(_ids_digest(np.asarray(embeddings.ids)).encode())
+    h.update(f"k={int(k)}".encode())
+    return Path(cache_dir) / f"knn-{h.hexdigest()[:24]}.npz"
+
+
+def load_or_build_knn(embeddings: Any, k: int, cache_dir: str | os.PathLike[str] | None = None) -> Any:
+    """The :class:`balpm.neighbors.KnnGraph` of the prompt embeddings, from the cache or built once and cached."""
+    from balpm.neighbors import build_knn_graph, cached_knn_graph
+
+    path = knn_cache_path(embeddings, k, cache_dir)
+    try:
+        return cached_knn_graph(embeddings.prompt, path, k=int(k))
+    except OSError:  # a read-only cache folder is not an error: build in memory
+        return build_knn_graph(embeddings.prompt, k=int(k))
+
+
+# ---------------------------------------------------------------------------------------------------- learner
+class ActiveLearner:
+    """Pool-based active learning of a Bradley-Terry ensemble, for simulations and human labelling alike.
+
+    Parameters
+    ----------
+    pool : PreferencePool
+        The pairs (row ``i`` of ``pool.pairs`` ↔ row ``i`` of every embedding matrix).
+    embeddings : PoolEmbeddings
+        ``prompt``, ``a``, ``b`` (N, d) of the pool.
+    policy : str
+        A name in ``balpm.acquisition.POLICIES`` (``bal-pm``, ``random``, ``bald``, ...).
+    policy_params : dict, optional
+        Passed to ``get_policy`` (e.g. ``beta``, ``k``, ``temperature``).
+    model_params : dict, optional
+        Passed to :class:`balpm.model.PreferenceEnsemble` (``seed`` is set per round by the learner).
+    batch_size : int
+        Pairs per suggestion.
+    seed : int
+        Root of every random choice.
+    knn_graph : KnnGraph, optional
+        A prebuilt graph of ``embeddings.prompt``; else built on first need and cached (:func:`load_or_build_knn`).
+    knn_k : int, optional
+        ``k`` of the graph; default ``policy_params["k"]`` or 13.
+    knn_cache_dir : path, optional
+        Folder of the graph cache (default ``<balpm cache>/knn``).
+
+    Attributes
+    ----------
+    labels_ : (N,) float array
+        1 = A preferred, 0 = B preferred, NaN = no label for the model.
+    acquired_round_ : (N,) int array
+        Round in which each pair was decided (labelled, tie or skip); -1 if not yet.
+    ensemble_ : PreferenceEnsemble or None
+        The last fitted ensemble.
+    last_selection_ : pandas.DataFrame or None
+        The last :meth:`suggest` result.
+    timings_ : dict
+        Seconds of the last ``fit``, ``score`` and ``select`` phases.
+    """
+
+    def __init__(
+        self,
+        pool: Any,
+        embeddings: Any,
+        *,
+        policy: str = "bal-pm",
+        policy_params: dict[str, Any] | None = None,
+        model_params: dict[str, Any] | None = None,
+        batch_size: int = 32,
+        seed: int = 0,
+        knn_graph: Any = None,
+        knn_k: int | None = None,
+        knn_cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        n = len(pool.pairs)
+        if len(embeddings.ids) != n or not np.array_equal(np.asarray(embeddings.ids).astype(str),
+                                                          pool.pairs["id"].to_numpy().astype(str)):
+            raise ValueError("embeddings.ids must equal pool.pairs.id, row for row (embed this pool)")
+        self.pool = pool
+        self.embeddings = embeddings
+        self.policy = policy
+        self.policy_params = dict(policy_params or {})
+        self.model_params = dict(model_params or {})
+        self.model_params.pop("seed", None)
+        if "hidden" in self.model_params:  # JSON round trips give lists; keep one canonical form
+            self.model_params["hidden"] = tuple(int(h) for h in self.model_params["hidden"])
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.knn_k = int(knn_k if knn_k is not None else self.policy_params.get("k", 13))
+        self.knn_cache_dir = knn_cache_dir
+        self.knn_graph_ = knn_graph
+        self._policy_obj: Any = None
+
+        self.labels_ = np.full(n, np.nan)
+        self.acquired_round_ = np.full(n, -1, dtype=np.int64)
+        self.ensemble_: Any = None
+        self._fitted_key: str | None = None
+        self._fit_round: int | None = None
+        self.last_selection_: pd.DataFrame | None = None
+        self.timings_: dict[str, float] = {}
+        self._index = pd.Index(pool.pairs["id"].astype(str))
+
+    # ------------------------------------------------------------------ views
+    @property
+    def ids(self) -> np.ndarray:
+        return self._index.to_numpy()
+
+    @property
+    def n_labeled_(self) -> int:
+        """Pairs with a label for the model."""
+        return int(np.sum(~np.isnan(self.labels_)))
+
+    @property
+    def last_round_(self) -> int:
+        """The highest round with a decided pair (-1 before any)."""
+        return int(self.acquired_round_.max()) if len(self.acquired_round_) else -1
+
+    @property
+    def labeled_mask(self) -> np.ndarray:
+        return ~np.isnan(self.labels_)
+
+    @property
+    def decided_mask(self) -> np.ndarray:
+        """Pairs not to be offered again (labelled, tie or skip)."""
+        return self.acquired_round_ >= 0
+
+    def labeled_ids(self) -> list[str]:
+        """Labelled pair ids in the order they were acquired (round, then pool order)."""
+        idx = np.flatnonzero(self.labeled_mask)
+        idx = idx[np.argsort(self.acquired_round_[idx], kind="stable")]
+        return [str(i) for i in self.ids[idx]]
+
+    def labels_dict(self) -> dict[str, int]:
+        """``id → 0/1`` of the labelled pairs."""
+        idx = np.flatnonzero(self.labeled_mask)
+        return {str(self.ids[i]): int(self.labels_[i]) for i in idx}
+
+    def acquired(self) -> pd.DataFrame:
+        """``id``, ``round``, ``label`` of every decided pair, by round."""
+        idx = np.flatnonzero(self.decided_mask)
+        df = pd.DataFrame({"id": self.ids[idx], "round": self.acquired_round_[idx], "label": self.labels_[idx]})
+        return df.sort_values("round", kind="stable").reset_index(drop=True)
+
+    def _rows(self, ids: Any) -> np.ndarray:
+        ids = [str(i) for i in np.atleast_1d(np.asarray(ids, dtype=object))]
+        rows = self._index.get_indexer(ids)
+        if (rows < 0).any():
+            missing = [i for i, r in zip(ids, rows) if r < 0]
+            raise KeyError(f"{len(missing)} ids are not in the pool: {missing[:5]}")
+        return rows
+
+    def _rng(self, round_: int, purpose: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, int(round_), purpose])
+
+    # ------------------------------------------------------------------ labelling
+    def initialize(self, n: int, seed: int | None = None) -> list[str]:
+        """Label ``n`` random pairs (round 0) with the pool's own labels: the simulation's starting set.
+
+        Only pairs with a pool label are drawn. ``seed`` defaults to the learner's seed.
+
+        Returns
+        -------
+        list of str
+            The drawn ids.
+        """
+        truth = np.asarray(self.pool.labels, dtype=np.float64)
+        avail = np.flatnonzero(~np.isnan(truth) & ~self.decided_mask)
+        if n > len(avail):
+            raise ValueError(f"cannot draw {n} initial pairs: only {len(avail)} labelled pairs are available")
+        rng = np.random.default_rng([self.seed if seed is None else int(seed), 0, _PURPOSE_INIT])
+        rows = np.sort(rng.choice(avail, size=int(n), replace=False))
+        self._set(rows, truth[rows], 0)
+        return [str(i) for i in self.ids[rows]]
+
+    def label(self, ids: Any, labels: Any, round: int | None = None) -> None:  # noqa: A002
+        """Record labels for pairs, from a person or an oracle.
+
+        Parameters
+        ----------
+        ids : sequence of str
+        labels : sequence
+            1 / ``"a"`` = A preferred, 0 / ``"b"`` = B preferred; ``None``, NaN, ``"tie"`` or ``"skip"`` decide
+            the pair without giving the model a label.
+        round : int, optional
+            Default: the round of the pending suggestion (``last_round_ + 1``).
+        """
+        rows = self._rows(ids)
+        labels = list(np.atleast_1d(np.asarray(labels, dtype=object)))
+        if len(labels) != len(rows):
+            raise ValueError(f"{len(rows)} ids but {len(labels)} labels")
+        values = np.array([_label_value(v) for v in labels], dtype=np.float64)
+        r = self._pending_round() if round is None else int(round)
+        self._set(rows, values, r)
+
+    def unlabel(self, ids: Any) -> None:
+        """Forget decisions (an Undo in the app): the pairs become candidates again."""
+        rows = self._rows(ids)
+        self.labels_[rows] = np.nan
+        self.acquired_round_[rows] = -1
+
+    def sync_from_store(self, store: Any) -> None:
+        """Make the labelled set equal to the active events of a :class:`balpm.store.LabelStore`.
+
+        The store is the source of truth in a human session; ids that are not in this pool are ignored, and an
+        event without a round counts as round 0.
+        """
+        df = store.active_labels()
+        self.labels_[:] = np.nan
+        self.acquired_round_[:] = -1
+        if df.empty:
+            return
+        rows = self._index.get_indexer(df["pair_id"].astype(str))
+        keep = rows >= 0
+        rows = rows[keep]
+        lab = df["label"].astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)[keep]
+        rnd = df["round"].astype("Float64").fillna(0).to_numpy(dtype=np.float64)[keep].astype(np.int64)
+        self.labels_[rows] = lab
+        self.acquired_round_[rows] = rnd
+
+    def _set(self, rows: np.ndarray, values: np.ndarray, round_: int) -> None:
+        self.labels_[rows] = values
+        self.acquired_round_[rows] = int(round_)
+
+    def _pending_round(self) -> int:
+        return self.last_round_ + 1
+
+    # ------------------------------------------------------------------ model
+    def _labels_key(self) -> str:
+        m = self.labeled_mask
+        h = hashlib.sha256(np.flatnonzero(m).astype(np.int64).tobytes())
+        h.update(self.labels_[m].astype(np.int8).tobytes())
+        h.update(json.dumps(self.model_params, sort_keys=True, default=str).encode())
+        return h.hexdigest()
+
+    @property
+    def is_stale(self) -> bool:
+        """True when the ensemble was not fitted on the current labelled set."""
+        return self.ensemble_ is None or self._fitted_key != self._labels_key()
+
+    def fit(self) -> ActiveLearner:
+        """Train a fresh ensemble on the labelled pairs (seeded by ``(seed, round)``)."""
+        from balpm.model import PreferenceEnsemble
+
+        m = self.labeled_mask
+        if not m.any():
+            raise ValueError("no labelled pairs to fit on: call initialize() or label() first")
+        r = self._pending_round()
+        fit_seed = int(self._rng(r, _PURPOSE_FIT).integers(2**31 - 1))
+        t0 = time.perf_counter()
+        model = PreferenceEnsemble(**self.model_params, seed=fit_seed)
+        model.fit(self.embeddings.a[m], self.embeddings.b[m], self.labels_[m])
+        self.timings_["fit"] = time.perf_counter() - t0
+        self.ensemble_ = model
+        self._fitted_key = self._labels_key()
+        self._fit_round = r
+        return self
+
+    def _ensure_fitted(self) -> None:
+        if self.is_stale:
+            self.fit()
+
+    def member_proba(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Members' P(A ≻ B), ``(E, N)`` for the whole pool or ``(E, len(rows))``."""
+        self._ensure_fitted()
+        a, b = self.embeddings.a, self.embeddings.b
+        if rows is not None:
+            a, b = a[rows], b[rows]
+        return self.ensemble_.predict_member_proba(a, b)
+
+    # ------------------------------------------------------------------ acquisition
+    def _policy(self) -> Any:
+        if self._policy_obj is None:
+            from balpm.acquisition import get_policy
+
+            self._policy_obj = get_policy(self.policy, **self.policy_params)
+        return self._policy_obj
+
+    def _needs_knn(self, policy: Any) -> bool:
+        flag = getattr(policy, "needs_knn", None)
+        return bool(flag) if flag is not None else self.policy in _KNN_POLICIES
+
+    def knn_graph(self) -> Any:
+        """The kNN graph of the pool's prompts (built once, cached on disk beside the embedding cache)."""
+        if self.knn_graph_ is None:
+            self.knn_graph_ = load_or_build_knn(self.embeddings, self.knn_k, self.knn_cache_dir)
+        return self.knn_graph_
+
+    def suggest(self, batch_size: int | None = None, *, candidates: np.ndarray | None = None) -> pd.DataFrame:
+        """Propose the next batch: fit if stale, score the undecided pairs, run the policy.
+
+        Parameters
+        ----------
+        batch_size : int, optional
+            Default: the learner's ``batch_size`` (fewer if fewer candidates remain).
+        candidates : (N,) bool array, optional
+            Restrict the choice further (e.g. to pairs the oracle can answer); decided pairs are always excluded.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per pick, in pick order: ``pick``, ``round``, ``row`` (pool row), ``id``, ``prompt``,
+            ``completion_a``, ``completion_b``, ``uncertainty`` (BALD, nats), ``entropy_term`` (β·Ĥ; NaN for
+            policies without one), ``score``, ``ratio`` (uncertainty / score). Calling again without new labels
+            returns the same batch.
+        """
+        from balpm.acquisition import AcquisitionInput
+
+        bs = self.batch_size if batch_size is None else int(batch_size)
+        cand = ~self.decided_mask
+        if candidates is not None:
+            cand &= np.asarray(candidates, dtype=bool)
+        bs = min(bs, int(cand.sum()))
+        r = self._pending_round()
+        if bs <= 0:
+            self.last_selection_ = _empty_selection()
+            return self.last_selection_
+        self._ensure_fitted()
+        t0 = time.perf_counter()
+        probs = self.member_proba()
+        u = unc.bald(probs)
+        t1 = time.perf_counter()
+        policy = self._policy()
+        knn = self.knn_graph() if self._needs_knn(policy) else None
+        inp = AcquisitionInput(
+            uncertainty=u,
+            candidates=cand,
+            acquired=self.decided_mask.copy(),
+            prompt_embeddings=np.asarray(self.embeddings.prompt),
+            knn=knn,
+        )
+        sel = policy.select(inp, bs, self._rng(r, _PURPOSE_SELECT))
+        t2 = time.perf_counter()
+        self.timings_["score"] = t1 - t0
+        self.timings_["select"] = t2 - t1
+        rows = np.asarray(sel.indices, dtype=np.int64)
+        pairs = self.pool.pairs.iloc[rows]
+        out = pd.DataFrame({
+            "pick": np.arange(len(rows)),
+            "round": r,
+            "row": rows,
+            "id": pairs["id"].astype(str).to_numpy(),
+            "prompt": pairs["prompt"].to_numpy(),
+            "completion_a": pairs["completion_a"].to_numpy(),
+            "completion_b": pairs["completion_b"].to_numpy(),
+            "uncertainty": np.asarray(sel.uncertainty, dtype=np.float64),
+            "entropy_term": np.asarray(sel.entropy_term, dtype=np.float64),
+            "score": np.asarray(sel.score, dtype=np.float64),
+            "ratio": np.asarray(sel.ratio, dtype=np.float64),
+        })
+        self.last_selection_ = out
+        return out
+
+    def oracle_step(self, batch_size: int | None = None) -> pd.DataFrame:
+        """One simulated round: suggest among pairs with a pool label, then label them with the pool's labels."""
+        truth = np.asarray(self.pool.labels, dtype=np.float64)
+        sel = self.suggest(batch_size, candidates=~np.isnan(truth))
+        if len(sel):
+            self.label(sel["id"].to_numpy(), truth[sel["row"].to_numpy()], round=int(sel["round"].iloc[0]))
+        return sel
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, test_pool: Any, test_embeddings: Any) -> dict[str, float]:
+        """Quality of the current ensemble on held-out pairs (their own labels): see :func:`preference_metrics`."""
+        self._ensure_fitted()
+        probs = self.ensemble_.predict_member_proba(test_embeddings.a, test_embeddings.b)
+        return preference_metrics(probs, np.asarray(test_pool.labels, dtype=np.float64))
+
+    # ------------------------------------------------------------------ persistence
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "policy_params": self.policy_params,
+            "model_params": self.model_params,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "knn_k": self.knn_k,
+        }
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write the whole state to a folder: ``learner.json``, ``state.npz``, ``ensemble.npz`` (if fitted).
+
+        The random state needs no file: it is a function of ``(seed, round)`` (module docstring).
+        """
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format_version": _FORMAT_VERSION,
+            "params": self.get_params(),
+            "pool_name": getattr(self.pool, "name", None),
+            "n_pairs": int(len(self.labels_)),
+            "ids_sha256": _ids_digest(self.ids),
+            "embeddings_model_id": getattr(self.embeddings, "model_id", None),
+            "fitted_key": self._fitted_key,
+            "fit_round": self._fit_round,
+            "rng": {"scheme": "numpy default_rng([seed, round, purpose])", "seed": self.seed},
+            "timings": self.timings_,
+        }
+        _atomic_write(d / "learner.json", json.dumps(meta, indent=2, default=_json_default).encode())
+        tmp = d / "state.tmp.npz"
+        np.savez(tmp, labels=self.labels_, acquired_round=self.acquired_round_)
+        os.replace(tmp, d / "state.npz")
+        if self.ensemble_ is not None:
+            tmp = d / "ensemble.tmp.npz"
+            np.savez(tmp, **self.ensemble_.state_dict())
+            os.replace(tmp, d / "ensemble.npz")
+        elif (d / "ensemble.npz").exists():
+            (d / "ensemble.npz").unlink()
+        if self.last_selection_ is not None:
+            self.last_selection_.to_csv(d / "last_selection.csv", index=False)
+        return d
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str], pool: Any, embeddings: Any, **overrides: Any) -> ActiveLearner:
+        """Restore a learner saved by :meth:`save` on the same pool (checked by the ids' hash).
+
+        ``overrides`` replace saved constructor parameters (e.g. ``knn_graph``, ``knn_cache_dir``).
+        """
+        from balpm.model import PreferenceEnsemble
+
+        d = Path(directory)
+        meta = json.loads((d / "learner.json").read_text())
+        if meta.get("format_version", 0) > _FORMAT_VERSION:
+            raise ValueError(f"{d}: saved by a newer balpm (format {meta['format_version']})")
+        ids = pool.pairs["id"].astype(str).to_numpy()
+        if len(ids) != meta["n_pairs"] or _ids_digest(ids) != meta["ids_sha256"]:
+            raise ValueError(f"{d}: the saved learner belongs to another pool ({meta.get('pool_name')!r}, "
+                             f"{meta['n_pairs']} pairs) than {getattr(pool, 'name', '')!r} ({len(ids)} pairs)")
+        params = {**meta["params"], **overrides}
+        learner = cls(pool, embeddings, **params)
+        with np.load(d / "state.npz") as z:
+            learner.labels_ = z["labels"].astype(np.float64)
+            learner.acquired_round_ = z["acquired_round"].astype(np.int64)
+        if (d / "ensemble.npz").exists():
+            with np.load(d / "ensemble.npz", allow_pickle=False) as z:
+                learner.ensemble_ = PreferenceEnsemble.from_state_dict({k: z[k] for k in z.files})
+            learner._fitted_key = meta.get("fitted_key")
+            learner._fit_round = meta.get("fit_round")
+        learner.timings_ = dict(meta.get("timings") or {})
+        if (d / "last_selection.csv").exists():
+            learner.last_selection_ = pd.read_csv(d / "last_selection.csv", dtype={"id": str})
+        return learner
+
+    def __repr__(self) -> str:
+        return (f"ActiveLearner(policy={self.policy!r}, pool={getattr(self.pool, 'name', '?')!r}, "
+                f"n_labeled={self.n_labeled_}, last_round={self.last_round_})")
+
+
+def _label_value(v: Any) -> float:
+    if v is None:
+        return np.nan
+    if isinstance(v, str):
+        s = v.strip().lower()
+        if s in ("a", "1"):
+            return 1.0
+        if s in ("b", "0"):
+            return 0.0
+        if s in ("tie", "skip", ""):
+            return np.nan
+        raise ValueError(f"unknown label {v!r}: use 1/'a', 0/'b', or None/'tie'/'skip'")
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        if v is pd.NA:
+            return np.nan
+        raise ValueError(f"unknown label {v!r}") from None
+    if np.isnan(f):
+        return np.nan
+    if f not in (0.0, 1.0):
+        raise ValueError(f"labels must be 0 or 1 (or None for a tie/skip), got {v!r}")
+    return f
+
+
+def _empty_selection() -> pd.DataFrame:
+    cols = ["pick", "round", "row", "id", "prompt", "completion_a", "completion_b", "uncertainty", "entropy_term",
+            "score", "ratio"]
+    return pd.DataFrame({c: [] for c in cols})
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, (tuple, set)):
+        return list(o)
+    return str(o)

@@ -1,0 +1,225 @@
+"""Plotly figures shared by the app, the ``balpm compare`` report and notebooks.
+
+Pure functions: data in, ``plotly.graph_objects.Figure`` out, no I/O and no Streamlit. Tests assert on the figures'
+traces and values, not on pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+__all__ = ["learning_curves", "ratio_over_rounds", "feature_space", "labels_saved_bar", "COLORS"]
+
+#: One stable colour per policy, so every figure of a report agrees.
+COLORS = {
+    "bal-pm": "#d62728",
+    "random": "#7f7f7f",
+    "bald": "#1f77b4",
+    "softmax-bald": "#2ca02c",
+    "power-bald": "#9467bd",
+    "softrank-bald": "#8c564b",
+    "entropy": "#e377c2",
+}
+_FALLBACK = ["#17becf", "#bcbd22", "#ff7f0e", "#393b79", "#637939", "#843c39"]
+_LABELS = {"log_likelihood": "test log-likelihood (nats)", "accuracy": "accuracy", "brier": "Brier score",
+           "ece": "expected calibration error", "mean_bald": "mean BALD (nats)"}
+
+
+def _color(name: str, i: int) -> str:
+    base = str(name).split(" [")[0]
+    return COLORS.get(base, _FALLBACK[i % len(_FALLBACK)])
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _aggregate(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per-run metrics rows → mean/se per (dataset, policy, split, n_labeled), as ``compare_runs`` does."""
+    keys = [c for c in ("dataset", "policy", "split", "n_labeled") if c in df.columns]
+    g = df.groupby(keys, sort=True)[metric].agg(["mean", "std", "count"]).reset_index()
+    g[f"{metric}_mean"] = g["mean"]
+    g[f"{metric}_se"] = np.where(g["count"] > 1, g["std"] / np.sqrt(g["count"]), np.nan)
+    return g.drop(columns=["mean", "std", "count"])
+
+
+def learning_curves(df: pd.DataFrame, metric: str = "log_likelihood", split: str = "test") -> go.Figure:
+    """Mean ``metric`` against the number of labels, one line per policy (and dataset), ± one standard error.
+
+    Parameters
+    ----------
+    df : DataFrame
+        :func:`balpm.experiment.compare_runs` output (``{metric}_mean``, ``{metric}_se``), or raw ``metrics.csv``
+        rows (aggregated here).
+    metric : str
+    split : str
+        ``test`` or ``ood``; ignored when ``df`` has no ``split`` column.
+
+    Returns
+    -------
+    go.Figure
+        Per curve: a band trace (``name`` ``"<curve> ± se"``, filled polygon, hidden from the legend; only when
+        some standard error is finite) followed by the mean line (``name`` = policy, or ``"dataset · policy"``).
+    """
+    if "split" in df.columns:
+        df = df[df["split"] == split]
+    if f"{metric}_mean" not in df.columns:
+        df = _aggregate(df, metric)
+    fig = go.Figure()
+    multi = "dataset" in df.columns and df["dataset"].nunique() > 1
+    group_keys = [c for c in ("dataset", "policy") if c in df.columns]
+    groups = df.groupby(group_keys, sort=True) if group_keys else [((), df)]
+    for i, (key, part) in enumerate(groups):
+        key = key if isinstance(key, tuple) else (key,)
+        policy = str(key[-1]) if key else metric
+        name = " · ".join(map(str, key)) if multi else policy
+        part = part.sort_values("n_labeled")
+        x = part["n_labeled"].to_numpy(dtype=np.float64)
+        y = part[f"{metric}_mean"].to_numpy(dtype=np.float64)
+        se = part[f"{metric}_se"].to_numpy(dtype=np.float64) if f"{metric}_se" in part else np.full_like(y, np.nan)
+        color = _color(policy, i)
+        if np.isfinite(se).any():
+            s = np.nan_to_num(se)
+            fig.add_trace(go.Scatter(
+                x=np.concatenate([x, x[::-1]]), y=np.concatenate([y + s, (y - s)[::-1]]), fill="toself", mode="lines",
+                fillcolor=_rgba(color, 0.18), line=dict(width=0), hoverinfo="skip", showlegend=False,
+                name=f"{name} ± se", legendgroup=name,
+            ))
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=name, legendgroup=name,
+                                 line=dict(color=color, width=2), marker=dict(size=5),
+                                 customdata=se, hovertemplate="%{x} labels: %{y:.4f} ± %{customdata:.4f}"))
+    fig.update_layout(xaxis_title="labelled pairs", yaxis_title=_LABELS.get(metric, metric).replace(
+        "test", split), template="plotly_white", legend_title_text="policy", hovermode="x unified")
+    return fig
+
+
+def ratio_over_rounds(acquired: pd.DataFrame, column: str = "ratio") -> go.Figure:
+    """Median and interquartile range of ``U / score`` of the picks per round (BAL-PM's uncertainty share).
+
+    A ratio near 1 means BALD drove the pick; near 0 means the prompt-entropy term did (the paper's
+    entropy-versus-uncertainty figure). Rows with a non-finite ratio (random picks, the initial set) are ignored.
+
+    Returns
+    -------
+    go.Figure
+        Traces: ``"q25–q75"`` band (filled polygon) and ``"median"`` line, x = round.
+    """
+    df = acquired[np.isfinite(pd.to_numeric(acquired[column], errors="coerce"))]
+    g = df.groupby("round")[column]
+    stats = pd.DataFrame({"q25": g.quantile(0.25), "median": g.median(), "q75": g.quantile(0.75)}).reset_index()
+    x = stats["round"].to_numpy(dtype=np.float64)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=np.concatenate([x, x[::-1]]), y=np.concatenate([stats["q75"], stats["q25"][::-1]]), fill="toself", mode="lines",
+        fillcolor=_rgba(COLORS["bal-pm"], 0.2), line=dict(width=0), hoverinfo="skip", name="q25–q75",
+    ))
+    fig.add_trace(go.Scatter(x=x, y=stats["median"].to_numpy(), mode="lines+markers", name="median",
+                             line=dict(color=COLORS["bal-pm"], width=2)))
+    fig.update_layout(xaxis_title="round", yaxis_title="uncertainty / score of the picks",
+                      template="plotly_white", yaxis_range=[0, 1.05])
+    return fig
+
+
+def feature_space(
+    coords: np.ndarray,
+    color: Sequence[Any] | np.ndarray | None = None,
+    hover: Sequence[str] | None = None,
+    highlight_mask: np.ndarray | None = None,
+    *,
+    color_title: str = "",
+    highlight_name: str = "selected",
+) -> go.Figure:
+    """2-D scatter of prompt embeddings (e.g. UMAP), optionally coloured and with some points highlighted.
+
+    Parameters
+    ----------
+    coords : (N, 2) array
+    color : (N,) numbers (colour scale) or labels (one trace per category), optional
+    hover : (N,) str, optional
+    highlight_mask : (N,) bool, optional
+        Drawn on top as a last trace named ``highlight_name`` with larger, outlined markers.
+
+    Returns
+    -------
+    go.Figure
+        Numeric or no colour: one ``"pairs"`` trace (+ highlight). Categorical: one trace per category in sorted
+        order (+ highlight).
+    """
+    xy = np.asarray(coords, dtype=np.float64)
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise ValueError(f"coords must be (N, 2), got {xy.shape}")
+    n = len(xy)
+    text = np.asarray(hover, dtype=object) if hover is not None else None
+    mask = np.zeros(n, bool) if highlight_mask is None else np.asarray(highlight_mask, dtype=bool)
+    if mask.shape != (n,):
+        raise ValueError(f"highlight_mask must have shape ({n},)")
+    fig = go.Figure()
+    hov = "%{text}<extra></extra>" if text is not None else None
+
+    def _text(m: np.ndarray) -> Any:
+        return text[m] if text is not None else None
+
+    col = None if color is None else np.asarray(color)
+    if col is not None and col.shape != (n,):
+        raise ValueError(f"color must have shape ({n},)")
+    if col is not None and not np.issubdtype(col.dtype, np.number):
+        cats = pd.Series(col.astype(str))
+        for i, c in enumerate(sorted(cats.unique())):
+            m = (cats == c).to_numpy()
+            fig.add_trace(go.Scattergl(x=xy[m, 0], y=xy[m, 1], mode="markers", name=c, text=_text(m),
+                                       hovertemplate=hov, marker=dict(size=5, color=_color(c, i), opacity=0.7)))
+    else:
+        marker: dict[str, Any] = dict(size=5, opacity=0.7, color="#9aa0a6")
+        if col is not None:
+            marker.update(color=col.astype(np.float64), colorscale="Viridis", showscale=True,
+                          colorbar=dict(title=color_title))
+        all_rows = np.ones(n, bool)
+        fig.add_trace(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name="pairs", text=_text(all_rows),
+                                   hovertemplate=hov, marker=marker))
+    if mask.any():
+        fig.add_trace(go.Scattergl(x=xy[mask, 0], y=xy[mask, 1], mode="markers", name=highlight_name,
+                                   text=_text(mask), hovertemplate=hov,
+                                   marker=dict(size=10, color=COLORS["bal-pm"], line=dict(width=1.5, color="black"),
+                                               symbol="diamond")))
+    fig.update_layout(template="plotly_white", xaxis=dict(showticklabels=False, title=""),
+                      yaxis=dict(showticklabels=False, title=""), legend_title_text=color_title)
+    return fig
+
+
+def labels_saved_bar(table: pd.DataFrame) -> go.Figure:
+    """Percent of labels saved per policy, one bar group per reference (and dataset).
+
+    Parameters
+    ----------
+    table : DataFrame
+        :func:`balpm.experiment.labels_saved_table` output.
+
+    Returns
+    -------
+    go.Figure
+        One ``go.Bar`` per reference (``name`` ``"vs <reference>"``, or ``"<dataset> vs <reference>"`` with several
+        datasets); x = policy, y = ``percent_saved`` (0 and the text "not reached" when never reached).
+    """
+    fig = go.Figure()
+    multi = "dataset" in table.columns and table["dataset"].nunique() > 1
+    keys = ["dataset", "reference"] if "dataset" in table.columns else ["reference"]
+    for (key, part) in table.groupby(keys, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        name = f"{key[0]} vs {key[-1]}" if multi else f"vs {key[-1]}"
+        reached = part["reached"].astype(bool).to_numpy()
+        y = np.where(reached, part["percent_saved"].to_numpy(dtype=np.float64), 0.0)
+        text = [f"{v:.1f}%" if r else "not reached" for v, r in zip(y, reached)]
+        fig.add_trace(go.Bar(x=part["policy"].astype(str).to_numpy(), y=y, name=name, text=text,
+                             textposition="outside",
+                             customdata=part["labels_saved"].to_numpy(dtype=np.float64),
+                             hovertemplate="%{x}: %{y:.1f}% (%{customdata:.0f} labels)<extra>%{fullData.name}</extra>"))
+    fig.update_layout(barmode="group", template="plotly_white", yaxis_title="labels saved (%)",
+                      xaxis_title="policy", title="Labels saved to reach the reference's final test log-likelihood")
+    return fig

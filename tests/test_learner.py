@@ -1,0 +1,190 @@
+"""ActiveLearner and the held-out metrics: hand-computed numbers, exact resume, labels from people and stores."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from balpm.data import PreferencePool
+from balpm.embed import PoolEmbeddings
+from balpm.learner import ActiveLearner, expected_calibration_error, knn_cache_path, preference_metrics
+from balpm.store import LabelStore
+
+MODEL = {"n_members": 3, "hidden": (32, 8), "max_epochs": 8, "lr": 3e-3}
+
+
+def synthetic(n: int = 240, d: int = 12, seed: int = 0, name: str = "synthetic"):
+    """A pool whose labels follow a linear reward of the pair embeddings (learnable), prompts in 6 clusters."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(6, d)) * 3
+    cluster = rng.integers(0, 6, size=n)
+    prompt = (centers[cluster] + rng.normal(size=(n, d))).astype(np.float32)
+    a = (prompt + rng.normal(size=(n, d))).astype(np.float32)
+    b = (prompt + rng.normal(size=(n, d))).astype(np.float32)
+    w = rng.normal(size=d)
+    label = (a @ w > b @ w).astype(int)
+    ids = np.array([f"p{i:04d}" for i in range(n)])
+    pairs = pd.DataFrame({
+        "id": ids, "prompt": [f"prompt {c} #{i}" for i, c in enumerate(cluster)],
+        "completion_a": [f"a{i}" for i in range(n)], "completion_b": [f"b{i}" for i in range(n)],
+        "label": label, "source": name, "group": ids,
+    })
+    return PreferencePool(pairs, name=name), PoolEmbeddings(ids, prompt, a, b, model_id="synthetic@0")
+
+
+@pytest.fixture(scope="module")
+def data():
+    pool, emb = synthetic()
+    test_pool, test_emb = synthetic(seed=0)  # same reward w (same seed): an i.i.d.-like held-out copy
+    return pool, emb, test_pool, test_emb
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+def test_metrics_hand_computed():
+    # two members; predictive p = [0.9, 0.3, 0.6, 0.5]
+    probs = np.array([[0.8, 0.2, 0.6, 0.5], [1.0, 0.4, 0.6, 0.5]])
+    y = np.array([1, 0, 0, np.nan])
+    m = preference_metrics(probs, y)
+    assert m["n"] == 3
+    assert m["log_likelihood"] == pytest.approx((math.log(0.9) + math.log(0.7) + math.log(0.4)) / 3)
+    assert m["accuracy"] == pytest.approx(2 / 3)
+    assert m["brier"] == pytest.approx((0.01 + 0.09 + 0.36) / 3)
+    # top-label confidences 0.9 (right), 0.7 (right), 0.6 (wrong): bins 9, 7, 6
+    assert m["ece"] == pytest.approx((0.1 + 0.3 + 0.6) / 3)
+    h = lambda p: -(p * math.log(p) + (1 - p) * math.log(1 - p)) if 0 < p < 1 else 0.0  # noqa: E731
+    bald = [h(0.9) - (h(0.8) + h(1.0)) / 2, h(0.3) - (h(0.2) + h(0.4)) / 2, 0.0]
+    assert m["mean_bald"] == pytest.approx(np.mean(bald))
+
+
+def test_ece_bins_and_edges():
+    # confidences 0.95, 0.95 (bin 9: one right one wrong: |0.5-0.95|), 0.55 right (bin 5: |1-0.55|)
+    p = np.array([0.95, 0.05, 0.55])
+    y = np.array([1, 1, 1])
+    assert expected_calibration_error(p, y) == pytest.approx((2 / 3) * 0.45 + (1 / 3) * 0.45)
+    # perfectly calibrated at confidence 1
+    assert expected_calibration_error(np.array([1.0, 0.0]), np.array([1, 0])) == pytest.approx(0.0)
+    assert math.isnan(expected_calibration_error(np.array([]), np.array([])))
+
+
+def test_log_likelihood_is_clipped():
+    m = preference_metrics(np.array([[1.0, 0.0]]), np.array([0, 1]))
+    assert np.isfinite(m["log_likelihood"]) and m["log_likelihood"] == pytest.approx(math.log(1e-7))
+
+
+# ------------------------------------------------------------------------------------------------ learner
+def test_initialize_suggest_label(data, tmp_path):
+    pool, emb, test_pool, test_emb = data
+    learner = ActiveLearner(pool, emb, policy="bal-pm", model_params=MODEL, batch_size=10, seed=3,
+                            knn_cache_dir=tmp_path)
+    first = learner.initialize(20)
+    assert len(first) == 20 and learner.n_labeled_ == 20 and learner.last_round_ == 0
+    sel = learner.suggest()
+    assert list(sel.columns[:4]) == ["pick", "round", "row", "id"]
+    assert {"uncertainty", "entropy_term", "score", "ratio", "prompt", "completion_a"} <= set(sel.columns)
+    assert len(sel) == 10 and sel["round"].eq(1).all() and sel["pick"].tolist() == list(range(10))
+    assert not set(sel["id"]) & set(first)
+    np.testing.assert_allclose(sel["score"], sel["uncertainty"] + sel["entropy_term"], rtol=1e-9)
+    np.testing.assert_allclose(sel["ratio"], sel["uncertainty"] / sel["score"], rtol=1e-9)
+    assert knn_cache_path(emb, 13, tmp_path).exists()  # the graph is cached beside the other caches
+    # asking again without new labels (a page rerun) gives the same batch and does not refit
+    model = learner.ensemble_
+    assert learner.suggest()["id"].tolist() == sel["id"].tolist() and learner.ensemble_ is model
+    # a person answers: a, b, a tie and a skip; ties/skips are decided but are no labels for the model
+    ids = sel["id"].tolist()
+    learner.label(ids[:4], ["a", 0, "tie", None])
+    assert learner.n_labeled_ == 22 and learner.decided_mask.sum() == 24
+    assert learner.labels_dict()[ids[0]] == 1 and learner.labels_dict()[ids[1]] == 0
+    assert learner.acquired_round_[learner._rows(ids[:4])].tolist() == [1, 1, 1, 1]
+    assert learner.is_stale
+    nxt = learner.suggest()
+    assert nxt["round"].eq(2).all() and not set(nxt["id"]) & set(ids[:4])
+    learner.unlabel(ids[:1])
+    assert learner.n_labeled_ == 21 and ids[0] not in learner.labels_dict()
+    with pytest.raises(KeyError):
+        learner.label(["nope"], [1])
+    with pytest.raises(ValueError):
+        learner.label(ids[5:6], [2])
+
+
+def test_learning_happens_and_evaluate(data):
+    pool, emb, test_pool, test_emb = data
+    learner = ActiveLearner(pool, emb, policy="random", model_params=MODEL, batch_size=40, seed=0)
+    learner.initialize(20)
+    before = learner.evaluate(test_pool, test_emb)
+    for _ in range(3):
+        learner.oracle_step()
+    after = learner.evaluate(test_pool, test_emb)
+    assert learner.n_labeled_ == 140
+    assert set(after) == {"log_likelihood", "accuracy", "brier", "ece", "mean_bald", "n"}
+    assert after["accuracy"] > 0.75 and after["log_likelihood"] > before["log_likelihood"]
+
+
+@pytest.mark.parametrize("policy", ["bal-pm", "softmax-bald", "bald", "random"])
+def test_resume_is_exact(data, tmp_path, policy):
+    """3 rounds straight == 1 round + save + load + 2 rounds: same picks, same model."""
+    pool, emb, _, _ = data
+    kw = dict(policy=policy, model_params=MODEL, batch_size=8, seed=11, knn_cache_dir=tmp_path / "knn")
+    straight = ActiveLearner(pool, emb, **kw)
+    straight.initialize(12)
+    for _ in range(3):
+        straight.oracle_step()
+
+    first = ActiveLearner(pool, emb, **kw)
+    first.initialize(12)
+    first.oracle_step()
+    first.save(tmp_path / "session")
+    resumed = ActiveLearner.load(tmp_path / "session", pool, emb)
+    assert resumed.get_params() == first.get_params()
+    np.testing.assert_array_equal(resumed.labels_, first.labels_)
+    for _ in range(2):
+        resumed.oracle_step()
+    pd.testing.assert_frame_equal(straight.acquired(), resumed.acquired())
+    assert straight.labeled_ids() == resumed.labeled_ids()
+    np.testing.assert_array_equal(straight.member_proba(), resumed.member_proba())
+
+
+def test_saved_ensemble_is_reused(data, tmp_path):
+    pool, emb, _, _ = data
+    learner = ActiveLearner(pool, emb, policy="bald", model_params=MODEL, batch_size=8, seed=1)
+    learner.initialize(16)
+    learner.fit()
+    learner.save(tmp_path / "s")
+    loaded = ActiveLearner.load(tmp_path / "s", pool, emb)
+    assert not loaded.is_stale  # no refit needed
+    np.testing.assert_array_equal(loaded.member_proba(), learner.member_proba())
+
+
+def test_load_refuses_another_pool(data, tmp_path):
+    pool, emb, _, _ = data
+    learner = ActiveLearner(pool, emb, policy="random", model_params=MODEL, seed=0)
+    learner.initialize(5)
+    learner.save(tmp_path / "s")
+    other, other_emb = synthetic(n=100, seed=5, name="other")
+    with pytest.raises(ValueError, match="another pool"):
+        ActiveLearner.load(tmp_path / "s", other, other_emb)
+
+
+def test_embeddings_must_match_pool(data):
+    pool, emb, _, _ = data
+    with pytest.raises(ValueError):
+        ActiveLearner(pool, emb.subset(np.arange(10)))
+
+
+def test_sync_from_store(data, tmp_path):
+    pool, emb, _, _ = data
+    store = LabelStore(tmp_path / "s.db")
+    ids = pool.ids
+    store.record(ids[0], "a", "ann", False, 1, "r0")
+    store.record(ids[1], "b", "ann", True, 1, "r1")
+    store.record(ids[2], "skip", "ann", False, 2, "r2")
+    store.record(ids[3], "a", "ann", False, None, "r3")
+    store.undo_last()
+    store.record("not-in-pool", "a", "ann", False, 1, "r4")
+    learner = ActiveLearner(pool, emb, policy="random", model_params=MODEL, seed=0)
+    learner.sync_from_store(store)
+    assert learner.labels_dict() == {ids[0]: 1, ids[1]: 0}
+    assert learner.decided_mask.sum() == 3 and learner.acquired_round_[2] == 2
+    assert ids[2] not in set(learner.suggest(5)["id"])
