@@ -301,11 +301,12 @@ def _brute_force_balls(
     for a, b in _chunks(n, chunk_size):
         xc = np.asarray(X[a:b], dtype=np.float64)
         xn = np.einsum("ij,ij->i", xc, xc)
-        d2 = qn[:, None] + xn[None, :] - 2.0 * (uniq @ xc.T)
-        slack = 1e-9 * (qn[:, None] + xn[None, :]) + 1e-12
-        ui, cj = np.nonzero(d2 <= (uthr**2)[:, None] * (1 + 1e-6) + slack)
-        for u in np.unique(ui):
-            cand[u].append(cj[ui == u] + a)
+        for qa, qb in _chunks(len(uniq), 256):  # bounds the (queries x chunk) float64 block
+            d2 = qn[qa:qb, None] + xn[None, :] - 2.0 * (uniq[qa:qb] @ xc.T)
+            slack = 1e-9 * (qn[qa:qb, None] + xn[None, :]) + 1e-12
+            ui, cj = np.nonzero(d2 <= (uthr[qa:qb] ** 2)[:, None] * (1 + 1e-6) + slack)
+            for u in np.unique(ui):
+                cand[qa + u].append(cj[ui == u] + a)
     out: dict[int, np.ndarray] = {}
     for u in range(len(uniq)):
         cj = np.concatenate(cand[u]) if cand[u] else np.empty(0, np.int64)

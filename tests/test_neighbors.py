@@ -68,11 +68,14 @@ def test_repeated_prompts_and_ties(seed):
 
 def test_duplicates_are_at_distance_exactly_zero():
     rng = np.random.default_rng(3)
-    base = (rng.normal(size=(30, 64)) * 100).astype(np.float32)
+    base = (rng.normal(size=(300, 64)) * 100).astype(np.float32)  # > 256: several brute-force query blocks
     X = np.repeat(base, 20, axis=0)  # 19 duplicates each > k
     g = build_knn_graph(X.astype(np.float16), k=13)
     assert (g.radius == 0).all()
     assert (g.ball_sizes == 19).all()
+    group = np.arange(len(X)) // 20
+    for i in range(0, len(X), 97):
+        assert set(g.ball(i).tolist()) == set(np.flatnonzero(group == group[i]).tolist()) - {i}
 
 
 def test_memmap_and_float16_inputs(tmp_path):
