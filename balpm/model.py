@@ -25,10 +25,13 @@ give the same predictions.
 Defaults
 --------
 The paper's configuration is hidden (2048, 256), tanh, N(0, 0.01²) weights, AdamW at learning rate 3e-5, batch 32,
-patience 3. We keep the architecture, batch size and patience, but use ``lr=1e-3`` and ``max_epochs=15``: at 3e-5 the
-heads barely move in the epochs a 10 s labelling step allows on a 2-core CPU (test log-likelihood stays at
-chance, see ``benchmarks/README.md``, section "Ensemble training", for the numbers), while 1e-3 reaches its best
-held-out loss within a few epochs.
+patience 3. We keep tanh, the initialisation, batch size and patience, but default to ``hidden=(256, 64)``,
+``lr=1e-3`` and ``max_epochs=15``. On MiniLM embeddings of HH-RLHF all of these reach the same test
+log-likelihood within seed noise at 2,000 labels; 1e-3 gets there in about half the epochs and, with 200 labels
+under a 15-epoch cap, 3e-5 stays at chance while 1e-3 matches the paper's converged model; the smaller heads
+cost about 10x less compute. Together they keep a labelling Step on 2,312 pairs within seconds on a 2-core CPU
+(numbers in ``benchmarks/README.md``, section "Ensemble training"). Pass ``hidden=(2048, 256), lr=3e-5,
+max_epochs=100`` for the paper's setting.
 """
 
 from __future__ import annotations
@@ -184,14 +187,17 @@ class PreferenceEnsemble:
     n_members
         Ensemble size E (paper: 5).
     hidden
-        Hidden layer widths of each reward head (paper: (2048, 256)).
+        Hidden layer widths of each reward head. Default (256, 64) instead of the paper's (2048, 256): on MiniLM
+        embeddings of HH-RLHF both reach the same test log-likelihood (within seed noise), and the smaller heads
+        cost about 10x less compute, which is what keeps a 2,312-pair fit on a 2-core CPU within seconds.
     activation
         ``"tanh"`` (paper), ``"relu"``, ``"gelu"``, ``"silu"`` or ``"sigmoid"``.
     init_std
         Standard deviation of the normal weight initialisation (paper: 0.01); biases start at zero.
     lr
-        AdamW learning rate. Default 1e-3 instead of the paper's 3e-5: at 3e-5 the heads stay near chance within a
-        CPU time budget of seconds (numbers in ``benchmarks/README.md``, "Ensemble training").
+        AdamW learning rate. Default 1e-3 instead of the paper's 3e-5: same test log-likelihood with 2,000 labels,
+        reached in about half the epochs; with 200 labels and a 15-epoch cap, 3e-5 stays at chance while 1e-3
+        matches the paper's converged model (numbers in ``benchmarks/README.md``, "Ensemble training").
     weight_decay
         AdamW decoupled weight decay.
     batch_size
@@ -234,7 +240,7 @@ class PreferenceEnsemble:
     def __init__(
         self,
         n_members: int = 5,
-        hidden: Sequence[int] = (2048, 256),
+        hidden: Sequence[int] = (256, 64),
         activation: str = "tanh",
         init_std: float = 0.01,
         lr: float = 1e-3,
@@ -369,10 +375,11 @@ class PreferenceEnsemble:
 
         Notes
         -----
-        Early stopping keeps, per member, a snapshot of the weights of its best held-out epoch; all members keep
-        training until every member has stopped (or ``max_epochs``), then each takes its snapshot. This is
-        exactly what separate training with per-member early stopping gives (members never interact), at the
-        cost of some wasted epochs for members that stopped early, and it keeps the batched step simple.
+        Early stopping keeps, per member, a snapshot of the weights of its best held-out epoch. Once a member has
+        stopped, the batched step runs only the members still training (``index_select`` on the member axis; the
+        stopped ones get zero gradients and their live weights are discarded), until every member has stopped
+        or ``max_epochs``; then each member takes its snapshot. This is exactly what separate training with
+        per-member early stopping gives (members never interact), without spending compute on stopped members.
         """
         t0 = time.perf_counter()
         A, B, Y, device = self._prepare_fit(emb_a, emb_b, labels)
@@ -413,22 +420,29 @@ class PreferenceEnsemble:
         for epoch in range(1, max_epochs + 1):
             order = torch.stack([torch.randperm(n_train, generator=g) for g in gens])
             epoch_idx = torch.gather(train_idx, 1, order).to(device)  # (E, n_train) each member its own order
-            loss_sum = torch.zeros(E, device=device)
+            active = ~stopped
+            if active.all():
+                live, rows = params, epoch_idx
+            else:  # run only the members still training; stopped ones get zero gradients and keep their snapshot
+                sel = torch.as_tensor(np.flatnonzero(active), device=device)
+                live, rows = [(w.index_select(0, sel), b.index_select(0, sel)) for w, b in params], epoch_idx[sel]
+            loss_sum = torch.zeros(rows.shape[0], device=device)
             for start in range(0, n_train, bs):
-                idx = epoch_idx[:, start : start + bs]  # (E, b)
+                idx = rows[:, start : start + bs]  # (E_active, b)
                 m = idx.shape[1]
-                x = torch.cat([A[idx], B[idx]], dim=1)  # (E, 2b, d)
-                r = self._forward(params, x)
+                x = torch.cat([A[idx], B[idx]], dim=1)  # (E_active, 2b, d)
+                r = self._forward(live, x)
                 logit = r[:, :m] - r[:, m:]
                 per_member = F.binary_cross_entropy_with_logits(logit, Y[idx], reduction="none").mean(1)
                 opt.zero_grad(set_to_none=True)
                 per_member.sum().backward()  # member e's gradient is that of its own mean loss
                 opt.step()
                 loss_sum += per_member.detach() * m
-            active = ~stopped
+                if live is not params:  # index_select copied the weights: refresh them after the step
+                    live = [(w.index_select(0, sel), b.index_select(0, sel)) for w, b in params]
             epochs_trained[active] = epoch
-            tr = (loss_sum / n_train).cpu().numpy().astype(np.float64)
-            tr[stopped] = np.nan
+            tr = np.full(E, np.nan)
+            tr[active] = (loss_sum / n_train).cpu().numpy()
             train_curve.append(tr)
             if not use_val:
                 val_curve.append(np.full(E, np.nan))

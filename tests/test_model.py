@@ -146,12 +146,12 @@ def test_state_dict_round_trip(tmp_path):
     path = tmp_path / "ensemble.npz"
     np.savez(path, **model.state_dict())
     with np.load(path) as saved:
-        restored = PreferenceEnsemble().load_state_dict(saved)
-    assert restored.get_params() == {**model.get_params(), "hidden": (16, 8), "device": None}
+        restored = PreferenceEnsemble(device="cpu").load_state_dict(saved)  # device is not restored
+    assert restored.get_params() == {**model.get_params(), "hidden": (16, 8)}
     np.testing.assert_array_equal(restored.predict_member_proba(a, b), model.predict_member_proba(a, b))
     np.testing.assert_array_equal(restored.history_["epochs_trained"], model.history_["epochs_trained"])
     torch.save(model.state_dict(), tmp_path / "ensemble.pt")
-    again = PreferenceEnsemble.from_state_dict(torch.load(tmp_path / "ensemble.pt", weights_only=False))
+    again = PreferenceEnsemble(device="cpu").load_state_dict(torch.load(tmp_path / "ensemble.pt", weights_only=False))
     np.testing.assert_array_equal(again.reward(a), model.reward(a))
     unfitted = PreferenceEnsemble(n_members=2).state_dict()
     with pytest.raises(NotFittedError):
@@ -180,9 +180,10 @@ def test_few_labels_train_fixed_epochs_without_held_out_slice():
     model.fit(a[:1], b[:1], y[:1])  # a single label still trains
 
 
-def test_default_architecture_and_half_precision_inputs():
+def test_paper_architecture_and_half_precision_inputs():
     a, b, y, _ = bt_task(40, d=384)
-    model = PreferenceEnsemble(max_epochs=2, device="cpu").fit(a.astype(np.float16), b.astype(np.float16), y)
+    model = PreferenceEnsemble(hidden=(2048, 256), max_epochs=2, device="cpu")
+    model.fit(a.astype(np.float16), b.astype(np.float16), y)
     assert [w.shape for w in model.weights_] == [(5, 384, 2048), (5, 2048, 256), (5, 256, 1)]
     p = model.predict_member_proba(a.astype(np.float16), b)
     assert p.shape == (5, 40) and np.isfinite(p).all()
