@@ -84,10 +84,11 @@ def _first_session() -> Session:
 
 
 def current_session() -> Session | None:
-    """The tab's session. Reopens the label store when the script runs on a new thread.
+    """The tab's session, settings re-read from ``session.json``; the label store reopened on each new run.
 
-    Why: Streamlit runs each rerun on a fresh thread and the store keeps one SQLite connection per thread, so the
-    previous run's (finished) connection is closed here instead of leaking one per click.
+    Why: another tab may have changed the settings (never show results for a stale pool or model); and Streamlit
+    runs each rerun on a fresh thread while the store keeps one SQLite connection per thread, so the previous
+    run's (finished) connection is closed here instead of leaking one per click.
     """
     session: Session | None = st.session_state.get(_SESSION)
     if session is None:
@@ -98,10 +99,11 @@ def current_session() -> Session | None:
             return None
         st.session_state[_SESSION] = session
         _remember(session)
-    tid = threading.get_ident()
-    if st.session_state.get(_SESSION_THREAD) != tid:
+    session.reload()  # another tab may have changed the settings: never key caches on stale ones
+    thread = threading.current_thread()  # the object, not the ident: idents are recycled, held objects are not
+    if st.session_state.get(_SESSION_THREAD) is not thread:
         session.close()
-        st.session_state[_SESSION_THREAD] = tid
+        st.session_state[_SESSION_THREAD] = thread
     return session
 
 
@@ -111,7 +113,7 @@ def open_session(session: Session) -> None:
     if old is not None:
         old.close()
     st.session_state[_SESSION] = session
-    st.session_state[_SESSION_THREAD] = threading.get_ident()
+    st.session_state[_SESSION_THREAD] = threading.current_thread()
     st.session_state.pop(_LEARNER, None)
     _remember(session)
 

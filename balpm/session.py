@@ -224,6 +224,14 @@ class Session:
             self._store.close()
             self._store = None
 
+    def reload(self) -> SessionConfig:
+        """Re-read ``session.json``: another tab or process may have changed the settings."""
+        try:
+            self.config = SessionConfig.from_dict(json.loads((self.folder / _CONFIG_FILE).read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            pass  # keep the settings in memory if the file is mid-replace or gone
+        return self.config
+
     def save_config(self) -> None:
         _atomic_write_text(self.folder / _CONFIG_FILE, json.dumps(self.config.to_dict(), indent=2))
 
@@ -356,7 +364,9 @@ class Session:
         except (ValueError, OSError):
             return None
         return Batch(batch_id=d["batch_id"], round=int(d["round"]), ids=[str(i) for i in d["ids"]],
-                     table=pd.DataFrame(d.get("table") or {"id": d["ids"]}), created_at=d.get("created_at", ""),
+                     table=pd.DataFrame(d.get("table") or {"id": d["ids"]}).astype(
+                         {c: float for c in ("uncertainty", "entropy_term", "score", "ratio") if c in (d.get("table") or {})}),
+                     created_at=d.get("created_at", ""),
                      initial=bool(d.get("initial", False)))
 
     def set_batch(self, selection: pd.DataFrame, *, initial: bool = False) -> Batch:
@@ -367,11 +377,15 @@ class Session:
         rnd = int(selection["round"].iloc[0]) if len(selection) and "round" in selection else 0
         batch = Batch(batch_id=uuid.uuid4().hex[:12], round=rnd, ids=table["id"].tolist(), table=table,
                       created_at=_now(), initial=initial)
-        payload = {"batch_id": batch.batch_id, "round": batch.round, "ids": batch.ids, "created_at": batch.created_at,
-                   "initial": initial, "pool": self.pool_identity(),
-                   "table": json.loads(table.to_json(orient="list", double_precision=10))}
-        _atomic_write_text(self.folder / "batch.json", json.dumps(payload))
+        self._write_batch(batch)
         return batch
+
+    def _write_batch(self, batch: Batch) -> None:
+        table = {c: [None if isinstance(v, float) and not np.isfinite(v) else v for v in batch.table[c].tolist()]
+                 for c in batch.table.columns}
+        payload = {"batch_id": batch.batch_id, "round": batch.round, "ids": batch.ids, "created_at": batch.created_at,
+                   "initial": batch.initial, "pool": self.pool_identity(), "table": table}
+        _atomic_write_text(self.folder / "batch.json", json.dumps(payload))
 
     def clear_batch(self) -> None:
         (self.folder / "batch.json").unlink(missing_ok=True)
@@ -439,11 +453,9 @@ class Session:
             batch = self.current_batch()
             pid = str(ev["pair_id"])
             if batch is not None and pid not in batch.ids:
-                table = pd.concat([pd.DataFrame({"id": [pid]}), batch.table], ignore_index=True)
-                payload = {"batch_id": batch.batch_id, "round": batch.round, "ids": [pid] + batch.ids,
-                           "created_at": batch.created_at, "initial": batch.initial, "pool": self.pool_identity(),
-                           "table": json.loads(table.to_json(orient="list", double_precision=10))}
-                _atomic_write_text(self.folder / "batch.json", json.dumps(payload))
+                batch.table = pd.concat([pd.DataFrame({"id": [pid]}), batch.table], ignore_index=True)
+                batch.ids = [pid] + batch.ids
+                self._write_batch(batch)
         return ev
 
     def n_labelled(self) -> int:

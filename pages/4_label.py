@@ -1,0 +1,230 @@
+"""Label page: one pair at a time from the proposed batch, sides in a seeded random order, keyboard shortcuts.
+
+Why it is shaped like this: the label store is the truth (re-read on every rerun, so two tabs never lose or
+duplicate a label), every displayed pair carries a request token (``LabelStore.record`` is idempotent on it, so a
+double click records once), and a verdict that arrives within ``BALPM_LABEL_DWELL_S`` seconds (default 0.3) of a
+pair appearing is dropped and restarts that clock, so a held key records exactly one label. The widget is an
+``st.fragment``: a click reruns only it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import streamlit as st
+
+import appkit
+from balpm.session import Session
+
+st.title("Label")
+session = appkit.current_session()
+if session is None:
+    st.stop()
+pool = appkit.pool_or_stop(session)
+
+DWELL_S = float(os.environ.get("BALPM_LABEL_DWELL_S", "0.3"))
+SHORTCUTS = {"left": "A", "right": "B", "tie": "T", "skip": "S", "undo": "U"}
+_TOKENS, _SHOWN, _FOCUS, _FLASH, _LAST, _UNDO = (
+    "_label_tokens", "_label_shown_at", "_label_focus", "_label_flash", "_label_last_action", "_label_undo_token")
+
+# ---------------------------------------------------------------------------------------------- annotator
+if "annotator" not in st.session_state:
+    st.session_state["annotator"] = session.store.get_meta("last_annotator", "") or ""
+top1, top2 = st.columns([2, 3])
+annotator = top1.text_input("Annotator name", key="annotator", placeholder="your name (kept with every label)")
+if annotator and annotator != session.store.get_meta("last_annotator", ""):
+    session.store.set_meta("last_annotator", annotator)
+top2.caption("Keys: **A** left is better · **B** right is better · **T** tie · **S** skip · **U** undo last. "
+             "Sides are shuffled per pair; the order shown is recorded.")
+
+
+def _annotator() -> str | None:
+    return (st.session_state.get("annotator") or "").strip() or None
+
+
+def _flash(kind: str, text: str) -> None:
+    st.session_state[_FLASH] = (kind, text)
+
+
+def _on_verdict(pair_id: str, choice: str, swapped: bool, token: str, rnd: int, batch_id: str) -> None:
+    """Commit one label; drop it if it came too soon after the pair appeared (held key or double click)."""
+    now = time.monotonic()
+    shown = st.session_state.setdefault(_SHOWN, {})
+    if DWELL_S > 0 and token in shown and now - shown[token] < DWELL_S:
+        shown[token] = now  # a held key keeps restarting the clock: one press, one label
+        _flash("warning", "Ignored a repeated press: labels need a deliberate click or key press.")
+        return
+    verdict = {"left": "b" if swapped else "a", "right": "a" if swapped else "b", "tie": "tie", "skip": "skip"}[choice]
+    res = appkit.current_session().record(pair_id, verdict, annotator=_annotator(), shown_swapped=swapped,
+                                          request_id=token, round=rnd, batch_id=batch_id)
+    st.session_state[_LAST] = now
+    if st.session_state.get(_FOCUS) == pair_id:
+        st.session_state.pop(_FOCUS, None)
+    if res.status == "recorded":
+        _flash("success", f"Saved: {dict(left='left', right='right').get(choice, choice)} "
+                          f"{'is better' if choice in ('left', 'right') else ''} (pair {pair_id}).")
+    elif res.status == "already_labelled":
+        _flash("info", f"Pair {pair_id} was already labelled (another tab?): showing the next one.")
+    else:
+        _flash("info", "That click was already recorded.")
+
+
+def _on_undo(request_id: str) -> None:
+    now = time.monotonic()
+    if DWELL_S > 0 and now - st.session_state.get(_LAST, 0.0) < DWELL_S:
+        st.session_state[_LAST] = now
+        _flash("warning", "Ignored a repeated Undo.")
+        return
+    ev = appkit.current_session().undo_last(_annotator(), request_id=request_id)
+    st.session_state[_LAST] = now
+    st.session_state[_UNDO] = uuid.uuid4().hex
+    if ev is None:
+        _flash("info", "Nothing to undo" + (f" for {_annotator()}." if _annotator() else "."))
+        return
+    pid = str(ev["pair_id"])
+    st.session_state.setdefault(_TOKENS, {}).pop(pid, None)  # the old token is spent: relabelling needs a new one
+    st.session_state[_FOCUS] = pid
+    _flash("success", f"Undid the label of pair {pid} ({ev['verdict']}); it is shown again.")
+
+
+def _propose_next(s: Session) -> None:
+    """Refit on the store's labels and make the next batch current (engine: ``Session.propose``)."""
+    emb = appkit.get_embeddings(s, pool)
+    learner = appkit.get_learner(s, appkit.split(s, pool, emb))
+    with st.spinner("Fitting the ensemble and proposing the next batch…"):
+        s.propose(learner)
+
+
+@st.cache_data(max_entries=4)
+def _texts_by_id(identity: str, _pool) -> dict[str, tuple[str, str, str]]:
+    """id → (prompt, completion A, completion B), built once per pool (keyed by its identity)."""
+    p = _pool.pairs
+    return {i: (a, b, c) for i, a, b, c in zip(p["id"].astype(str), p["prompt"], p["completion_a"], p["completion_b"])}
+
+
+@st.fragment
+def labelling_widget() -> None:
+    s = appkit.current_session()
+    texts = _texts_by_id(s.pool_identity(), pool)
+    batch = s.current_batch()
+    if batch is not None and not any(i in texts for i in batch.ids):
+        batch = None  # a batch of another pool (pool file replaced): never show it
+    if batch is None:
+        if not st.button("Propose a batch", type="primary", key="label_propose"):
+            st.info("No batch proposed yet: propose one here or press Step on the Acquire page.")
+            return
+        _propose_next(s)
+        batch = s.current_batch()
+        if batch is None:
+            return
+    pending = [i for i in s.pending_ids(batch) if i in texts]
+    focus = st.session_state.get(_FOCUS)
+    if focus in pending:
+        pending.remove(focus)
+        pending.insert(0, focus)
+    elif focus is not None and focus in texts and focus not in s.store.decided_ids():
+        pending.insert(0, focus)
+    n_total = s.n_labelled()
+    if not pending:
+        if len(s.store.decided_ids()) >= len(texts):
+            st.success("Every pair of the pool is decided. Export the labels below.")
+            return
+        st.success(f"Batch of round {batch.round} done.")
+        _propose_next(s)
+        st.rerun()  # whole app: the sidebar count changes too
+        return
+
+    flash = st.session_state.pop(_FLASH, None)
+    if flash:
+        getattr(st, flash[0])(flash[1])
+
+    pid = pending[0]
+    prompt, comp_a, comp_b = texts[pid]
+    swapped = s.side_swapped(pid)
+    left, right = (comp_b, comp_a) if swapped else (comp_a, comp_b)
+    tokens = st.session_state.setdefault(_TOKENS, {})
+    token = tokens.get(pid) or tokens.setdefault(pid, f"{batch.batch_id}:{pid}:{uuid.uuid4().hex[:12]}")
+    st.session_state.setdefault(_SHOWN, {}).setdefault(token, time.monotonic())
+
+    done = len([i for i in batch.ids if i in texts]) - len(pending)
+    st.progress(done / max(len(batch.ids), 1),
+                text=f"Pair {done + 1} of {len(batch.ids)} in round {batch.round} · {n_total} labelled in total")
+    st.caption(f"Pair `{pid}`")
+    st.markdown("**Prompt**")
+    with st.container(border=True, height=220, key="label_prompt"):
+        st.text(prompt.strip())
+    ca, cb = st.columns(2)
+    with ca:
+        st.markdown("**A**")
+        with st.container(border=True, height=300, key="label_left"):
+            st.text(left.strip())
+    with cb:
+        st.markdown("**B**")
+        with st.container(border=True, height=300, key="label_right"):
+            st.text(right.strip())
+
+    args = dict(pair_id=pid, swapped=swapped, token=token, rnd=batch.round, batch_id=batch.batch_id)
+    b = st.columns(5)
+    b[0].button("A is better", key=f"lab_left_{token}", shortcut=SHORTCUTS["left"], type="primary",
+                on_click=_on_verdict, kwargs={**args, "choice": "left"}, width="stretch")
+    b[1].button("B is better", key=f"lab_right_{token}", shortcut=SHORTCUTS["right"], type="primary",
+                on_click=_on_verdict, kwargs={**args, "choice": "right"}, width="stretch")
+    b[2].button("Tie", key=f"lab_tie_{token}", shortcut=SHORTCUTS["tie"], on_click=_on_verdict,
+                kwargs={**args, "choice": "tie"}, width="stretch")
+    b[3].button("Skip", key=f"lab_skip_{token}", shortcut=SHORTCUTS["skip"], on_click=_on_verdict,
+                kwargs={**args, "choice": "skip"}, width="stretch")
+    undo_token = st.session_state.setdefault(_UNDO, uuid.uuid4().hex)
+    b[4].button("Undo last", key="lab_undo", shortcut=SHORTCUTS["undo"], on_click=_on_undo,
+                kwargs={"request_id": f"undo:{undo_token}"}, width="stretch")
+
+
+if not (session.config.mode == "human" or st.toggle("Label by hand in this simulation session", key="label_sim")):
+    st.info("This is a simulation session: the dataset's own labels answer on the Acquire page.")
+else:
+    if not _annotator():
+        st.warning("Enter your name above so your labels (and your Undo) are kept apart from other annotators'.")
+    labelling_widget()
+
+# ---------------------------------------------------------------------------------------------- export
+st.divider()
+st.subheader("Export")
+
+
+def _export_trl(folder: str, export_pool) -> bytes:
+    """TRL reward-trainer JSONL (prompt, chosen, rejected) of the active a/b labels; runs on download."""
+    s = Session.open(folder)
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "labels.jsonl"
+            s.store.export_trl(export_pool, path)
+            return path.read_bytes()
+    finally:
+        s.close()
+
+
+def _export_parquet(folder: str) -> bytes:
+    """Every label event (undone ones too, for audit) as Parquet; runs on download."""
+    s = Session.open(folder)
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "labels.parquet"
+            s.store.export_parquet(path)
+            return path.read_bytes()
+    finally:
+        s.close()
+
+
+e1, e2 = st.columns(2)
+folder = str(session.folder)
+e1.download_button("Download labels (TRL JSONL)", data=lambda: _export_trl(folder, pool),
+                   file_name=f"{session.name}-labels.jsonl", mime="application/jsonl", on_click="ignore",
+                   key="export_trl")
+e2.download_button("Download label events (Parquet)", data=lambda: _export_parquet(folder),
+                   file_name=f"{session.name}-label-events.parquet", mime="application/vnd.apache.parquet",
+                   on_click="ignore", key="export_parquet")
+st.caption("JSONL: one line per A/B label (ties and skips left out). Parquet: the full event log with annotator, "
+           "time, side order shown and undos.")

@@ -1,0 +1,191 @@
+"""Sessions: create / open / resume, the store as the truth of the labelled set, batches, uploads, simulation.
+
+Embeddings are random vectors with the pool's ids (the session logic does not care what they encode), so these
+tests run in seconds; the app tests cover real embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from balpm.data import PoolFormatError
+from balpm.embed import PoolEmbeddings
+from balpm.session import ORACLE, Session, SessionConfig, list_sessions, open_or_create_demo, sessions_dir
+
+TINY = dict(pool="hh-rlhf:harmless-base", max_pairs=60, batch_size=4, n_members=2,
+            model_params={"hidden": [16], "max_epochs": 3}, initial=6)
+
+
+@pytest.fixture()
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path) -> Path:
+    monkeypatch.setenv("BALPM_SESSIONS_DIR", str(tmp_path / "sessions"))
+    monkeypatch.setenv("BALPM_DATA_DIR", str(shared_data))
+    return tmp_path / "sessions"
+
+
+def fake_embeddings(pool, dim: int = 8, seed: int = 0) -> PoolEmbeddings:
+    rng = np.random.default_rng(seed)
+    n = len(pool)
+    return PoolEmbeddings(ids=pool.ids, prompt=rng.normal(size=(n, dim)).astype(np.float32),
+                          a=rng.normal(size=(n, dim)).astype(np.float32), b=rng.normal(size=(n, dim)).astype(np.float32),
+                          model_id="fake-model")
+
+
+def test_create_open_and_list(root: Path) -> None:
+    assert sessions_dir() == root
+    s = Session.create("alice", SessionConfig(**TINY))
+    assert (root / "alice" / "session.json").is_file() and (root / "alice" / "labels.sqlite").is_file()
+    with pytest.raises(FileExistsError):
+        Session.create("alice")
+    again = Session.open("alice")
+    assert again.config == s.config and again.config.created_at
+    assert Session.create("alice", exist_ok=True).config == s.config
+    Session.create("bob", SessionConfig(**TINY))
+    assert set(list_sessions()) == {"alice", "bob"}
+    with pytest.raises(FileNotFoundError):
+        Session.open("nobody")
+    with pytest.raises(ValueError):
+        Session.create("no spaces or !")
+    assert s.store.get_meta("session")["pool"] == "hh-rlhf:harmless-base"
+
+
+def test_update_persists_and_pool_change_drops_the_batch(root: Path) -> None:
+    s = Session.create("s", SessionConfig(**TINY))
+    pool = s.load_pool()
+    learner = s.make_learner(pool, fake_embeddings(pool))
+    s.propose(learner)
+    assert s.current_batch() is not None
+    s.update(policy="bald", batch_size=7)
+    assert s.current_batch() is not None  # policy changes keep the batch being labelled
+    assert Session.open("s").config.batch_size == 7
+    s.update(max_pairs=30)
+    assert s.current_batch() is None  # another pool: the old batch names other rows
+    with pytest.raises(TypeError):
+        s.update(nonsense=1)
+
+
+def test_labels_are_rebuilt_from_the_store_after_a_crash(root: Path) -> None:
+    s = Session.create("s", SessionConfig(**TINY))
+    pool = s.load_pool()
+    emb = fake_embeddings(pool)
+    ids = list(pool.ids[:5])
+    for i, (pid, v) in enumerate(zip(ids, ["a", "b", "a", "tie", "skip"])):
+        s.record(pid, v, annotator="ann", shown_swapped=bool(i % 2), request_id=f"t{i}", round=0)
+    learner = s.make_learner(pool, emb)
+    assert learner.n_labeled_ == 3 and learner.decided_mask.sum() == 5
+    learner.fit()
+    s.save_learner(learner)
+    # a label committed after the last save (the process dies before saving the learner) is not lost
+    s.record(pool.ids[7], "b", annotator="ann", shown_swapped=False, request_id="late", round=1)
+    s.store.undo_last("ann", request_id="u1")  # ... and neither is an undo
+    s.close()
+    resumed = Session.open(s.folder)
+    learner2 = resumed.make_learner(pool, emb)
+    assert learner2.labels_dict() == {ids[0]: 1, ids[1]: 0, ids[2]: 1}
+    assert learner2.decided_mask.sum() == 5 and learner2.ensemble_ is not None  # the saved ensemble is reused
+
+
+def test_saved_learner_of_another_model_is_not_reused(root: Path) -> None:
+    s = Session.create("s", SessionConfig(**TINY))
+    pool = s.load_pool()
+    s.record(pool.ids[0], "a", annotator=None, shown_swapped=False, request_id="x", round=0)
+    s.record(pool.ids[1], "b", annotator=None, shown_swapped=False, request_id="y", round=0)
+    learner = s.make_learner(pool, fake_embeddings(pool))
+    learner.fit()
+    s.save_learner(learner)
+    other = fake_embeddings(pool, dim=12)
+    other.model_id = "another-model"
+    fresh = s.make_learner(pool, other)
+    assert fresh.ensemble_ is None and fresh.n_labeled_ == 2
+
+
+def test_first_batch_is_random_then_the_model_picks(root: Path) -> None:
+    s = Session.create("s", SessionConfig(**TINY))
+    pool = s.load_pool()
+    emb = fake_embeddings(pool)
+    learner = s.make_learner(pool, emb)
+    b0 = s.propose(learner)
+    assert b0.initial and b0.round == 0 and len(b0.ids) == TINY["batch_size"]
+    assert s.propose(learner).ids == b0.ids  # same labelled set, same seed: same batch (a rerun is harmless)
+    truth = dict(zip(pool.ids, pool.labels))
+    for pid in b0.ids[:3]:
+        s.record(pid, "a" if truth[pid] == 1 else "b", annotator="x", shown_swapped=False, request_id=pid,
+                 round=b0.round)
+    assert s.pending_ids() == b0.ids[3:]
+    b1 = s.propose(learner)
+    assert not b1.initial and b1.round == 1 and len(b1.ids) == TINY["batch_size"]
+    assert np.isfinite(b1.table["uncertainty"]).all() and not set(b1.ids) & set(b0.ids[:3])
+    reopened = Session.open(s.folder).current_batch()
+    assert reopened.ids == b1.ids and reopened.batch_id == b1.batch_id
+
+
+def test_undo_puts_the_pair_back_in_front_of_the_batch(root: Path) -> None:
+    s = Session.create("s", SessionConfig(**TINY))
+    pool = s.load_pool()
+    learner = s.make_learner(pool, fake_embeddings(pool))
+    b = s.propose(learner)
+    s.record(b.ids[0], "a", annotator="x", shown_swapped=False, request_id="r0", round=0)
+    s.clear_batch()
+    s.set_batch(learner.suggest() if learner.n_labeled_ and False else s.random_selection(s.sync(learner)))
+    ev = s.undo_last("x", request_id="u")
+    assert ev["pair_id"] == b.ids[0]
+    assert s.current_batch().ids[0] == b.ids[0] and b.ids[0] in s.pending_ids()
+    assert s.undo_last("x", request_id="u")["event_id"] == ev["event_id"]  # replayed click: nothing more undone
+
+
+def test_side_order_is_stable_and_roughly_balanced(root: Path) -> None:
+    s = Session.create("s", SessionConfig(**TINY))
+    ids = [f"id{i}" for i in range(400)]
+    flips = [s.side_swapped(i) for i in ids]
+    assert flips == [Session.open(s.folder).side_swapped(i) for i in ids]
+    assert 150 < sum(flips) < 250
+
+
+def test_upload_is_saved_inside_the_session_and_reopens(root: Path) -> None:
+    s = Session.create("s", SessionConfig(pool="", max_pairs=None))
+    rel = s.save_upload("../../pairs.jsonl", b'{"prompt": "p", "chosen": "x", "rejected": "y"}\n')
+    assert rel == "uploads/pairs.jsonl" and (s.folder / rel).is_file()
+    s.update(pool=rel)
+    before = s.pool_identity()
+    assert len(Session.open(s.folder).load_pool()) == 1
+    (s.folder / rel).write_bytes(b'{"prompt": "p", "chosen": "x", "rejected": "y"}\n{"prompt": "q", "chosen": "u", "rejected": "v"}\n')
+    assert s.pool_identity() != before  # a replaced file is another pool: caches keyed on it never go stale
+    bad = s.save_upload("bad.jsonl", b'{"prompt": "p", "chosen": "x"}\n')
+    s.update(pool=bad)
+    with pytest.raises(PoolFormatError, match=r"bad.jsonl:1"):
+        s.load_pool()
+
+
+def test_demo_session_on_first_start(root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    demo = open_or_create_demo()
+    assert demo is not None and demo.name == "demo" and demo.config.pool == "hh-rlhf:harmless-base"
+    assert open_or_create_demo().folder == demo.folder
+    monkeypatch.setenv("BALPM_DATA_DIR", str(tmp_path / "missing"))
+    assert open_or_create_demo(tmp_path / "elsewhere") is None
+
+
+def test_simulation_rounds_store_oracle_labels_and_resume(root: Path) -> None:
+    s = Session.create("sim", SessionConfig(**TINY, mode="simulation"))
+    pool = s.load_pool()
+    assert not np.isnan(pool.labels).any()
+    emb = fake_embeddings(pool)
+    train, test = s.split_masks(pool)
+    assert test is not None and test.any() and not (train & test).any()
+    learner = s.make_learner(pool.subset(train), emb.subset(train))
+    r0 = s.simulate_round(learner, pool.subset(test), emb.subset(test))
+    r1 = s.simulate_round(learner, pool.subset(test), emb.subset(test))
+    assert (r0["round"], r0["n_labeled"]) == (0, TINY["initial"])
+    assert (r1["round"], r1["n_labeled"]) == (1, TINY["initial"] + TINY["batch_size"])
+    assert np.isfinite(r1["log_likelihood"])
+    events = s.store.active_labels()
+    assert len(events) == TINY["initial"] + TINY["batch_size"] and set(events["annotator"]) == {ORACLE}
+    truth = dict(zip(pool.ids, pool.labels))
+    assert all(truth[p] == lab for p, lab in zip(events["pair_id"], events["label"]))
+    assert list(s.metrics()["n_labeled"]) == [r0["n_labeled"], r1["n_labeled"]]
+    resumed = Session.open(s.folder).make_learner(pool.subset(train), emb.subset(train))
+    assert resumed.labels_dict() == learner.labels_dict()
+    assert json.loads((s.folder / "session.json").read_text())["mode"] == "simulation"
