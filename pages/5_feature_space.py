@@ -1,0 +1,229 @@
+"""Feature space page: a UMAP map of the pool's prompts, coloured by what the learner knows, with box/lasso selection.
+
+Why: BAL-PM's entropy term is about *where* in prompt space the acquired pairs lie. Seeing the acquired rounds,
+BALD and the β·Ĥ term on one map shows whether the batches spread over topics or pile up on one, and a lasso over a
+region lists exactly which pairs live there.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import textwrap
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import appkit
+from balpm import plots
+from balpm.projection import umap_coords
+
+MAX_POINTS = int(os.environ.get("BALPM_MAP_MAX_POINTS", "50000"))  # a smaller cap lets tests see the sample
+COLOR_OPTIONS = ("acquisition round", "labelled or not", "BALD", "entropy term (β·Ĥ)", "score (BALD + β·Ĥ)",
+                 "label")
+HIGHLIGHT = "current batch"
+_GREY = "rgba(160,160,160,0.45)"
+
+st.title("Feature space")
+session = appkit.current_session()
+if session is None:
+    st.stop()
+pool = appkit.pool_or_stop(session)
+emb = appkit.cached_embeddings(session)
+if emb is None:
+    st.info(f"The pool is not embedded with `{session.config.model}` in this server yet. Embed it on the Embed page, "
+            "or load it here (texts already in the disk cache are not recomputed).")
+    c1, c2 = st.columns([1, 3])
+    c2.page_link("pages/2_embed.py", label="Go to the Embed page", icon="🧮")
+    if not c1.button("Load embeddings", key="fs_load", type="primary"):
+        st.stop()
+    emb = appkit.get_embeddings(session, pool)
+parts = appkit.split(session, pool, emb)
+learner = appkit.get_learner(session, parts)
+train, temb = parts.train, parts.train_emb
+n = len(train)
+if n == 0:
+    st.info("The pool has no pairs to show.")
+    st.stop()
+
+
+# ---------------------------------------------------------------------------------------------- cached computations
+@st.cache_data(show_spinner="Fitting UMAP on the prompt embeddings (once per pool and model)…", max_entries=16)
+def _umap(model_id: str, ids_key: str, n_rows: int, seed: int, n_neighbors: int, min_dist: float, max_points: int,
+          _emb: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Memory layer over balpm.projection's disk cache: a rerun (colour change, selection) costs nothing."""
+    del model_id, ids_key, n_rows  # cache key only
+    return umap_coords(_emb, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist, max_points=max_points)
+
+
+@st.cache_data(show_spinner="Scoring the pool with the current ensemble…", max_entries=8)
+def _pool_bald(fitted_key: str, ids_key: str, _learner: Any) -> np.ndarray:
+    """BALD of every pair under the last fitted ensemble (keyed by what it was fitted on)."""
+    del fitted_key, ids_key
+    from balpm import uncertainty as unc
+
+    probs = _learner.ensemble_.predict_member_proba(_learner.embeddings.a, _learner.embeddings.b)
+    return unc.bald(probs)
+
+
+def _entropy_term(lrn: Any) -> np.ndarray | None:
+    """β·Ĥ(x) of every pair given the decided set (the BAL-PM bonus before the next pick); None without a graph."""
+    from balpm.acquisition import entropy_term
+
+    params = lrn.policy_params
+    beta = float(params.get("beta", 0.01)) if lrn.policy != "entropy" else 1.0
+    try:
+        graph = lrn.knn_graph()
+    except Exception:  # noqa: BLE001 - a failed kNN build only disables this colouring
+        return None
+    n_in = graph.count_in_ball(lrn.decided_mask)
+    return beta * entropy_term(graph.radius, n_in, d=float(params.get("d", 1.0)), eps=float(params.get("eps", 1e-4)))
+
+
+def _hover(df: pd.DataFrame, rows: np.ndarray) -> list[str]:
+    """``id`` and a wrapped, escaped prompt snippet (plotly hover text is HTML)."""
+    out = []
+    for pid, prompt in zip(df["id"].to_numpy()[rows], df["prompt"].to_numpy()[rows]):
+        s = " ".join(str(prompt).split())
+        s = s[:240] + ("…" if len(s) > 240 else "")
+        body = "<br>".join(html.escape(line) for line in textwrap.wrap(s, 70)) or "(empty prompt)"
+        out.append(f"<b>{html.escape(str(pid))}</b><br>{body}")
+    return out
+
+
+def _trace_rows(fig: Any, rows: np.ndarray, color: np.ndarray | None, mask: np.ndarray) -> None:
+    """Put each point's pool row into ``customdata``, so a selection maps back to pairs whatever the trace layout.
+
+    Mirrors how ``balpm.plots.feature_space`` splits points: one trace per category (or one ``pairs`` trace), then
+    the highlight trace last.
+    """
+    cats = None if color is None or np.issubdtype(np.asarray(color).dtype, np.number) else \
+        pd.Series(np.asarray(color).astype(str))
+    for tr in fig.data:
+        if tr.name == HIGHLIGHT:
+            sel = rows[mask]
+        elif cats is not None:
+            sel = rows[(cats == tr.name).to_numpy()]
+        else:
+            sel = rows
+        tr.customdata = sel
+
+
+def _selected_rows(event: Any) -> np.ndarray:
+    """Pool rows of the points in a box/lasso selection event (``customdata`` set by :func:`_trace_rows`)."""
+    try:
+        points = event["selection"]["points"]
+    except (KeyError, TypeError):
+        return np.zeros(0, np.int64)
+    rows = []
+    for p in points:
+        cd = p.get("customdata")
+        if isinstance(cd, (list, tuple)):
+            cd = cd[0] if cd else None
+        if cd is not None:
+            rows.append(int(cd))
+    return np.unique(np.asarray(rows, dtype=np.int64))
+
+
+# ---------------------------------------------------------------------------------------------- controls
+with st.expander("Projection settings", expanded=False):
+    c1, c2, c3 = st.columns(3)
+    n_neighbors = c1.slider("UMAP neighbours", 2, 100, 15, key="fs_neighbors",
+                            help="Larger: more global structure; smaller: tighter local clusters")
+    min_dist = c2.slider("UMAP min distance", 0.0, 0.99, 0.1, 0.01, key="fs_min_dist")
+    seed = int(c3.number_input("Seed", 0, 2**31 - 1, 0, key="fs_seed"))
+color_by = st.radio("Colour by", COLOR_OPTIONS, horizontal=True, key="fs_color")
+
+ids = train.pairs["id"].astype(str).to_numpy()
+ids_key = f"{n}:{hash(tuple(ids.tolist()))}"
+coords, index = _umap(str(temb.model_id), ids_key, n, seed, int(n_neighbors), float(min_dist), MAX_POINTS, temb)
+if len(index) < n:
+    st.warning(f"The pool has {n:,} pairs: the map shows a random sample of {len(index):,} of them (UMAP and the "
+               f"browser slow down past about {MAX_POINTS:,} points). Rounds, labels and the batch are still exact "
+               "for the points shown.")
+
+# what every pool row is
+rounds = learner.acquired_round_
+labels = learner.labels_
+decided = rounds >= 0
+batch = session.current_batch()
+pending = set(session.pending_ids(batch)) if batch is not None else set()
+in_batch = np.isin(ids, list(pending)) if pending else np.zeros(n, bool)
+
+bald = None
+if learner.ensemble_ is not None:
+    bald = _pool_bald(str(learner._fitted_key), ids_key, learner)
+needs_model = color_by in ("BALD", "score (BALD + β·Ĥ)")
+needs_knn = color_by in ("entropy term (β·Ĥ)", "score (BALD + β·Ĥ)")
+ent = _entropy_term(learner) if needs_knn else None
+
+color: np.ndarray | None
+color_title = color_by
+if color_by == "acquisition round":
+    width = len(str(max(int(rounds.max(initial=0)), 0)))
+    color = np.where(decided, np.char.add("round ", np.char.zfill(rounds.astype(str), width)), "not acquired")
+    color_title = "round"
+elif color_by == "labelled or not":
+    color = np.where(~decided, "unlabelled", np.where(np.isnan(labels), "tie / skip", "labelled"))
+    color_title = ""
+elif color_by == "label":
+    color = np.where(~decided, "unlabelled", np.where(np.isnan(labels), "tie / skip",
+                                                      np.where(labels == 1, "A preferred", "B preferred")))
+    color_title = "label"
+elif needs_model and bald is None:
+    st.info("No model has been fitted in this session yet: BALD and the score need one. Label a batch (Label "
+            "page) or run a Step (Acquire page); showing the acquisition rounds meanwhile.")
+    color = np.where(decided, "acquired", "not acquired")
+elif needs_knn and ent is None:
+    st.info("The kNN graph of the prompts could not be built; the entropy term is unavailable.")
+    color = None
+elif color_by == "BALD":
+    color = bald
+    color_title = "BALD (nats)"
+elif color_by == "entropy term (β·Ĥ)":
+    color = ent
+    color_title = "β·Ĥ"
+else:
+    color = bald + ent  # type: ignore[operator]
+    color_title = "score"
+
+rows = index
+col_s = None if color is None else np.asarray(color)[rows]
+mask_s = in_batch[rows]
+fig = plots.feature_space(coords, col_s, _hover(train.pairs, rows), mask_s, color_title=color_title,
+                          highlight_name=HIGHLIGHT)
+for tr in fig.data:  # unlabelled / not acquired in grey, drawn under the rest
+    if tr.name in ("not acquired", "unlabelled"):
+        tr.marker.color = _GREY
+_trace_rows(fig, rows, col_s, mask_s)
+fig.update_layout(height=620, margin=dict(l=10, r=10, t=30, b=10), dragmode="lasso", legend=dict(itemsizing="constant"))
+
+summary = (f"{len(rows):,} prompts · {int(decided.sum()):,} decided ({int((~np.isnan(labels)).sum()):,} labelled) · "
+           f"{int(in_batch.sum())} in the current batch (◆)")
+st.caption(summary + ". Hover a point for its prompt; draw a box or lasso to list pairs.")
+event = st.plotly_chart(fig, key="fs_chart", on_select="rerun", selection_mode=("box", "lasso"),
+                        width="stretch")
+
+sel_rows = _selected_rows(event)
+st.subheader(f"Selected pairs ({len(sel_rows)})")
+if not len(sel_rows):
+    st.caption("Nothing selected: use the box or lasso tool in the chart's toolbar.")
+else:
+    pairs = train.pairs.iloc[sel_rows]
+    table = pd.DataFrame({
+        "id": pairs["id"].astype(str).to_numpy(),
+        "round": np.where(decided[sel_rows], rounds[sel_rows], -1),
+        "label": pd.Series(labels[sel_rows]).map({1.0: "A", 0.0: "B"}).fillna("").to_numpy(),
+        "in batch": in_batch[sel_rows],
+        "BALD": bald[sel_rows] if bald is not None else np.nan,
+        "prompt": pairs["prompt"].to_numpy(),
+        "completion_a": pairs["completion_a"].to_numpy(),
+        "completion_b": pairs["completion_b"].to_numpy(),
+    })
+    st.dataframe(table, hide_index=True, width="stretch", key="fs_selected_table",
+                 column_config={"round": st.column_config.NumberColumn(help="-1: not acquired"),
+                                "BALD": st.column_config.NumberColumn(format="%.4f")})
+    st.download_button("Download selection (CSV)", table.to_csv(index=False).encode(), "selection.csv",
+                       "text/csv", key="fs_download")
