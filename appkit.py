@@ -56,6 +56,7 @@ _SESSION = "_balpm_session"
 _SESSION_THREAD = "_balpm_session_thread"
 _LEARNER = "_balpm_learner"
 _LAST_FILE = ".last_session"
+_MAX_EMBEDDINGS = 4  # (pool, model) embeddings kept in memory per process
 
 
 # ---------------------------------------------------------------------------------------------------- sessions
@@ -129,8 +130,9 @@ def get_pool(session: Session) -> PreferencePool:
     """The session's pool (cached by pool identity). Raises PoolFormatError for a file the user must fix."""
     if not session.config.pool:
         raise PoolFormatError(None, None, None, "no pool chosen yet: pick a built-in dataset, upload a file or give a path")
-    cfg = json.dumps(session.config.to_dict(), sort_keys=True)
-    return _load_pool_cached(str(session.folder), cfg, session.pool_identity())
+    c = session.config
+    pool_fields = {k: getattr(c, k) for k in ("pool", "pool_seed", "max_pairs", "mode", "test_fraction")}
+    return _load_pool_cached(str(session.folder), json.dumps(pool_fields, sort_keys=True), session.pool_identity())
 
 
 def pool_or_stop(session: Session) -> PreferencePool:
@@ -230,6 +232,8 @@ def get_embeddings(session: Session, pool: PreferencePool, container: Any = None
         bar.clear()
     for arr in (emb.prompt, emb.a, emb.b):
         arr.flags.writeable = False
+    while len(memo) >= _MAX_EMBEDDINGS:  # keep memory bounded: drop the oldest pool/model
+        memo.pop(next(iter(memo)))
     memo[key] = emb
     return emb
 

@@ -236,16 +236,16 @@ class Session:
         _atomic_write_text(self.folder / _CONFIG_FILE, json.dumps(self.config.to_dict(), indent=2))
 
     def update(self, **changes: Any) -> SessionConfig:
-        """Change config fields and save. A new pool or model starts a fresh batch (the old one names other rows)."""
+        """Change config fields and save. A new pool or model drops the current batch (other rows / stale scores)."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(SessionConfig)}
         if unknown:
             raise TypeError(f"unknown session settings: {sorted(unknown)}")
         if "mode" in changes and changes["mode"] not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
-        old_pool = self.pool_identity()
+        old = (self.pool_identity(), self.config.model_key())
         self.config = dataclasses.replace(self.config, **changes)
         self.save_config()
-        if self.pool_identity() != old_pool:
+        if (self.pool_identity(), self.config.model_key()) != old:
             self.clear_batch()
         return self.config
 
@@ -303,11 +303,11 @@ class Session:
         return pool
 
     def split_masks(self, pool: Any) -> tuple[np.ndarray, np.ndarray | None]:
-        """(train mask, test mask) over ``pool``'s rows: a held-out group split in simulation, else all / None."""
+        """(train, test) row masks: a held-out group split (seeded by ``pool_seed``) in simulation, else all / None."""
         n = len(pool)
         if self.config.mode != "simulation" or n < 4 or pool.groups.size and len(set(pool.groups)) < 2:
             return np.ones(n, dtype=bool), None
-        _, test = pool.split_by_group(float(self.config.test_fraction), int(self.config.seed))
+        _, test = pool.split_by_group(float(self.config.test_fraction), int(self.config.pool_seed))
         test_ids = set(test.ids.tolist())
         test_mask = np.array([i in test_ids for i in pool.ids], dtype=bool)
         return ~test_mask, test_mask
@@ -355,7 +355,7 @@ class Session:
 
     # ------------------------------------------------------------------ batches
     def current_batch(self) -> Batch | None:
-        """The batch being labelled (``batch.json``), or None."""
+        """The batch being labelled (``batch.json``), or None (also when it was proposed for another pool/model)."""
         f = self.folder / "batch.json"
         if not f.is_file():
             return None
@@ -363,6 +363,8 @@ class Session:
             d = json.loads(f.read_text(encoding="utf-8"))
         except (ValueError, OSError):
             return None
+        if d.get("pool") != self.pool_identity() or d.get("model", self.config.model_key()) != self.config.model_key():
+            return None  # proposed for another pool or model (e.g. the file was replaced): never show it
         return Batch(batch_id=d["batch_id"], round=int(d["round"]), ids=[str(i) for i in d["ids"]],
                      table=pd.DataFrame(d.get("table") or {"id": d["ids"]}).astype(
                          {c: float for c in ("uncertainty", "entropy_term", "score", "ratio") if c in (d.get("table") or {})}),
@@ -384,7 +386,8 @@ class Session:
         table = {c: [None if isinstance(v, float) and not np.isfinite(v) else v for v in batch.table[c].tolist()]
                  for c in batch.table.columns}
         payload = {"batch_id": batch.batch_id, "round": batch.round, "ids": batch.ids, "created_at": batch.created_at,
-                   "initial": batch.initial, "pool": self.pool_identity(), "table": table}
+                   "initial": batch.initial, "pool": self.pool_identity(), "model": self.config.model_key(),
+                   "table": table}
         _atomic_write_text(self.folder / "batch.json", json.dumps(payload))
 
     def clear_batch(self) -> None:

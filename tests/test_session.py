@@ -189,3 +189,13 @@ def test_simulation_rounds_store_oracle_labels_and_resume(root: Path) -> None:
     resumed = Session.open(s.folder).make_learner(pool.subset(train), emb.subset(train))
     assert resumed.labels_dict() == learner.labels_dict()
     assert json.loads((s.folder / "session.json").read_text())["mode"] == "simulation"
+
+
+def test_batch_of_another_pool_or_model_is_never_shown(root: Path) -> None:
+    s = Session.create("s", SessionConfig(**TINY))
+    pool = s.load_pool()
+    s.propose(s.make_learner(pool, fake_embeddings(pool)))
+    assert s.current_batch() is not None
+    other = Session.open(s.folder)
+    other.update(max_length=32)  # another tab changes the model settings
+    assert s.reload().max_length == 32 and s.current_batch() is None
