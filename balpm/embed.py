@@ -454,6 +454,7 @@ class Embedder:
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, truncated to ``max_length`` on ``truncation_side``, without padding."""
+        self.tokenizer.truncation_side = self.truncation_side  # the attribute is the truth (it keys the cache)
         enc = self.tokenizer(
             list(texts), truncation=True, max_length=self.max_length, padding=False,
             return_attention_mask=False, return_token_type_ids=False,
