@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import streamlit as st
 
 from balpm.data import BUILTIN_DATASETS, PoolFormatError, PreferencePool

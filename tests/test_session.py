@@ -130,7 +130,7 @@ def test_undo_puts_the_pair_back_in_front_of_the_batch(root: Path) -> None:
     b = s.propose(learner)
     s.record(b.ids[0], "a", annotator="x", shown_swapped=False, request_id="r0", round=0)
     s.clear_batch()
-    s.set_batch(learner.suggest() if learner.n_labeled_ and False else s.random_selection(s.sync(learner)))
+    s.set_batch(s.random_selection(s.sync(learner)))  # a later batch that no longer holds the labelled pair
     ev = s.undo_last("x", request_id="u")
     assert ev["pair_id"] == b.ids[0]
     assert s.current_batch().ids[0] == b.ids[0] and b.ids[0] in s.pending_ids()
