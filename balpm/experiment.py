@@ -98,8 +98,9 @@ class ExperimentConfig:
         "help": "seed of the A/B coin, the pool sample and the train/test split: fixed across --seed values so "
                 "that every seed is scored on the same test set"})
     n_members: int = field(default=5, metadata={"help": "ensemble members"})
-    hidden: tuple[int, ...] = field(default=(2048, 256), metadata={
-        "help": "hidden widths of each reward head, comma separated", "type": _int_tuple})
+    hidden: tuple[int, ...] = field(default=(64,), metadata={
+        "help": "hidden widths of each reward head, comma separated (the model's default; paper: 2048,256)",
+        "type": _int_tuple})
     lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate of the heads"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     train_batch_size: int = field(default=32, metadata={"help": "training minibatch size (pairs)"})
@@ -415,24 +416,29 @@ def labels_saved(
     n = pol["n_labeled"].to_numpy(dtype=np.float64)
     v = pol[col].to_numpy(dtype=np.float64)
     reached = (v >= target) if higher else (v <= target)
+    gain = (target - float(ref[col].iloc[0])) * (1 if higher else -1)
+    se_col = f"{metric}_se"
+    se = float(ref[se_col].iloc[-1]) if se_col in ref.columns else float("nan")
     out: dict[str, Any] = {"dataset": dataset, "policy": policy, "reference": reference, "metric": metric,
-                           "split": split, "target": target, "reference_labels": n_ref}
+                           "split": split, "target": target, "reference_labels": n_ref, "reference_gain": gain}
+    notes = []
+    if np.isfinite(se) and abs(gain) < 2 * se:
+        notes.append("reference improved by less than 2 standard errors: read with care")
     if not reached.any():
         best = float(np.nanmax(v) if higher else np.nanmin(v))
+        notes.insert(0, f"never reached {target:.4f} within {int(n[-1])} labels (best {best:.4f})")
         return out | {"reached": False, "labels_needed": float("nan"), "labels_saved": float("nan"),
-                      "percent_saved": float("nan"),
-                      "note": f"never reached {target:.4f} within {int(n[-1])} labels (best {best:.4f})"}
+                      "percent_saved": float("nan"), "note": "; ".join(notes)}
     i = int(np.argmax(reached))
     if i == 0:
         needed = float(n[0])
-        note = "reached at its first point" if n[0] > 0 else ""
+        notes.insert(0, "reached at its first point")
     else:
         frac = (target - v[i - 1]) / (v[i] - v[i - 1])
         needed = float(n[i - 1] + frac * (n[i] - n[i - 1]))
-        note = ""
     saved = n_ref - needed
     return out | {"reached": True, "labels_needed": needed, "labels_saved": saved,
-                  "percent_saved": 100.0 * saved / n_ref if n_ref else float("nan"), "note": note}
+                  "percent_saved": 100.0 * saved / n_ref if n_ref else float("nan"), "note": "; ".join(notes)}
 
 
 def labels_saved_table(curves: pd.DataFrame, references: Sequence[str] = ("random", "bald"),
@@ -448,7 +454,8 @@ def labels_saved_table(curves: pd.DataFrame, references: Sequence[str] = ("rando
             for pol in policies:
                 if pol != ref:
                     rows.append(labels_saved(curves, pol, ref, metric=metric, split=split, dataset=dataset))
-    cols = ["dataset", "policy", "reference", "metric", "split", "target", "reference_labels", "reached",
+    cols = ["dataset", "policy", "reference", "metric", "split", "target", "reference_labels", "reference_gain",
+            "reached",
             "labels_needed", "labels_saved", "percent_saved", "note"]
     return pd.DataFrame(rows, columns=cols)
 
@@ -562,10 +569,10 @@ def _summary_markdown(runs: list, curves: pd.DataFrame, table: pd.DataFrame, fig
         lines += ["## Labels saved", "",
                   "Labels a policy needs to reach the reference policy's final mean test log-likelihood, read off "
                   "its mean curve by linear interpolation, against the reference's label count.", ""]
-        view = table[["dataset", "policy", "reference", "target", "reference_labels", "labels_needed",
-                      "labels_saved", "percent_saved", "note"]]
-        lines += [_markdown_table(view, {"target": 4, "reference_labels": 0, "labels_needed": 1,
-                                         "labels_saved": 1, "percent_saved": 1}), ""]
+        view = table[["dataset", "policy", "reference", "target", "reference_gain", "reference_labels",
+                      "labels_needed", "labels_saved", "percent_saved", "note"]]
+        lines += [_markdown_table(view, {"target": 4, "reference_gain": 4, "reference_labels": 0,
+                                         "labels_needed": 1, "labels_saved": 1, "percent_saved": 1}), ""]
     lines += ["## Files", "", "- `curves.csv`, `labels_saved.csv`", *(f"- `{n}.html`" for n in figures),
               f"- {png_note}", ""]
     return "\n".join(lines)

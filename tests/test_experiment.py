@@ -141,6 +141,10 @@ def test_labels_saved_interpolates():
     assert r["reached"] and r["target"] == pytest.approx(-0.62)
     assert r["labels_needed"] == pytest.approx(250.0) and r["labels_saved"] == pytest.approx(150.0)
     assert r["percent_saved"] == pytest.approx(37.5) and r["reference_labels"] == 400
+    assert r["reference_gain"] == pytest.approx(0.07) and r["note"] == ""
+    # a reference whose gain is inside its noise is flagged
+    noisy = curves.assign(log_likelihood_se=0.05)
+    assert "less than 2 standard errors" in labels_saved(noisy, "bal-pm", "random")["note"]
 
 
 def test_labels_saved_first_crossing_exact_point_and_never():

@@ -35,6 +35,17 @@ def synthetic(n: int = 240, d: int = 12, seed: int = 0, name: str = "synthetic")
     return PreferencePool(pairs, name=name), PoolEmbeddings(ids, prompt, a, b, model_id="synthetic@0")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """These fits are tiny: on a shared 2-core machine, torch's intra-op threads only add spin-waiting."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def data():
     pool, emb = synthetic()
