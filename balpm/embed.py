@@ -650,8 +650,8 @@ class EmbeddingCache:
         found, vecs = self.lookup(key, uniq, embedder.dim)
         missing = np.flatnonzero(~found)
         total, cached = len(uniq), int(found.sum())
-        if progress is not None:
-            progress(cached, total)
+        if progress is not None and total:
+            progress(cached, total)  # shows at once how much the cache already holds
         done = cached
         for s in range(0, len(missing), chunk_size):
             part = missing[s : s + chunk_size]
