@@ -104,7 +104,9 @@ def ratio_over_rounds(acquired: pd.DataFrame, column: str = "ratio") -> go.Figur
     """Median and interquartile range of ``U / score`` of the picks per round (BAL-PM's uncertainty share).
 
     A ratio near 1 means BALD drove the pick; near 0 means the prompt-entropy term did (the paper's
-    entropy-versus-uncertainty figure). Rows with a non-finite ratio (random picks, the initial set) are ignored.
+    entropy-versus-uncertainty figure). The axis is not clamped to [0, 1]: β·Ĥ is a differential-entropy estimate
+    and can be negative, which puts the ratio above 1 (or below 0 when the score itself is negative); a dotted
+    line marks 1. Rows with a non-finite ratio (random picks, the initial set) are ignored.
 
     Returns
     -------
@@ -122,8 +124,9 @@ def ratio_over_rounds(acquired: pd.DataFrame, column: str = "ratio") -> go.Figur
     ))
     fig.add_trace(go.Scatter(x=x, y=stats["median"].to_numpy(), mode="lines+markers", name="median",
                              line=dict(color=COLORS["bal-pm"], width=2)))
+    fig.add_hline(y=1.0, line=dict(color="#7f7f7f", dash="dot", width=1))
     fig.update_layout(xaxis_title="round", yaxis_title="uncertainty / score of the picks",
-                      template="plotly_white", yaxis_range=[0, 1.05])
+                      template="plotly_white")
     return fig
 
 
