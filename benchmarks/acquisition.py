@@ -126,6 +126,38 @@ def run_one(n: int, batch: int, naive: bool, naive_cap: float, recall_queries: i
     return out
 
 
+def recall_study(n: int, efs: list[int], n_queries: int, hnsw_m: int = 16, ef_construction: int = 40) -> dict:
+    """HNSW at the graph's settings: recall@k and r_k error vs exact on sampled queries, for several efSearch."""
+    import faiss
+
+    X = synthetic(n)
+    q = np.sort(np.random.default_rng(2).choice(n, size=n_queries, replace=False))
+    t = time.perf_counter()
+    _, E = knn_search(X, K, exact=True, queries=q)
+    out: dict = {"n": n, "queries": n_queries, "exact_s": time.perf_counter() - t}
+    r_exact = np.sort(np.linalg.norm(X[E] - X[q][:, None, :], axis=-1), axis=1)[:, K - 1]
+    t = time.perf_counter()
+    index = faiss.IndexHNSWFlat(X.shape[1], hnsw_m)
+    index.hnsw.efConstruction = ef_construction
+    for a in range(0, n, 65536):
+        index.add(X[a:a + 65536])
+    out["hnsw_build_s"] = time.perf_counter() - t
+    out["ef"] = []
+    for ef in efs:
+        index.hnsw.efSearch = ef
+        t = time.perf_counter()
+        _, I = index.search(X[q], K + 1)
+        dt = time.perf_counter() - t
+        I = np.stack([row[row != qi][:K] for row, qi in zip(I, q)])
+        r = np.sort(np.linalg.norm(X[I] - X[q][:, None, :], axis=-1), axis=1)[:, K - 1]
+        rel = r / r_exact - 1
+        out["ef"].append({"ef_search": ef, "recall_at_k": recall_at_k(I, E), "query_ms": 1e3 * dt / len(q),
+                          "rk_rel_err_median": float(np.median(rel)), "rk_rel_err_max": float(rel.max()),
+                          "log_rk_err_mean": float(np.mean(np.log1p(rel)))})
+    out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return out
+
+
 def machine() -> str:
     cpu = platform.processor()
     try:
@@ -175,8 +207,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--approx-threshold", type=int, default=200_000)
     p.add_argument("--recall-queries", type=int, default=1000)
     p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--recall-study", type=int, metavar="N",
+                   help="only measure HNSW recall@k and r_k error vs exact at N points for --ef values")
+    p.add_argument("--ef", type=int, nargs="+", default=[64, 128, 256])
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+
+    if args.recall_study:
+        res = recall_study(args.recall_study, args.ef, args.recall_queries)
+        print(json.dumps(res, indent=1))
+        return 0
 
     if args.one is not None:
         res = run_one(args.one, args.batch, args.one in args.naive_sizes, args.naive_cap, args.recall_queries,
