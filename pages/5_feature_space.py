@@ -194,9 +194,11 @@ col_s = None if color is None else np.asarray(color)[rows]
 mask_s = in_batch[rows]
 fig = plots.feature_space(coords, col_s, _hover(train.pairs, rows), mask_s, color_title=color_title,
                           highlight_name=HIGHLIGHT)
-for tr in fig.data:  # unlabelled / not acquired in grey, drawn under the rest
+for tr in fig.data:  # unlabelled / not acquired in small grey, drawn under the rest; decided pairs stand out
     if tr.name in ("not acquired", "unlabelled"):
         tr.marker.color = _GREY
+    elif tr.name != HIGHLIGHT and isinstance(col_s, np.ndarray) and col_s.dtype.kind not in "fiu":
+        tr.marker.size, tr.marker.opacity = 8, 0.9
 _trace_rows(fig, rows, col_s, mask_s)
 fig.update_layout(height=620, margin=dict(l=10, r=10, t=30, b=10), dragmode="lasso", legend=dict(itemsizing="constant"))
 

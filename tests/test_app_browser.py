@@ -1,0 +1,361 @@
+"""The real app in a real browser: ``streamlit run app.py`` driven by Debian's Chromium through Playwright.
+
+What only a browser shows: keyboard shortcuts, what the page acknowledges versus what is on disk, and survival of
+a server restart or a ``kill -9`` mid-labelling. Every page is screenshotted into ``tests/artifacts/`` (gitignored)
+for a person to look at.
+
+Never downloads a browser: ``/usr/bin/chromium`` (Debian package) or the test is skipped. Every wait is bounded
+and every server is stopped by a fixture finalizer. The helpers here are reused by ``benchmarks/app.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "tests" / "artifacts"
+CHROMIUM = os.environ.get("BALPM_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+DWELL_S = 0.45  # a little over the Label page's default 0.3 s guard against held keys
+PAIR_RE = re.compile(r"Pair ([0-9a-f]{16})")
+PAIRS = 120  # a harmless-base subset: every prompt is its own group, so exactly this many pairs
+
+pytestmark = pytest.mark.browser
+
+
+# ---------------------------------------------------------------------------------------------- server
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """One ``streamlit run app.py`` subprocess (the process itself, so ``kill -9`` hits the server)."""
+
+    def __init__(self, env: dict[str, str], log: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self._log_file = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
+             "--server.port", str(self.port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats",
+             "false", "--server.fileWatcherType", "none"],
+            cwd=REPO, env=env, stdout=self._log_file, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {self.proc.returncode}: see {self.log}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        return
+            except OSError:
+                time.sleep(0.3)
+        raise TimeoutError(f"streamlit not healthy after {timeout:.0f} s: see {self.log}")
+
+    def kill9(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        self._log_file.close()
+
+
+def app_env(sessions: Path, cache: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(BALPM_SESSIONS_DIR=str(sessions), BALPM_CACHE_DIR=str(cache), PYTHONUNBUFFERED="1",
+               STREAMLIT_BROWSER_GATHER_USAGE_STATS="false", **extra)
+    data = REPO.parent / "shared" / "data"
+    if "BALPM_DATA_DIR" not in env and data.is_dir():
+        env["BALPM_DATA_DIR"] = str(data)
+    return env
+
+
+# ---------------------------------------------------------------------------------------------- page helpers
+def main_text(page: Any) -> str:
+    return page.locator("[data-testid='stMain']").inner_text(timeout=10_000)
+
+
+def wait_idle(page: Any, timeout: float = 60.0) -> None:
+    """Until the script (or fragment) run has finished: the app root says ``notRunning``."""
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout * 1000)
+
+
+def wait_text(page: Any, pattern: str, timeout: float = 60.0) -> None:
+    """Until the main area's text matches ``pattern`` (a regex), bounded."""
+    page.wait_for_function(
+        "([p]) => { const m = document.querySelector(\"[data-testid='stMain']\");"
+        " return m && new RegExp(p).test(m.innerText); }", arg=[pattern], timeout=timeout * 1000, polling="raf")
+
+
+def goto(page: Any, title: str, timeout: float = 120.0) -> float:
+    """Click a page in the sidebar navigation; seconds until its title shows and its script has finished."""
+    t0 = time.perf_counter()
+    page.locator("[data-testid='stSidebarNavLink']", has_text=title).first.click(timeout=10_000)
+    page.wait_for_function(
+        "([t]) => { const h = document.querySelector(\"[data-testid='stMain'] h1\");"
+        " const app = document.querySelector(\"[data-testid='stApp']\");"
+        " return h && h.innerText.trim() === t && app && app.dataset.testScriptState === 'notRunning'; }",
+        arg=[title], timeout=timeout * 1000, polling="raf")
+    return time.perf_counter() - t0
+
+
+def open_label(page: Any, url: str) -> None:
+    """Open the app at its entry page, then go to Label as a person reopening it would.
+
+    Not a deep link to ``/label``: on a freshly started server the first request for a page URL runs that page
+    without the router (``st.navigation`` has not registered its pages yet), so it lacks the sidebar.
+    """
+    page.goto(url, timeout=60_000)
+    page.wait_for_selector("[data-testid='stMain'] h1", timeout=60_000)
+    wait_idle(page)
+    goto(page, "Label")
+
+
+def shoot(page: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def current_pair(page: Any) -> str | None:
+    m = PAIR_RE.search(main_text(page))
+    return m.group(1) if m else None
+
+
+def set_annotator(page: Any, name: str) -> None:
+    box = page.locator("[data-testid='stMain']").get_by_label("Annotator name")
+    box.fill(name)
+    box.press("Enter")
+    wait_idle(page)
+    page.locator("[data-testid='stMain'] h1").first.click()  # leave the text box: letters are shortcuts again
+
+
+def press_label(page: Any, key: str, timeout: float = 60.0) -> tuple[str, str, float]:
+    """Press a shortcut on the shown pair; wait until the page acknowledges it and shows the next pair.
+
+    Returns (labelled pair id, next pair id or "", seconds from key press to the next pair on screen).
+    """
+    before = current_pair(page)
+    assert before, "no pair on screen"
+    time.sleep(DWELL_S)
+    t0 = time.perf_counter()
+    page.keyboard.press(key)
+    try:
+        page.wait_for_function(
+        "([old]) => { const m = document.querySelector(\"[data-testid='stMain']\"); if (!m) return false;"
+        " const t = m.innerText; const p = t.match(/Pair ([0-9a-f]{16})/);"
+            " return t.includes('Saved:') && t.includes(old) && (!p || p[1] !== old) || /Batch of round|decided/.test(t); }",
+            arg=[before], timeout=timeout * 1000, polling="raf")
+    except Exception:
+        shoot(page, f"failed_label_{key}")
+        raise
+    dt = time.perf_counter() - t0
+    wait_idle(page, timeout)
+    return before, current_pair(page) or "", dt
+
+
+def launch(pw: Any) -> Any:
+    return pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+# ---------------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    pw = sync_api.sync_playwright().start()
+    b = launch(pw)
+    yield b
+    b.close()
+    pw.stop()
+
+
+@pytest.fixture(scope="module")
+def embed_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One embedding cache for the module: the second test's embedding is a disk-cache hit."""
+    return tmp_path_factory.mktemp("browser-cache")
+
+
+@pytest.fixture()
+def servers() -> Iterator[list[Server]]:
+    """Every server a test starts is stopped, whatever happens."""
+    started: list[Server] = []
+    yield started
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture()
+def page(browser: Any) -> Iterator[Any]:
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    yield pg
+    ctx.close()
+
+
+def _start(servers: list[Server], env: dict[str, str], log: Path) -> Server:
+    s = Server(env, log)
+    servers.append(s)
+    s.wait_ready()
+    return s
+
+
+def _store_labels(session_dir: Path) -> Any:
+    from balpm.store import LabelStore
+
+    with LabelStore(session_dir / "labels.sqlite") as store:
+        return store.active_labels(), store.events()
+
+
+# ---------------------------------------------------------------------------------------------- tests
+def test_label_by_hand_undo_restart_and_screenshots(page: Any, servers: list[Server], tmp_path: Path,
+                                                    embed_cache: Path, shared_data: Path) -> None:
+    from balpm.session import Session
+
+    sessions = tmp_path / "sessions"
+    env = app_env(sessions, embed_cache, BALPM_DATA_DIR=str(shared_data))
+    srv = _start(servers, env, tmp_path / "server1.log")
+    page.goto(srv.url, timeout=60_000)
+    page.wait_for_selector("[data-testid='stMain'] h1", timeout=60_000)
+    wait_idle(page)
+
+    # Pool: the built-in harmless-base split, a small subset
+    main = page.locator("[data-testid='stMain']")
+    main.get_by_label(re.compile(r"^Max pairs")).fill(str(PAIRS))
+    main.get_by_role("button", name="Load pool").click()
+    wait_text(page, rf"Pairs\s*\n?\s*{PAIRS}\b", timeout=60)
+    wait_idle(page)
+    shoot(page, "1_pool")
+
+    # Embed (short texts keep this test quick on a shared CPU)
+    goto(page, "Embed")
+    main.get_by_label("Max length (tokens)").fill("64")
+    main.get_by_role("button", name="Embed pool").click()
+    wait_text(page, rf"Embedded {PAIRS} pairs", timeout=600)
+    wait_idle(page)
+    shoot(page, "2_embed")
+
+    # Acquire: Step proposes the first (random) batch
+    goto(page, "Acquire")
+    main.get_by_role("button", name=re.compile("^Step")).click()
+    wait_text(page, r"Proposed batch: round 0", timeout=300)
+    wait_idle(page)
+    shoot(page, "3_acquire")
+
+    # Label three pairs with the keyboard (A, B, A), then undo the last one (U)
+    goto(page, "Label")
+    set_annotator(page, "tester")
+    wait_text(page, r"Pair 1 of \d+", timeout=60)
+    shoot(page, "4_label")
+    done = [press_label(page, k) for k in ("a", "b", "a")]
+    labelled = [d[0] for d in done]
+    assert len(set(labelled)) == 3
+    time.sleep(DWELL_S)
+    page.keyboard.press("u")
+    wait_text(page, rf"Undid the label of pair {labelled[2]}", timeout=30)
+    wait_idle(page)
+    assert current_pair(page) == labelled[2], "the undone pair is shown again"
+    shoot(page, "4_label_after_undo")
+
+    active, events = _store_labels(sessions / "demo")
+    assert sorted(active["pair_id"]) == sorted(labelled[:2])
+    assert len(events) == 3 and int(events["undone"].sum()) == 1
+    s = Session.open(sessions / "demo")
+    for pid, key in zip(labelled[:2], ("a", "b")):  # the key names the side shown; the store the pool's side
+        swapped = s.side_swapped(pid)
+        want = {"a": "b" if swapped else "a", "b": "a" if swapped else "b"}[key]
+        row = active[active["pair_id"] == pid].iloc[0]
+        assert row["verdict"] == want and row["annotator"] == "tester" and bool(row["shown_swapped"]) == swapped
+    s.close()
+
+    # the two plot pages
+    goto(page, "Feature space", timeout=300)
+    page.wait_for_selector("[data-testid='stPlotlyChart']", timeout=120_000)
+    assert "Hover a point" in main_text(page)
+    time.sleep(1.0)  # WebGL draw
+    shoot(page, "5_feature_space")
+    goto(page, "Diagnostics")
+    shoot(page, "6_diagnostics")
+
+    # restart the server: the two remaining labels are on the page and in the store
+    srv.stop()
+    srv2 = _start(servers, env, tmp_path / "server2.log")
+    open_label(page, srv2.url)
+    wait_text(page, r"\b2 labelled in total", timeout=120)
+    page.wait_for_function(  # the sidebar's count, read from the store by the new server
+        "() => { const s = document.querySelector(\"[data-testid='stSidebarUserContent']\");"
+        " return s && /Labelled:\\s*2 pairs/.test(s.innerText); }", timeout=60_000, polling="raf")
+    assert current_pair(page) not in labelled[:2]
+    active, _ = _store_labels(sessions / "demo")
+    assert sorted(active["pair_id"]) == sorted(labelled[:2])
+    shoot(page, "4_label_after_restart")
+
+
+def test_kill9_mid_labelling_keeps_every_acknowledged_label(page: Any, servers: list[Server], tmp_path: Path,
+                                                            embed_cache: Path, shared_data: Path) -> None:
+    from balpm.session import Session, SessionConfig
+
+    sessions = tmp_path / "sessions"
+    s = Session.create("crash", SessionConfig(pool="hh-rlhf:harmless-base", max_pairs=PAIRS, max_length=64,
+                                              batch_size=16, mode="human"), root=sessions)
+    (sessions / ".last_session").write_text(str(s.folder))
+    s.close()
+    env = app_env(sessions, embed_cache, BALPM_DATA_DIR=str(shared_data))
+    srv = _start(servers, env, tmp_path / "server1.log")
+    open_label(page, srv.url)
+    set_annotator(page, "crash-tester")
+    page.locator("[data-testid='stMain']").get_by_role("button", name="Propose a batch").first.click()
+    wait_text(page, r"Pair 1 of \d+", timeout=600)  # embeds (cache) and draws the random first batch
+    wait_idle(page)
+
+    acknowledged: list[str] = []
+    for key in ("a", "b", "a", "b"):
+        pid, _, _ = press_label(page, key)
+        acknowledged.append(pid)
+    # one more press, and the server dies before (or while) it answers
+    in_flight = current_pair(page)
+    time.sleep(DWELL_S)
+    page.keyboard.press("a")
+    time.sleep(0.05)
+    srv.kill9()
+
+    active, _ = _store_labels(s.folder)
+    stored = set(active["pair_id"])
+    assert set(acknowledged) <= stored, f"acknowledged but lost: {set(acknowledged) - stored}"
+    assert stored <= set(acknowledged) | {in_flight}  # nothing else, and never twice (unique index)
+
+    srv2 = _start(servers, env, tmp_path / "server2.log")
+    open_label(page, srv2.url)
+    wait_text(page, rf"\b{len(stored)} labelled in total", timeout=120)
+    active2, _ = _store_labels(s.folder)
+    assert set(active2["pair_id"]) == stored
+    assert current_pair(page) not in stored
+    shoot(page, "4_label_after_kill9")
