@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import streamlit as st
+from plotly.colors import sample_colorscale
 
 import appkit
 from balpm import plots
@@ -199,6 +200,11 @@ for tr in fig.data:  # unlabelled / not acquired in small grey, drawn under the 
         tr.marker.color = _GREY
     elif tr.name != HIGHLIGHT and isinstance(col_s, np.ndarray) and col_s.dtype.kind not in "fiu":
         tr.marker.size, tr.marker.opacity = 8, 0.9
+round_traces = [tr for tr in fig.data if str(tr.name).startswith("round ")]
+if round_traces:  # rounds are ordered: a dark-to-warm scale reads as time (the default palette does not)
+    shades = sample_colorscale("Plasma", list(np.linspace(0.0, 0.8, len(round_traces))))
+    for tr, shade in zip(round_traces, shades):
+        tr.marker.color = shade
 _trace_rows(fig, rows, col_s, mask_s)
 fig.update_layout(height=620, margin=dict(l=10, r=10, t=30, b=10), dragmode="lasso", legend=dict(itemsizing="constant"))
 
