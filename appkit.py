@@ -49,6 +49,7 @@ from balpm.session import MODES, Session, SessionConfig, list_sessions, open_or_
 __all__ = [
     "current_session", "open_session", "render_sidebar", "get_pool", "pool_or_stop", "get_embedder",
     "cached_embeddings", "get_embeddings", "split", "get_learner", "progress_bar", "StreamlitProgress", "Split",
+    "COLD_START_NOTE",
 ]
 
 _SESSION = "_balpm_session"
@@ -56,6 +57,9 @@ _SESSION_THREAD = "_balpm_session_thread"
 _LEARNER = "_balpm_learner"
 _LAST_FILE = ".last_session"
 _MAX_EMBEDDINGS = 4  # (pool, model) embeddings kept in memory per process
+COLD_START_NOTE = ("Nothing was labelled yet, so this first batch is drawn at random (no model to score with): "
+                   "the policy picks from the next round on.")
+"""What the Acquire and Label pages say about a ``Batch.cold_start`` batch."""
 
 
 # ---------------------------------------------------------------------------------------------------- sessions

@@ -17,6 +17,9 @@ is saved and loaded makes exactly the picks it would have made, and asking again
 returns the same batch.
 
 Ties and skips are *decided* (never offered again) but are not labels for the model (``labels_`` stays NaN).
+
+Cold start: with no label yet there is nothing to fit, so :meth:`ActiveLearner.suggest` draws the batch uniformly at
+random (seeded like the rest) for every policy and flags it (``cold_start`` column).
 """
 
 from __future__ import annotations
@@ -438,10 +441,16 @@ class ActiveLearner:
         pandas.DataFrame
             One row per pick, in pick order: ``pick``, ``round``, ``row`` (pool row), ``id``, ``prompt``,
             ``completion_a``, ``completion_b``, ``uncertainty`` (BALD, nats), ``entropy_term`` (β·Ĥ; NaN for
-            policies without one), ``score``, ``ratio`` (uncertainty / score). Calling again without new labels
-            returns the same batch.
+            policies without one), ``score``, ``ratio`` (uncertainty / score), ``cold_start`` (bool). Calling
+            again without new labels returns the same batch.
+
+        Notes
+        -----
+        Cold start: with no labelled pair (nothing to fit on; ties and skips are no labels) the batch is drawn
+        uniformly at random among the candidates for every policy, seeded by ``(seed, round)`` like every other
+        choice; ``uncertainty``, ``entropy_term``, ``score`` and ``ratio`` are NaN and ``cold_start`` is True.
         """
-        from balpm.acquisition import AcquisitionInput
+        from balpm.acquisition import AcquisitionInput, get_policy
 
         bs = self.batch_size if batch_size is None else int(batch_size)
         cand = ~self.decided_mask
@@ -452,12 +461,14 @@ class ActiveLearner:
         if bs <= 0:
             self.last_selection_ = _empty_selection()
             return self.last_selection_
-        self._ensure_fitted()
+        cold = self.n_labeled_ == 0
+        if not cold:
+            self._ensure_fitted()
         t0 = time.perf_counter()
-        probs = self.member_proba()
-        u = unc.bald(probs)
+        # cold start: nothing to fit on, so the first batch is uniformly random whatever the policy
+        u = None if cold else unc.bald(self.member_proba())
         t1 = time.perf_counter()
-        policy = self._policy()
+        policy = get_policy("random") if cold else self._policy()
         knn = self.knn_graph() if self._needs_knn(policy) else None
         inp = AcquisitionInput(
             uncertainty=u,
@@ -484,6 +495,7 @@ class ActiveLearner:
             "entropy_term": np.asarray(sel.entropy_term, dtype=np.float64),
             "score": np.asarray(sel.score, dtype=np.float64),
             "ratio": np.asarray(sel.ratio, dtype=np.float64),
+            "cold_start": cold,
         })
         self.last_selection_ = out
         return out
@@ -610,8 +622,8 @@ def _label_value(v: Any) -> float:
 
 def _empty_selection() -> pd.DataFrame:
     cols = ["pick", "round", "row", "id", "prompt", "completion_a", "completion_b", "uncertainty", "entropy_term",
-            "score", "ratio"]
-    return pd.DataFrame({c: [] for c in cols})
+            "score", "ratio", "cold_start"]
+    return pd.DataFrame({c: [] for c in cols}).astype({"cold_start": bool})
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

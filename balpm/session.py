@@ -128,7 +128,8 @@ class Batch:
     """A proposed batch being labelled: shared by every tab through ``batch.json``.
 
     ``table`` holds one row per pick (``id``, ``uncertainty``, ``entropy_term``, ``score``, ``ratio``) in pick
-    order; ``initial`` says the batch was drawn at random because nothing was labelled yet.
+    order; ``cold_start`` says the batch was drawn at random because nothing was labelled yet (the learner's
+    cold start, :meth:`balpm.learner.ActiveLearner.suggest`).
     """
 
     batch_id: str
@@ -136,7 +137,7 @@ class Batch:
     ids: list[str]
     table: pd.DataFrame
     created_at: str = ""
-    initial: bool = False
+    cold_start: bool = False
 
 
 def _now() -> str:
@@ -369,16 +370,17 @@ class Session:
                      table=pd.DataFrame(d.get("table") or {"id": d["ids"]}).astype(
                          {c: float for c in ("uncertainty", "entropy_term", "score", "ratio") if c in (d.get("table") or {})}),
                      created_at=d.get("created_at", ""),
-                     initial=bool(d.get("initial", False)))
+                     cold_start=bool(d.get("cold_start", d.get("initial", False))))  # "initial": older files
 
-    def set_batch(self, selection: pd.DataFrame, *, initial: bool = False) -> Batch:
+    def set_batch(self, selection: pd.DataFrame) -> Batch:
         """Make a selection (``ActiveLearner.suggest`` output) the batch to label; written atomically."""
         cols = [c for c in ("id", "uncertainty", "entropy_term", "score", "ratio") if c in selection.columns]
         table = selection[cols].copy()
         table["id"] = table["id"].astype(str)
         rnd = int(selection["round"].iloc[0]) if len(selection) and "round" in selection else 0
+        cold = bool(selection["cold_start"].any()) if "cold_start" in selection else False
         batch = Batch(batch_id=uuid.uuid4().hex[:12], round=rnd, ids=table["id"].tolist(), table=table,
-                      created_at=_now(), initial=initial)
+                      created_at=_now(), cold_start=cold)
         self._write_batch(batch)
         return batch
 
@@ -386,7 +388,7 @@ class Session:
         table = {c: [None if isinstance(v, float) and not np.isfinite(v) else v for v in batch.table[c].tolist()]
                  for c in batch.table.columns}
         payload = {"batch_id": batch.batch_id, "round": batch.round, "ids": batch.ids, "created_at": batch.created_at,
-                   "initial": batch.initial, "pool": self.pool_identity(), "model": self.config.model_key(),
+                   "cold_start": batch.cold_start, "pool": self.pool_identity(), "model": self.config.model_key(),
                    "table": table}
         _atomic_write_text(self.folder / "batch.json", json.dumps(payload))
 
@@ -404,35 +406,12 @@ class Session:
     def propose(self, learner: Any, *, candidates: np.ndarray | None = None) -> Batch:
         """Fit (if stale), score the pool and make the next batch current; saves the learner.
 
-        With no labelled pair yet the ensemble cannot be fitted, so the first batch is drawn uniformly at random
-        among the undecided pairs (seeded by ``(seed, round)``), as every active-learning run starts.
+        With no labelled pair yet the learner's cold start draws the batch at random (``Batch.cold_start``).
         """
         self.sync(learner)
-        if learner.n_labeled_ == 0:
-            sel = self.random_selection(learner, candidates=candidates)
-            batch = self.set_batch(sel, initial=True)
-        else:
-            sel = learner.suggest(candidates=candidates)
-            batch = self.set_batch(sel)
-            self.save_learner(learner)
+        batch = self.set_batch(learner.suggest(candidates=candidates))
+        self.save_learner(learner)
         return batch
-
-    def random_selection(self, learner: Any, *, candidates: np.ndarray | None = None) -> pd.DataFrame:
-        """A uniformly random batch of undecided pairs in ``suggest``'s format (scores NaN)."""
-        cand = ~learner.decided_mask
-        if candidates is not None:
-            cand &= np.asarray(candidates, dtype=bool)
-        rnd = int(learner.last_round_) + 1
-        rng = np.random.default_rng([int(self.config.seed), rnd, 7])
-        avail = np.flatnonzero(cand)
-        rows = rng.choice(avail, size=min(int(self.config.batch_size), len(avail)), replace=False)
-        pairs = learner.pool.pairs.iloc[rows]
-        nan = np.full(len(rows), np.nan)
-        return pd.DataFrame({"pick": np.arange(len(rows)), "round": rnd, "row": rows,
-                             "id": pairs["id"].astype(str).to_numpy(), "prompt": pairs["prompt"].to_numpy(),
-                             "completion_a": pairs["completion_a"].to_numpy(),
-                             "completion_b": pairs["completion_b"].to_numpy(),
-                             "uncertainty": nan, "entropy_term": nan, "score": nan, "ratio": nan})
 
     # ------------------------------------------------------------------ human labels
     def side_swapped(self, pair_id: str) -> bool:

@@ -62,8 +62,8 @@ batch = session.current_batch()
 if batch is not None and batch.ids:
     pending = set(session.pending_ids(batch))
     st.subheader(f"Proposed batch: round {batch.round}, {len(batch.ids)} pairs ({len(pending)} still to label)")
-    if batch.initial:
-        st.caption("Nothing was labelled yet, so this first batch is drawn at random (no model to score with).")
+    if batch.cold_start:
+        st.caption(appkit.COLD_START_NOTE)
     texts = pool.pairs.set_index("id")["prompt"]
     table = batch.table.copy()
     for col in ("uncertainty", "entropy_term", "score", "ratio"):

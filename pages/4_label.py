@@ -154,6 +154,8 @@ def labelling_widget() -> None:
     st.progress(done / max(len(batch.ids), 1),
                 text=f"Pair {done + 1} of {len(batch.ids)} in round {batch.round} · {n_total} labelled in total")
     st.caption(f"Pair `{pid}`")
+    if batch.cold_start:
+        st.caption(appkit.COLD_START_NOTE)
     st.markdown("**Prompt**")
     with st.container(border=True, height=220, key="label_prompt"):
         st.text(prompt.strip())

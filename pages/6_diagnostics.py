@@ -39,7 +39,7 @@ def _session_picks(session: Any) -> pd.DataFrame:
     if last.is_file():
         frames.append(pd.read_csv(last, dtype={"id": str}))
     batch = session.current_batch()
-    if batch is not None and len(batch.table) and not batch.initial:
+    if batch is not None and len(batch.table) and not batch.cold_start:
         frames.append(batch.table.assign(round=batch.round, pick=np.arange(len(batch.table))))
     frames = [f for f in frames if len(f) and {"round", "ratio"} <= set(f.columns)]
     if not frames:

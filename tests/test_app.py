@@ -152,6 +152,7 @@ def test_step_shows_batch_table_with_bald_and_score(sessions: Path) -> None:
     assert not at.exception, at.exception
     table = _frame(at, "BALD")
     assert len(table) == SMALL["batch_size"]  # the first batch is random: nothing to fit on yet
+    assert np.isnan(table["BALD"]).all() and any("drawn at random" in c.value for c in at.caption)
     # label the first batch (a person would, on the Label page), then Step scores with the ensemble
     pool = s.load_pool()
     truth = dict(zip(pool.ids, pool.labels))
@@ -166,6 +167,7 @@ def test_step_shows_batch_table_with_bald_and_score(sessions: Path) -> None:
     assert len(table) == 5
     assert {"BALD", "β·Ĥ", "score", "ratio"} <= set(table.columns)
     assert np.isfinite(table["BALD"]).all() and np.isfinite(table["score"]).all()
+    assert not any("drawn at random" in c.value for c in at.caption)
     assert not set(table["id"]) & s.store.decided_ids()
 
 
@@ -192,6 +194,7 @@ def test_label_two_pairs_then_undo_leaves_one_in_store(sessions: Path) -> None:
     assert not at.exception, at.exception
     first = s.current_batch()
     assert first is not None and len(first.ids) == SMALL["batch_size"]
+    assert first.cold_start and any("drawn at random" in c.value for c in at.caption)
     _button(at, "A is better").click()
     at.run()
     _button(at, "B is better").click()

@@ -120,6 +120,46 @@ def test_initialize_suggest_label(data, tmp_path):
         learner.label(ids[5:6], [2])
 
 
+def test_cold_start_is_a_seeded_random_batch_for_every_policy(data, tmp_path):
+    """No label yet: nothing to fit, so every policy draws the same seeded random batch, flagged, scores NaN."""
+    from balpm.acquisition import policy_names
+
+    pool, emb, _, _ = data
+    batches = {}
+    for policy in policy_names():
+        learner = ActiveLearner(pool, emb, policy=policy, model_params=MODEL, batch_size=12, seed=4,
+                                knn_cache_dir=tmp_path)
+        sel = learner.suggest()
+        assert len(sel) == 12 and sel["cold_start"].all() and sel["round"].eq(0).all()
+        assert sel[["uncertainty", "entropy_term", "score", "ratio"]].isna().all().all()
+        assert learner.ensemble_ is None and learner.knn_graph_ is None  # no fit, no graph
+        assert learner.suggest()["id"].tolist() == sel["id"].tolist()  # a rerun gives the same batch
+        batches[policy] = sel["id"].tolist()
+    assert len({tuple(b) for b in batches.values()}) == 1
+    assert len(set(batches["bal-pm"])) == 12
+
+    other_seed = ActiveLearner(pool, emb, policy="bal-pm", model_params=MODEL, batch_size=12, seed=5)
+    assert other_seed.suggest()["id"].tolist() != batches["bal-pm"]
+
+    # a tie is decided but is no label: still a cold start, for the next round, never offering the tied pair;
+    # candidates restrict the draw as usual
+    learner = ActiveLearner(pool, emb, policy="bald", model_params=MODEL, batch_size=12, seed=4)
+    tied = batches["bald"][0]
+    learner.label([tied], ["tie"], round=0)
+    only = np.zeros(len(pool), dtype=bool)
+    only[:40] = True
+    sel = learner.suggest(candidates=only)
+    assert sel["cold_start"].all() and sel["round"].eq(1).all()
+    assert tied not in set(sel["id"]) and (sel["row"] < 40).all()
+
+    # once a pair is labelled the policy scores: no flag, finite BALD
+    truth = pool.labels
+    learner.label(sel["id"], truth[sel["row"].to_numpy()])
+    nxt = learner.suggest()
+    assert not nxt["cold_start"].any() and np.isfinite(nxt["uncertainty"]).all()
+    assert learner.ensemble_ is not None and nxt["round"].eq(2).all()
+
+
 def test_learning_happens_and_evaluate(data):
     pool, emb, test_pool, test_emb = data
     learner = ActiveLearner(pool, emb, policy="random", model_params=MODEL, batch_size=40, seed=0)

@@ -109,15 +109,16 @@ def test_first_batch_is_random_then_the_model_picks(root: Path) -> None:
     emb = fake_embeddings(pool)
     learner = s.make_learner(pool, emb)
     b0 = s.propose(learner)
-    assert b0.initial and b0.round == 0 and len(b0.ids) == TINY["batch_size"]
+    assert b0.cold_start and b0.round == 0 and len(b0.ids) == TINY["batch_size"]
     assert s.propose(learner).ids == b0.ids  # same labelled set, same seed: same batch (a rerun is harmless)
+    assert Session.open(s.folder).current_batch().cold_start  # the flag survives batch.json
     truth = dict(zip(pool.ids, pool.labels))
     for pid in b0.ids[:3]:
         s.record(pid, "a" if truth[pid] == 1 else "b", annotator="x", shown_swapped=False, request_id=pid,
                  round=b0.round)
     assert s.pending_ids() == b0.ids[3:]
     b1 = s.propose(learner)
-    assert not b1.initial and b1.round == 1 and len(b1.ids) == TINY["batch_size"]
+    assert not b1.cold_start and b1.round == 1 and len(b1.ids) == TINY["batch_size"]
     assert np.isfinite(b1.table["uncertainty"]).all() and not set(b1.ids) & set(b0.ids[:3])
     reopened = Session.open(s.folder).current_batch()
     assert reopened.ids == b1.ids and reopened.batch_id == b1.batch_id
@@ -130,7 +131,7 @@ def test_undo_puts_the_pair_back_in_front_of_the_batch(root: Path) -> None:
     b = s.propose(learner)
     s.record(b.ids[0], "a", annotator="x", shown_swapped=False, request_id="r0", round=0)
     s.clear_batch()
-    s.set_batch(s.random_selection(s.sync(learner)))  # a later batch that no longer holds the labelled pair
+    s.propose(learner)  # a later batch that no longer holds the labelled pair
     ev = s.undo_last("x", request_id="u")
     assert ev["pair_id"] == b.ids[0]
     assert s.current_batch().ids[0] == b.ids[0] and b.ids[0] in s.pending_ids()
