@@ -282,12 +282,29 @@ class ActiveLearner:
         df = pd.DataFrame({"id": self.ids[idx], "round": self.acquired_round_[idx], "label": self.labels_[idx]})
         return df.sort_values("round", kind="stable").reset_index(drop=True)
 
-    def _rows(self, ids: Any) -> np.ndarray:
+    def rows_of(self, ids: Any) -> np.ndarray:
+        """Pool rows of pair ids (row ``i`` of ``pool.pairs`` and of every embedding matrix).
+
+        Parameters
+        ----------
+        ids : str or sequence of str
+
+        Returns
+        -------
+        (len(ids),) int64 array
+            In the order of ``ids``.
+
+        Raises
+        ------
+        KeyError
+            When an id is not in the learner's pool; the message names the unknown ids (the first 10).
+        """
         ids = [str(i) for i in np.atleast_1d(np.asarray(ids, dtype=object))]
-        rows = self._index.get_indexer(ids)
+        rows = self._index.get_indexer(ids).astype(np.int64)
         if (rows < 0).any():
             missing = [i for i, r in zip(ids, rows) if r < 0]
-            raise KeyError(f"{len(missing)} ids are not in the pool: {missing[:5]}")
+            more = f" (and {len(missing) - 10} more)" if len(missing) > 10 else ""
+            raise KeyError(f"{len(missing)} ids are not in the pool: {', '.join(missing[:10])}{more}")
         return rows
 
     def _rng(self, round_: int, purpose: int) -> np.random.Generator:
@@ -325,7 +342,7 @@ class ActiveLearner:
         round : int, optional
             Default: the round of the pending suggestion (``last_round_ + 1``).
         """
-        rows = self._rows(ids)
+        rows = self.rows_of(ids)
         labels = list(np.atleast_1d(np.asarray(labels, dtype=object)))
         if len(labels) != len(rows):
             raise ValueError(f"{len(rows)} ids but {len(labels)} labels")
@@ -335,7 +352,7 @@ class ActiveLearner:
 
     def unlabel(self, ids: Any) -> None:
         """Forget decisions (an Undo in the app): the pairs become candidates again."""
-        rows = self._rows(ids)
+        rows = self.rows_of(ids)
         self.labels_[rows] = np.nan
         self.acquired_round_[rows] = -1
 

@@ -447,7 +447,7 @@ class Session:
     # ------------------------------------------------------------------ simulation
     def record_oracle(self, learner: Any, ids: list[str], round: int) -> None:  # noqa: A002
         """Store the oracle's labels of ``ids`` (already set on ``learner``) so a resumed session rebuilds them."""
-        rows = learner._rows(ids)
+        rows = learner.rows_of(ids)
         for pid, lab in zip(ids, learner.labels_[rows]):
             verdict = "tie" if np.isnan(lab) else ("a" if lab == 1 else "b")
             self.store.record(str(pid), verdict, annotator=ORACLE, round=int(round),

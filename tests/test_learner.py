@@ -108,7 +108,7 @@ def test_initialize_suggest_label(data, tmp_path):
     learner.label(ids[:4], ["a", 0, "tie", None])
     assert learner.n_labeled_ == 22 and learner.decided_mask.sum() == 24
     assert learner.labels_dict()[ids[0]] == 1 and learner.labels_dict()[ids[1]] == 0
-    assert learner.acquired_round_[learner._rows(ids[:4])].tolist() == [1, 1, 1, 1]
+    assert learner.acquired_round_[learner.rows_of(ids[:4])].tolist() == [1, 1, 1, 1]
     assert learner.is_stale
     nxt = learner.suggest()
     assert nxt["round"].eq(2).all() and not set(nxt["id"]) & set(ids[:4])
@@ -158,6 +158,16 @@ def test_cold_start_is_a_seeded_random_batch_for_every_policy(data, tmp_path):
     nxt = learner.suggest()
     assert not nxt["cold_start"].any() and np.isfinite(nxt["uncertainty"]).all()
     assert learner.ensemble_ is not None and nxt["round"].eq(2).all()
+
+
+def test_rows_of_maps_ids_and_names_unknown_ones(data):
+    pool, emb, _, _ = data
+    learner = ActiveLearner(pool, emb, policy="random", model_params=MODEL, seed=0)
+    ids = pool.ids
+    np.testing.assert_array_equal(learner.rows_of([ids[7], ids[2]]), [7, 2])
+    np.testing.assert_array_equal(learner.rows_of(ids[3]), [3])
+    with pytest.raises(KeyError, match="nope.*nada|nada.*nope"):
+        learner.rows_of([ids[0], "nope", "nada"])
 
 
 def test_learning_happens_and_evaluate(data):
