@@ -83,8 +83,11 @@ def _entropy_term(lrn: Any) -> np.ndarray | None:
     return beta * entropy_term(graph.radius, n_in, d=float(params.get("d", 1.0)), eps=float(params.get("eps", 1e-4)))
 
 
-def _hover(df: pd.DataFrame, rows: np.ndarray) -> list[str]:
-    """``id`` and a wrapped, escaped prompt snippet (plotly hover text is HTML)."""
+@st.cache_data(show_spinner=False, max_entries=8)
+def _hover(ids_key: str, rows_key: int, _df: pd.DataFrame, rows: np.ndarray) -> list[str]:
+    """``id`` and a wrapped, escaped prompt snippet (plotly hover text is HTML); cached: thousands of points."""
+    del ids_key, rows_key
+    df = _df
     out = []
     for pid, prompt in zip(df["id"].to_numpy()[rows], df["prompt"].to_numpy()[rows]):
         s = " ".join(str(prompt).split())
@@ -193,7 +196,7 @@ else:
 rows = index
 col_s = None if color is None else np.asarray(color)[rows]
 mask_s = in_batch[rows]
-fig = plots.feature_space(coords, col_s, _hover(train.pairs, rows), mask_s, color_title=color_title,
+fig = plots.feature_space(coords, col_s, _hover(ids_key, len(rows), train.pairs, rows), mask_s, color_title=color_title,
                           highlight_name=HIGHLIGHT)
 for tr in fig.data:  # unlabelled / not acquired in small grey, drawn under the rest; decided pairs stand out
     if tr.name in ("not acquired", "unlabelled"):

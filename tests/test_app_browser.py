@@ -156,16 +156,24 @@ def set_annotator(page: Any, name: str) -> None:
     page.locator("[data-testid='stMain'] h1").first.click()  # leave the text box: letters are shortcuts again
 
 
-def press_label(page: Any, key: str, timeout: float = 60.0) -> tuple[str, str, float]:
-    """Press a shortcut on the shown pair; wait until the page acknowledges it and shows the next pair.
+BUTTONS = {"a": "A is better", "b": "B is better", "t": "Tie", "s": "Skip"}
 
-    Returns (labelled pair id, next pair id or "", seconds from key press to the next pair on screen).
+
+def press_label(page: Any, key: str, timeout: float = 60.0, *, click: bool = False) -> tuple[str, str, float]:
+    """Press a shortcut (or click its button) on the shown pair; wait until the page acknowledges it and shows
+    the next pair.
+
+    Returns (labelled pair id, next pair id or "", seconds from key press / click to the next pair on screen).
     """
     before = current_pair(page)
     assert before, "no pair on screen"
+    button = page.locator("[data-testid='stMain']").get_by_role("button", name=BUTTONS[key]).first if click else None
     time.sleep(DWELL_S)
     t0 = time.perf_counter()
-    page.keyboard.press(key)
+    if button is not None:
+        button.click()
+    else:
+        page.keyboard.press(key)
     try:
         page.wait_for_function(
         "([old]) => { const m = document.querySelector(\"[data-testid='stMain']\"); if (!m) return false;"
