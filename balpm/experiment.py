@@ -37,6 +37,8 @@ import pandas as pd
 __all__ = [
     "ExperimentConfig",
     "run_experiment",
+    "load_experiment_pools",
+    "load_labelled_sample",
     "compare_runs",
     "labels_saved",
     "labels_saved_table",
@@ -159,20 +161,58 @@ def policy_params_for(config: ExperimentConfig) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------ running
-def _load_split_pools(config: ExperimentConfig) -> tuple[Any, Any, Any | None]:
+def load_labelled_sample(source: str, max_pairs: int | None = None, seed: int = 0) -> Any:
+    """The labelled pairs of a pool, sampled down to about ``max_pairs`` pairs by whole prompt groups.
+
+    Parameters
+    ----------
+    source : str
+        What :func:`balpm.data.load_pool` takes (a path or a built-in name such as ``hh-rlhf``).
+    max_pairs : int, optional
+        Cap on the pairs (whole groups, :meth:`PreferencePool.sample_groups`); None or 0 keeps them all.
+    seed : int
+        Seed of the A/B coin of the loader and of the group sample (a run's ``data_seed``).
+
+    Returns
+    -------
+    PreferencePool
+        Only pairs with a label (the simulated oracle can answer no other).
+    """
     from balpm.data import load_pool
 
-    pool = load_pool(config.dataset, seed=config.data_seed)
-    pool = pool.subset(~np.isnan(pool.labels))  # the oracle can only answer labelled pairs
-    if config.max_pairs:
-        pool = pool.sample_groups(int(config.max_pairs), config.data_seed)
+    pool = load_pool(source, seed=seed)
+    pool = pool.subset(~np.isnan(pool.labels))
+    return pool.sample_groups(int(max_pairs), seed) if max_pairs else pool
+
+
+def load_experiment_pools(config: ExperimentConfig) -> tuple[Any, Any, Any | None]:
+    """The pools a run of ``config`` uses, exactly as :func:`run_experiment` loads them.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+        Reads ``dataset``, ``max_pairs``, ``test_fraction``, ``data_seed``, ``ood_dataset``, ``ood_max_pairs``.
+
+    Returns
+    -------
+    train_pool : PreferencePool
+        What the learner picks from.
+    test_pool : PreferencePool
+        Held-out prompt groups (:meth:`PreferencePool.split_by_group` with ``test_fraction``, ``data_seed``): no
+        prompt is on both sides.
+    ood_pool : PreferencePool or None
+        The out-of-distribution pool (``ood_dataset``, capped at ``ood_max_pairs``), None when not configured.
+
+    Notes
+    -----
+    Every pool is :func:`load_labelled_sample` of its source with ``data_seed``, so every ``seed`` of a
+    comparison sees the same sample and test set.
+    """
+    pool = load_labelled_sample(config.dataset, config.max_pairs, config.data_seed)
     train, test = pool.split_by_group(config.test_fraction, config.data_seed)
     ood = None
     if config.ood_dataset:
-        ood = load_pool(config.ood_dataset, seed=config.data_seed)
-        ood = ood.subset(~np.isnan(ood.labels))
-        if config.ood_max_pairs:
-            ood = ood.sample_groups(int(config.ood_max_pairs), config.data_seed)
+        ood = load_labelled_sample(config.ood_dataset, config.ood_max_pairs, config.data_seed)
     return train, test, ood
 
 
@@ -251,7 +291,7 @@ def run_experiment(
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
 
-    train, test, ood = _load_split_pools(config)
+    train, test, ood = load_experiment_pools(config)
     if config.initial > len(train):
         raise ValueError(f"initial={config.initial} exceeds the {len(train)} training pairs")
     embedder = _embedder(config)

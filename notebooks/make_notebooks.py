@@ -52,14 +52,7 @@ import numpy as np
 # Pools as balpm.experiment.run_experiment draws them: labelled pairs, then whole prompt groups sampled with
 # data seed 0 (quick mode) or everything (full mode). Same texts in every notebook: one embedding cache serves all.
 POOL_PAIRS = {"qa-feedback": 240, "hh-rlhf": 150} if QUICK else {"qa-feedback": None, "hh-rlhf": None}
-MAX_LENGTH = 128 if QUICK else 256   # tokens per embedded text (left-truncated: the end of a dialogue is kept)
-
-
-def load_sample(name, max_pairs, data_seed=0):
-    """The labelled pairs of a built-in pool, sampled down to about ``max_pairs`` pairs by whole prompt groups."""
-    pool = load_pool(name, seed=data_seed)
-    pool = pool.subset(~np.isnan(pool.labels))
-    return pool.sample_groups(max_pairs, data_seed) if max_pairs else pool'''
+MAX_LENGTH = 128 if QUICK else 256   # tokens per embedded text (left-truncated: the end of a dialogue is kept)'''
 
 
 def md(text: str):
@@ -94,8 +87,9 @@ import pandas as pd
 from scipy.spatial.distance import pdist, squareform
 
 from balpm import plots
-from balpm.data import format_summary, load_pool, summarize
+from balpm.data import format_summary, summarize
 from balpm.embed import Embedder, embed_pool
+from balpm.experiment import load_labelled_sample
 from balpm.learner import ActiveLearner
 from balpm.projection import umap_coords
 from balpm.uncertainty import bald
@@ -114,7 +108,7 @@ AllenAI QA-Feedback: every question has four answers and up to six human pairwis
 appears up to six times** in the pool. `group` identifies the prompt.
 '''),
         code('''
-pool = load_sample("qa-feedback", POOL_PAIRS["qa-feedback"])
+pool = load_labelled_sample("qa-feedback", POOL_PAIRS["qa-feedback"])
 print(format_summary(summarize(pool)))
 pool.pairs[["group", "prompt", "completion_a", "completion_b", "label"]].head(3)'''),
         md('''
@@ -246,7 +240,7 @@ distances: BAL-PM's picks are a little further apart. QA-Feedback, with its six 
 redundancy is plainest.
 '''),
         code('''
-hh_pool = load_sample("hh-rlhf", POOL_PAIRS["hh-rlhf"])
+hh_pool = load_labelled_sample("hh-rlhf", POOL_PAIRS["hh-rlhf"])
 hh_emb = embed_pool(hh_pool, embedder)
 print(format_summary(summarize(hh_pool)).splitlines()[1], "| embedding stats:", hh_emb.stats)
 hh_picks, hh_bald = pick_both(hh_pool, hh_emb)
@@ -371,7 +365,7 @@ print("clusters of the BAL-PM picks:", cluster[toy_balpm])'''),
 random initial set, then for every round fits the ensemble, evaluates on the test split, and acquires a batch with
 the policy. Each run writes a folder (`config.json`, `metrics.csv`, `acquired.csv`).
 '''),
-        code(SAMPLES.split("\n\n\ndef load_sample")[0] + '''
+        code(SAMPLES + '''
 
 STOCHASTIC = os.environ.get("BALPM_NOTEBOOK_STOCHASTIC", "0").strip().lower() in ("1", "true", "yes")
 POLICIES = ["random", "bald", "bal-pm"] + (["softmax-bald", "power-bald", "softrank-bald"] if STOCHASTIC else [])
@@ -502,8 +496,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from balpm.data import load_pool
 from balpm.embed import Embedder, embed_pool
+from balpm.experiment import ExperimentConfig, load_experiment_pools
 from balpm.learner import ActiveLearner
 from balpm.store import LabelStore'''),
         code(SAMPLES + '''
@@ -524,8 +518,8 @@ Held-out prompts (a test split by prompt group) let us score the model on prompt
 with a few dozen labels, it stays near chance: log-likelihood $\approx -\log 2$.)
 '''),
         code('''
-pool = load_sample(DATASET, POOL_PAIRS[DATASET])
-train, test = pool.split_by_group(0.2, seed=0)
+train, test, _ = load_experiment_pools(ExperimentConfig(dataset=DATASET, max_pairs=POOL_PAIRS[DATASET],
+                                                        test_fraction=0.2, data_seed=0))
 embedder = Embedder("default", max_length=MAX_LENGTH)
 emb_train, emb_test = embed_pool(train, embedder), embed_pool(test, embedder)
 print(f"{len(train)} pairs to label from, {len(test)} held out")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 
@@ -20,6 +21,7 @@ from balpm.experiment import (
     config_from_namespace,
     labels_saved,
     labels_saved_table,
+    load_experiment_pools,
     run_experiment,
     write_report,
 )
@@ -181,3 +183,24 @@ def test_config_arguments_are_generated():
     assert ExperimentConfig.from_dict(cfg.to_dict()) == cfg
     assert str(ExperimentConfig(dataset="hh-rlhf:harmless-base", seed=2).out_dir()).endswith(
         "hh-rlhf-harmless-base-bal-pm-seed2")
+
+
+def test_load_experiment_pools_labelled_sample_split_by_prompt(tmp_path):
+    rows = ["prompt,completion_a,completion_b,label"]
+    rows += [f"prompt {p},a{p}{j},b{p}{j},{(p + j) % 2}" for p in range(30) for j in range(2)]
+    rows += [f"unlabelled {p},x,y," for p in range(5)]
+    src = tmp_path / "pool.csv"
+    src.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    cfg = ExperimentConfig(dataset=str(src), max_pairs=40, test_fraction=0.25, data_seed=3)
+    train, test, ood = load_experiment_pools(cfg)
+    assert ood is None
+    assert len(train) + len(test) == 40 and len(test) == 10  # 20 whole two-pair groups, a quarter held out
+    assert not set(train.pairs["prompt"]) & set(test.pairs["prompt"])
+    for part in (train, test):
+        assert not np.isnan(part.labels).any() and not part.pairs["prompt"].str.startswith("unlabelled").any()
+    again = load_experiment_pools(cfg)  # data_seed alone decides the sample and split (not the run's seed)
+    assert again[0].ids.tolist() == train.ids.tolist() and again[1].ids.tolist() == test.ids.tolist()
+    other = load_experiment_pools(dataclasses.replace(cfg, data_seed=4))
+    assert other[1].ids.tolist() != test.ids.tolist()
+    _, _, ood = load_experiment_pools(dataclasses.replace(cfg, ood_dataset=str(src), ood_max_pairs=8))
+    assert len(ood) == 8 and not np.isnan(ood.labels).any()
