@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +52,6 @@ __all__ = [
 ]
 
 _SESSION = "_balpm_session"
-_SESSION_THREAD = "_balpm_session_thread"
 _LEARNER = "_balpm_learner"
 _LAST_FILE = ".last_session"
 _MAX_EMBEDDINGS = 4  # (pool, model) embeddings kept in memory per process
@@ -88,11 +86,10 @@ def _first_session() -> Session:
 
 
 def current_session() -> Session | None:
-    """The tab's session, settings re-read from ``session.json``; the label store reopened on each new run.
+    """The tab's session, settings re-read from ``session.json`` on every run.
 
-    Why: another tab may have changed the settings (never show results for a stale pool or model); and Streamlit
-    runs each rerun on a fresh thread while the store keeps one SQLite connection per thread, so the previous
-    run's (finished) connection is closed here instead of leaking one per click.
+    Why: another tab may have changed the settings (never show results for a stale pool or model). The label
+    store needs no care here: it opens a connection per operation, so Streamlit's fresh thread per rerun is safe.
     """
     session: Session | None = st.session_state.get(_SESSION)
     if session is None:
@@ -104,10 +101,6 @@ def current_session() -> Session | None:
         st.session_state[_SESSION] = session
         _remember(session)
     session.reload()  # another tab may have changed the settings: never key caches on stale ones
-    thread = threading.current_thread()  # the object, not the ident: idents are recycled, held objects are not
-    if st.session_state.get(_SESSION_THREAD) is not thread:
-        session.close()
-        st.session_state[_SESSION_THREAD] = thread
     return session
 
 
@@ -117,7 +110,6 @@ def open_session(session: Session) -> None:
     if old is not None:
         old.close()
     st.session_state[_SESSION] = session
-    st.session_state[_SESSION_THREAD] = threading.current_thread()
     st.session_state.pop(_LEARNER, None)
     _remember(session)
 
