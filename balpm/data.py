@@ -980,11 +980,17 @@ def _percentiles(lengths: np.ndarray) -> dict[str, int]:
 def summarize(pool: PreferencePool) -> dict:
     """Counts a user checks before labelling: pairs, drops, label balance, repeated prompts, text lengths.
 
+    Every count describes ``pool`` itself except the drops: validation happens once, when the source file is
+    read, so ``dropped`` and ``dropped_total`` count rows of the *whole source file*, also for a subset or a sample
+    of it (``pool.subset``, ``pool.sample_groups``). ``source_pairs`` (pairs the file gave) and ``is_subset`` say
+    which case it is, and :func:`format_summary` spells it out.
+
     Returns
     -------
     dict
-        ``name``, ``path``, ``format``, ``pairs``, ``dropped`` (reason -> count), ``dropped_total``,
-        ``labelled``, ``unlabelled``, ``a_preferred``, ``b_preferred``, ``a_preferred_fraction`` (NaN when
+        ``name``, ``path``, ``format``, ``pairs``, ``source_pairs`` (pairs kept when the source was read),
+        ``is_subset`` (``pairs < source_pairs``), ``dropped`` (reason -> count, whole source file),
+        ``dropped_total`` (whole source file), ``labelled``, ``unlabelled``, ``a_preferred``, ``b_preferred``, ``a_preferred_fraction`` (NaN when
         nothing is labelled), ``groups``, ``repeated_prompt_groups`` (groups with more than one pair),
         ``pairs_in_repeated_groups``, ``sources`` (source -> pairs) and ``lengths`` (``prompt``/``completion_a``/
         ``completion_b``/``completion`` -> ``p5``/``p50``/``p95`` in characters).
@@ -1002,6 +1008,8 @@ def summarize(pool: PreferencePool) -> dict:
         "path": pool.report.path,
         "format": pool.report.format,
         "pairs": len(df),
+        "source_pairs": int(pool.report.kept),
+        "is_subset": len(df) < int(pool.report.kept),
         "dropped": dict(pool.report.dropped),
         "dropped_total": pool.report.dropped_total,
         "labelled": n_lab,
@@ -1023,14 +1031,18 @@ def summarize(pool: PreferencePool) -> dict:
 
 
 def format_summary(d: dict) -> str:
-    """The summary of :func:`summarize` as plain text (``pairs: N`` on its own line, N a plain number)."""
+    """The summary of :func:`summarize` as plain text (``pairs: N`` on its own line, N a plain number).
+
+    The drop line says that it counts the source file, and for a subset how many pairs the file gave.
+    """
     lines = [f"pool: {d['name']}" + (f" ({d['format']})" if d.get("format") else "")]
     lines.append(f"pairs: {d['pairs']}")
+    dropped = f"dropped while reading the source file: {d['dropped_total']}"
     if d["dropped_total"]:
-        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(d["dropped"].items()))
-        lines.append(f"dropped: {d['dropped_total']} ({reasons})")
-    else:
-        lines.append("dropped: 0")
+        dropped += " (" + ", ".join(f"{k}: {v}" for k, v in sorted(d["dropped"].items())) + ")"
+    if d.get("is_subset"):
+        dropped += f"; the file gave {d['source_pairs']} pairs, this pool is a subset of {d['pairs']}"
+    lines.append(dropped)
     if d["labelled"]:
         frac = d["a_preferred_fraction"]
         lines.append(

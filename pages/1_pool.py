@@ -73,7 +73,10 @@ summary = summarize(pool)
 st.subheader(f"{summary['name']}")
 m = st.columns(5)
 m[0].metric("Pairs", summary["pairs"])
-m[1].metric("Dropped", summary["dropped_total"])
+m[1].metric("Dropped from file", summary["dropped_total"],
+            help="Rows of the whole source file that failed validation (reasons below)"
+                 + (f"; this pool is a subset: {summary['pairs']} of the file's {summary['source_pairs']} pairs."
+                    if summary["is_subset"] else "."))
 m[2].metric("Labelled", summary["labelled"])
 m[3].metric("Prompt groups", summary["groups"])
 frac = summary["a_preferred_fraction"]
