@@ -37,6 +37,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from balpm.devices import select_device
+
 Progress = Callable[[int, int], None]
 """``progress(done, total)``: called after every batch (tqdm on the CLI, ``st.progress`` in the app)."""
 
@@ -67,20 +69,6 @@ def default_cache_dir() -> Path:
     """``$BALPM_CACHE_DIR`` or ``~/.cache/balpm``: one cache shared by the CLI, the app and notebooks."""
     env = os.environ.get("BALPM_CACHE_DIR")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "balpm"
-
-
-def select_device(device: str | None = None) -> "torch.device":  # noqa: F821
-    """CUDA, then MPS, then CPU unless ``device`` names one; the fastest device available is the useful default."""
-    import torch
-
-    if device:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def _resolve_dtype(dtype: Any, device: "torch.device") -> "torch.dtype":  # noqa: F821

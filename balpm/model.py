@@ -47,11 +47,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from balpm.devices import select_device
+
 __all__ = [
     "NotFittedError",
     "PreferenceEnsemble",
     "fit_loop_reference",
-    "resolve_device",
 ]
 
 _ACTIVATIONS = {
@@ -82,28 +83,6 @@ _PARAM_NAMES = (
 
 class NotFittedError(ValueError, AttributeError):
     """Raised when predicting with an ensemble that was neither fitted nor loaded (as in scikit-learn)."""
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """The torch device to use: ``device`` if given, else CUDA, then Apple MPS, then CPU.
-
-    Parameters
-    ----------
-    device
-        ``None`` (auto), or anything ``torch.device`` accepts (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``).
-
-    Returns
-    -------
-    torch.device
-    """
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def _member_generators(seed: int, n_members: int) -> list[torch.Generator]:
@@ -218,7 +197,7 @@ class PreferenceEnsemble:
     min_val_labels
         Below this many labels, train ``max_epochs`` epochs on all labels without a held-out slice.
     device
-        ``None`` picks CUDA, then MPS, then CPU (:func:`resolve_device`).
+        ``None`` picks CUDA, then MPS, then CPU (:func:`balpm.devices.select_device`).
     seed
         Seeds every member's initialisation, held-out slice and minibatch order (one ``torch.Generator`` per
         member, made in each ``fit``; the global RNG is never touched). Deterministic on CPU.
@@ -351,7 +330,7 @@ class PreferenceEnsemble:
             raise ValueError(f"labels must be 0 or 1 (1 = A preferred), found {bad.tolist()}")
         if not (np.isfinite(a).all() and np.isfinite(b).all()):
             raise ValueError("embeddings contain NaN or infinite values")
-        device = resolve_device(self.device)
+        device = select_device(self.device)
         to = dict(device=device, dtype=torch.float32)
         return (
             torch.as_tensor(np.ascontiguousarray(a), **to),
@@ -618,7 +597,7 @@ class PreferenceEnsemble:
             for attr in ("_params_", "d_in_", "device_", "n_train_", "history_"):
                 self.__dict__.pop(attr, None)
             return self
-        device = resolve_device(self.device)
+        device = select_device(self.device)
         layers = []
         for i in range(int(np.asarray(state["n_layers"]))):
             w = torch.as_tensor(np.asarray(state[f"W{i}"]), dtype=torch.float32)

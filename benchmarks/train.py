@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from balpm.model import PreferenceEnsemble, fit_loop_reference, resolve_device
+from balpm.devices import select_device
+from balpm.model import PreferenceEnsemble, fit_loop_reference
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 
@@ -141,7 +142,7 @@ def sync(device: torch.device) -> None:
 def run_speed(data: dict[str, np.ndarray], epochs: int, repeats: int, device: str | None, members: int,
               hidden: tuple[int, ...]) -> dict:
     """Batched fit vs loop over members, same epochs (patience > epochs, so nobody stops early)."""
-    dev = resolve_device(device)
+    dev = select_device(device)
     params = dict(n_members=members, hidden=hidden, max_epochs=epochs, patience=epochs + 1, device=dev)
     a, b, y = data["a"], data["b"], data["labels"]
     PreferenceEnsemble(**{**params, "max_epochs": 1}).fit(a[:256], b[:256], y[:256])  # warm-up (kernels, allocator)
@@ -167,7 +168,7 @@ def run_study(data: dict[str, np.ndarray], n_train: int, n_test: int, configs: l
               device: str | None) -> list[dict]:
     """Each config fitted on the same group split; test metrics of the ensemble mean, fit seconds, epochs."""
     tr, te = group_split(data, n_train, n_test)
-    dev = resolve_device(device)
+    dev = select_device(device)
     out = []
     for name in configs:
         for seed in seeds:

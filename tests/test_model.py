@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from balpm.model import NotFittedError, PreferenceEnsemble, fit_loop_reference, resolve_device
+from balpm.model import NotFittedError, PreferenceEnsemble, fit_loop_reference
 
 
 def bt_task(n: int, d: int = 16, seed: int = 0, scale: float = 6.0):
@@ -222,15 +222,6 @@ def test_predict_checks_width():
         model.reward(a[:, :8])
     with pytest.raises(ValueError, match="2-D"):
         model.reward(a[0])
-
-
-def test_resolve_device():
-    assert resolve_device("cpu") == torch.device("cpu")
-    expected = "cuda" if torch.cuda.is_available() else None
-    if expected:
-        assert resolve_device().type == "cuda"
-    elif not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        assert resolve_device().type == "cpu"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
