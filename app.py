@@ -6,13 +6,9 @@ shared helper (session, cached pool/embeddings/learner, sidebar) lives in ``appk
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
 import appkit
-
-ROOT = Path(__file__).resolve().parent
 
 st.set_page_config(page_title="balpm: active preference labelling", page_icon="⚖️", layout="wide")
 
@@ -21,15 +17,11 @@ _PAGES = [
     ("pages/2_embed.py", "Embed", "🧮"),
     ("pages/3_acquire.py", "Acquire", "🎯"),
     ("pages/4_label.py", "Label", "✍️"),
-    ("pages/5_feature_space.py", "Feature space", "🗺️"),  # may not exist yet: added when present
+    ("pages/5_feature_space.py", "Feature space", "🗺️"),
     ("pages/6_diagnostics.py", "Diagnostics", "🩺"),
 ]
 
-pages = [
-    st.Page(path, title=title, icon=icon, default=(i == 0))
-    for i, (path, title, icon) in enumerate(_PAGES)
-    if (ROOT / path).exists()
-]
+pages = [st.Page(path, title=title, icon=icon, default=(i == 0)) for i, (path, title, icon) in enumerate(_PAGES)]
 
 session = appkit.current_session()
 navigation = st.navigation(pages)
