@@ -17,6 +17,8 @@ API (small on purpose)
     The session's pool, cached (``st.cache_data``) by pool identity; raises :class:`balpm.data.PoolFormatError`.
 ``pool_or_stop(session) -> PreferencePool``
     ``get_pool`` that shows a located ``st.error`` (never a traceback) and stops the page on a bad pool.
+``session_and_pool_or_stop() -> (Session, PreferencePool)``
+    What a page that needs a pool starts with: ``current_session`` then ``pool_or_stop`` (stops on either).
 ``get_embedder(model, device, batch_size, max_length) -> Embedder``
     Loaded once per process (``st.cache_resource``).
 ``cached_embeddings(session) -> PoolEmbeddings | None``
@@ -46,9 +48,9 @@ from balpm.data import BUILTIN_DATASETS, PoolFormatError, PreferencePool
 from balpm.session import MODES, Session, SessionConfig, list_sessions, open_or_create_demo, sessions_dir
 
 __all__ = [
-    "current_session", "open_session", "render_sidebar", "get_pool", "pool_or_stop", "get_embedder",
-    "cached_embeddings", "get_embeddings", "split", "get_learner", "progress_bar", "StreamlitProgress", "Split",
-    "COLD_START_NOTE",
+    "current_session", "open_session", "render_sidebar", "get_pool", "pool_or_stop", "session_and_pool_or_stop",
+    "get_embedder", "cached_embeddings", "get_embeddings", "split", "get_learner", "progress_bar",
+    "StreamlitProgress", "Split", "COLD_START_NOTE",
 ]
 
 _SESSION = "_balpm_session"
@@ -139,6 +141,14 @@ def pool_or_stop(session: Session) -> PreferencePool:
         st.page_link("pages/1_pool.py", label="Choose a pool on the Pool page", icon="📂")
         st.stop()
         raise  # unreachable: st.stop raises
+
+
+def session_and_pool_or_stop() -> tuple[Session, PreferencePool]:
+    """The tab's session and its pool, or stop the page (no session; or a located error for a bad pool)."""
+    session = current_session()
+    if session is None:
+        st.stop()
+    return session, pool_or_stop(session)
 
 
 # ---------------------------------------------------------------------------------------------------- embeddings

@@ -10,10 +10,7 @@ import appkit
 from balpm.embed import BUILTIN_MODELS, EmbeddingModelError
 
 st.title("Embed")
-session = appkit.current_session()
-if session is None:
-    st.stop()
-pool = appkit.pool_or_stop(session)
+session, pool = appkit.session_and_pool_or_stop()
 cfg = session.config
 
 

@@ -21,10 +21,7 @@ import appkit
 from balpm.session import Session
 
 st.title("Label")
-session = appkit.current_session()
-if session is None:
-    st.stop()
-pool = appkit.pool_or_stop(session)
+session, pool = appkit.session_and_pool_or_stop()
 
 DWELL_S = float(os.environ.get("BALPM_LABEL_DWELL_S", "0.3"))
 SHORTCUTS = {"left": "A", "right": "B", "tie": "T", "skip": "S", "undo": "U"}

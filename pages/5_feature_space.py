@@ -28,10 +28,7 @@ HIGHLIGHT = "current batch"
 _GREY = "rgba(160,160,160,0.45)"
 
 st.title("Feature space")
-session = appkit.current_session()
-if session is None:
-    st.stop()
-pool = appkit.pool_or_stop(session)
+session, pool = appkit.session_and_pool_or_stop()
 emb = appkit.cached_embeddings(session)
 if emb is None:
     st.info(f"The pool is not embedded with `{session.config.model}` in this server yet. Embed it on the Embed page, "
