@@ -14,7 +14,8 @@ initial set plus ``r`` batches (``n_labeled``), and the selection statistics and
 ``r`` (NaN for round 0). Both files are rewritten after every round, so an interrupted run keeps what it finished.
 
 :func:`compare_runs` averages runs over seeds; :func:`labels_saved` reads off how many labels a policy saves
-against a reference policy (the paper's headline number).
+against a reference policy (the paper's headline number), counting from where the policy's mean curve stays at or
+above the reference's final score, not from its first touch.
 """
 
 from __future__ import annotations
@@ -417,9 +418,12 @@ def labels_saved(
 ) -> dict[str, Any]:
     """How many fewer labels ``policy`` needs than ``reference`` to reach the reference's final score.
 
-    The target is the reference's mean ``metric`` at its largest ``n_labeled``. The policy's mean curve is scanned
-    in order of ``n_labeled`` for the first point that reaches the target (≥ for log-likelihood and accuracy,
-    ≤ for Brier and ECE), interpolating linearly between it and the point before.
+    The target is the reference's mean ``metric`` at its largest ``n_labeled``. ``labels_needed`` is the smallest
+    label count from which the policy's mean curve *stays* at or above the target (≥ for log-likelihood and
+    accuracy, ≤ for Brier and ECE) at every later point: the start of the final run of points that reach the
+    target, linearly interpolated between that point and the (missing) point before it, i.e. at the last upward
+    crossing. A noisy curve that touches the target early and falls back does not count from its first touch
+    (the note says where it first crossed); a curve whose last point is below the target has not reached it.
 
     Parameters
     ----------
@@ -434,8 +438,9 @@ def labels_saved(
     -------
     dict
         ``dataset``, ``policy``, ``reference``, ``metric``, ``target``, ``reference_labels`` (n at the target),
-        ``reached`` (bool), ``labels_needed`` (float, NaN if not reached), ``labels_saved`` (reference_labels −
-        labels_needed; negative means the policy needs more), ``percent_saved`` (of reference_labels), ``note``.
+        ``reached`` (bool: the curve ends at or above the target), ``labels_needed`` (float, NaN if not reached),
+        ``labels_saved`` (reference_labels − labels_needed; negative means the policy needs more),
+        ``percent_saved`` (of reference_labels), ``note``.
     """
     df = curves[curves["split"] == split]
     if dataset is None:
@@ -464,18 +469,30 @@ def labels_saved(
     notes = []
     if np.isfinite(se) and abs(gain) < 2 * se:
         notes.append("reference improved by less than 2 standard errors: read with care")
+    if gain < 0:
+        notes.append(f"reference ended below its first point ({gain:+.4f}): the target is not a gain")
     if not reached.any():
         best = float(np.nanmax(v) if higher else np.nanmin(v))
         notes.insert(0, f"never reached {target:.4f} within {int(n[-1])} labels (best {best:.4f})")
         return out | {"reached": False, "labels_needed": float("nan"), "labels_saved": float("nan"),
                       "percent_saved": float("nan"), "note": "; ".join(notes)}
-    i = int(np.argmax(reached))
+    first = int(np.argmax(reached))
+    if not reached[-1]:
+        notes.insert(0, f"touched {target:.4f} at {int(n[first])} labels but ended below it "
+                        f"({float(v[-1]):.4f} at {int(n[-1])}): did not stay at or above the target")
+        return out | {"reached": False, "labels_needed": float("nan"), "labels_saved": float("nan"),
+                      "percent_saved": float("nan"), "note": "; ".join(notes)}
+    below = np.flatnonzero(~reached)
+    i = int(below[-1]) + 1 if below.size else 0  # start of the final run of points at or above the target
     if i == 0:
         needed = float(n[0])
         notes.insert(0, "reached at its first point")
     else:
         frac = (target - v[i - 1]) / (v[i] - v[i - 1])
         needed = float(n[i - 1] + frac * (n[i] - n[i - 1]))
+        if first < i:
+            notes.insert(0, f"first touched the target at {int(n[first])} labels, fell back below, "
+                            f"and stays at or above it from {needed:.0f}")
     saved = n_ref - needed
     return out | {"reached": True, "labels_needed": needed, "labels_saved": saved,
                   "percent_saved": 100.0 * saved / n_ref if n_ref else float("nan"), "note": "; ".join(notes)}
@@ -607,8 +624,11 @@ def _summary_markdown(runs: list, curves: pd.DataFrame, table: pd.DataFrame, fig
         lines += [_markdown_table(view.reset_index(drop=True)), ""]
     if len(table):
         lines += ["## Labels saved", "",
-                  "Labels a policy needs to reach the reference policy's final mean test log-likelihood, read off "
-                  "its mean curve by linear interpolation, against the reference's label count.", ""]
+                  "Labels a policy needs to reach the reference policy's final mean test log-likelihood, against "
+                  "the reference's label count: the smallest label count from which the policy's mean curve stays "
+                  "at or above that target at every later point (linear interpolation at its last upward "
+                  "crossing), so an early touch of a noisy curve that falls back does not count. A curve that "
+                  "ends below the target has not reached it.", ""]
         view = table[["dataset", "policy", "reference", "target", "reference_gain", "reference_labels",
                       "labels_needed", "labels_saved", "percent_saved", "note"]]
         lines += [_markdown_table(view, {"target": 4, "reference_gain": 4, "reference_labels": 0,

@@ -149,7 +149,7 @@ def test_labels_saved_interpolates():
     assert "less than 2 standard errors" in labels_saved(noisy, "bal-pm", "random")["note"]
 
 
-def test_labels_saved_first_crossing_exact_point_and_never():
+def test_labels_saved_exact_point_first_point_and_never():
     curves = _curves([
         ("random", 50, -0.70), ("random", 100, -0.65),
         ("a", 50, -0.65), ("a", 100, -0.60),            # reached at the first point
@@ -170,6 +170,32 @@ def test_labels_saved_first_crossing_exact_point_and_never():
     assert table["reference"].eq("random").all() and sorted(table["policy"]) == ["a", "b", "c", "d"]
     with pytest.raises(ValueError):
         labels_saved(curves, "zzz", "random")
+
+
+def test_labels_saved_counts_from_where_the_curve_stays_above_the_target():
+    curves = _curves([
+        ("random", 100, -0.69), ("random", 200, -0.66), ("random", 300, -0.64), ("random", 400, -0.62),
+        ("wobbly", 100, -0.68), ("wobbly", 200, -0.61), ("wobbly", 300, -0.65), ("wobbly", 400, -0.60),
+        ("dropper", 100, -0.60), ("dropper", 200, -0.61), ("dropper", 300, -0.63), ("dropper", 400, -0.64),
+    ])
+    # target -0.62. wobbly first touches it between 100 and 200 (first-crossing rule: 100 + 100 * 0.06/0.07 =
+    # 185.7), falls back to -0.65 at 300, and stays above from the last upward crossing between 300 (-0.65) and
+    # 400 (-0.60): 300 + 100 * 0.03/0.05 = 360, so 40 labels (10%) saved, not 214.
+    w = labels_saved(curves, "wobbly", "random")
+    assert w["reached"] and w["labels_needed"] == pytest.approx(360.0)
+    assert w["labels_saved"] == pytest.approx(40.0) and w["percent_saved"] == pytest.approx(10.0)
+    assert "first touched the target at 200 labels" in w["note"]
+    # dropper is above the target at 100 and 200 but ends below it: not reached
+    d = labels_saved(curves, "dropper", "random")
+    assert not d["reached"] and math.isnan(d["labels_needed"]) and math.isnan(d["labels_saved"])
+    assert "did not stay at or above the target" in d["note"] and "never reached" not in d["note"]
+    # a reference that got worse is flagged: reaching its final score is no achievement
+    worse = labels_saved(curves, "wobbly", "dropper")
+    assert worse["reference_gain"] == pytest.approx(-0.04) and "reference ended below its first point" in worse["note"]
+    # lower-is-better metrics: the same rule on the mirrored curves
+    brier = curves.rename(columns={"log_likelihood_mean": "brier_mean"}).assign(brier_mean=lambda x: -x.brier_mean)
+    assert labels_saved(brier, "wobbly", "random", metric="brier")["labels_needed"] == pytest.approx(360.0)
+    assert not labels_saved(brier, "dropper", "random", metric="brier")["reached"]
 
 
 def test_config_arguments_are_generated():
