@@ -49,6 +49,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
         return 2
     if args.max_pairs is not None and len(pool) > args.max_pairs:
         pool = pool.sample_groups(args.max_pairs, args.seed)
+    if getattr(args, "engine", "local") == "ray":
+        return _embed_ray(args, pool)
     t0 = time.perf_counter()
     try:
         embedder = Embedder(
@@ -82,6 +84,38 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if args.out:
         from pathlib import Path
 
+        path = emb.save(Path(args.out) / "embeddings.npz")
+        print(f"wrote {path}")
+    return 0
+
+
+def _embed_ray(args: argparse.Namespace, pool) -> int:
+    """``balpm embed --engine ray``: each Ray worker builds its own Embedder; same cache, same summary line."""
+    from pathlib import Path
+
+    from balpm.distributed import embed_pool_ray, ray_available
+    from balpm.embed import EmbeddingModelError
+
+    if not ray_available():
+        print("balpm embed: --engine ray needs Ray: pip install -r requirements-ray.txt", file=sys.stderr)
+        return 2
+    kwargs = {"model": args.model, "batch_size": args.batch_size, "max_length": args.max_length,
+              "pooling": args.pooling, "dtype": args.dtype, "truncation_side": args.truncation_side}
+    if args.device:
+        kwargs["device"] = args.device
+    try:
+        emb = embed_pool_ray(pool, kwargs, cache_dir=False if args.no_cache else args.cache_dir,
+                             address=args.address, num_workers=args.workers)
+    except (EmbeddingModelError, ValueError) as e:
+        print(f"balpm embed: {e}", file=sys.stderr)
+        return 2
+    st = emb.stats
+    rate = f"{st['computed'] / st['seconds']:.1f} texts/s" if st["computed"] and st["seconds"] > 0 else "all cached"
+    print(
+        f"{len(emb)} pairs -> {st['texts']} unique texts: {st['cached']} cached, {st['computed']} computed "
+        f"in {st['seconds']:.1f}s on Ray, {st['workers']} workers ({rate}); dim {emb.dim}"
+    )
+    if args.out:
         path = emb.save(Path(args.out) / "embeddings.npz")
         print(f"wrote {path}")
     return 0
@@ -166,6 +200,11 @@ def add_embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=None, help="embedding cache (default: $BALPM_CACHE_DIR or ~/.cache/balpm)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local (this process) or ray (Embedder replicas on a Ray cluster; docs/scaling.md)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to join (auto, HOST:6379, ray://HOST:10001); default: start a local one")
+    p.add_argument("--workers", type=int, default=2, help="Ray Embedder replicas (one GPU each when there are GPUs)")
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:

@@ -1,0 +1,436 @@
+"""Past one machine: embedding on a Ray cluster, and out-of-core pools (memory-mapped embeddings, chunked scoring).
+
+Ray engine (:func:`embed_pool_ray`, :func:`embed_texts_ray`)
+------------------------------------------------------------
+The driver deduplicates the pool's texts, hashes them and asks the :class:`balpm.embed.EmbeddingCache` which are
+already cached; only the missing ones go to Ray. They become a Ray Data dataset of ``(row, text)`` blocks of
+``chunk_size`` texts (``ray.data.from_items``, built on the driver: no read tasks), mapped by :class:`_EmbedReplica` — a callable class holding one
+:class:`balpm.embed.Embedder` per actor (``concurrency=num_workers``; ``num_gpus=1`` per replica when the
+cluster has GPUs, else ``num_cpus_per_worker`` CPUs and as many torch threads). Every finished block comes back
+to the driver, which writes it as one cache chunk (the very format and atomic ``os.replace`` of the local engine)
+before asking for the next. Hence:
+
+- a worker that dies mid-block is restarted by Ray (``max_restarts``) and its block re-run (``max_task_retries``);
+- a driver that dies keeps every chunk it wrote: the rerun skips those texts (they are cache hits);
+- the cache needs no shared filesystem: workers never touch it (one writer, the driver). Vectors travel back
+  through the object store (1.5 KB per text at d = 384, far less than the text sent out).
+
+The cache key depends on where the vectors are computed (bf16 on GPU, fp32 on CPU), so the driver learns it
+from a one-off probe task with the workers' resources (one extra model load) instead of guessing it locally, and
+every block carries its worker's cache namespace, checked against the probe's (a mixed-GPU cluster that would
+pick different dtypes must pass ``dtype=`` explicitly).
+
+Out-of-core pools
+-----------------
+A 1M-pair pool at d = 384 is 4.6 GB of float32 (prompt, a, b). :func:`save_pool_embeddings` writes a folder of
+plain ``.npy`` files that :func:`load_pool_embeddings` memory-maps (``.npz``, the format of
+``PoolEmbeddings.save``, cannot be memory-mapped); :func:`chunked_uncertainty` scores the pool with a
+:class:`balpm.model.PreferenceEnsemble` in row chunks, keeping only ``(N,)`` results; ``balpm.neighbors``
+already reads memmaps in chunks and switches to HNSW past its ``approx_threshold``
+(:func:`knn_recall_sample` measures that index's recall against exact search). Figures:
+``benchmarks/scale.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from balpm.embed import CHUNK_SIZE, EmbeddingCache, PoolEmbeddings, Progress, _hash_array
+
+__all__ = [
+    "embed_texts_ray",
+    "embed_pool_ray",
+    "ray_available",
+    "save_pool_embeddings",
+    "load_pool_embeddings",
+    "chunked_uncertainty",
+    "knn_recall_sample",
+]
+
+
+def ray_available() -> bool:
+    """Whether ``ray.data`` imports (Ray is an optional dependency: ``requirements-ray.txt`` / ``.[ray]``)."""
+    try:
+        import ray.data  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------------- Ray
+
+
+def _namespace(key: dict[str, Any]) -> str:
+    return EmbeddingCache.namespace(key)
+
+
+class _EmbedReplica:
+    """One :class:`Embedder` per Ray actor; ``__call__`` embeds one block of ``{"row", "text"}``.
+
+    ``crash_once`` is a fault-injection hook for tests and drills: the first replica to see a batch while the
+    marker file does not exist creates it and kills its own process (``os._exit``), as a lost node would.
+    """
+
+    def __init__(self, embedder_kwargs: dict[str, Any], threads: int | None = None,
+                 crash_once: str | None = None) -> None:
+        import torch
+
+        from balpm.embed import Embedder
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.embedder = Embedder(**embedder_kwargs)
+        self.ns = _namespace(self.embedder.cache_key)
+        self.crash_once = crash_once
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.crash_once is not None:
+            try:
+                fd = os.open(self.crash_once, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                pass
+            else:
+                os.write(fd, f"{os.getpid()}\n".encode())
+                os.close(fd)
+                os._exit(1)
+        texts = [str(t) for t in batch["text"]]
+        vectors = self.embedder.encode(texts)
+        return {"row": np.asarray(batch["row"], dtype=np.int64), "vector": vectors,
+                "ns": np.array([self.ns] * len(texts))}
+
+
+def _probe(embedder_kwargs: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """Cache key and width of the embedder as the workers will build it (runs as a Ray task on a worker)."""
+    from balpm.embed import Embedder
+
+    e = Embedder(**embedder_kwargs)
+    return e.cache_key, e.dim
+
+
+_PROBED: dict[tuple, tuple[dict[str, Any], int]] = {}
+"""Probe answers per (Ray job, embedder kwargs, replica resources, local weights fingerprint): a second run on
+the same cluster skips the extra model load; changed weights on disk change the fingerprint and probe again."""
+
+
+def _cluster_gpus() -> float:
+    import ray
+
+    return float(ray.cluster_resources().get("GPU", 0.0))
+
+
+def embed_texts_ray(
+    texts: Sequence[str],
+    embedder_kwargs: dict[str, Any] | None = None,
+    cache_dir: str | os.PathLike | None | Literal[False] = None,
+    *,
+    address: str | None = None,
+    num_workers: int = 2,
+    num_cpus_per_worker: float = 1.0,
+    use_gpus: bool | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    max_restarts: int = 3,
+    max_task_retries: int = 3,
+    progress: Progress | None = None,
+    ray_init_kwargs: dict[str, Any] | None = None,
+    _crash_once: str | os.PathLike | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Embed texts on a Ray cluster through the shared cache format; returns ``(vectors, stats)`` like
+    :func:`balpm.embed.embed_texts`.
+
+    Parameters
+    ----------
+    texts
+        Texts to embed (duplicates are embedded once).
+    embedder_kwargs
+        Keyword arguments of :class:`balpm.embed.Embedder`, built on each worker (``device`` is set to
+        ``"cuda"`` when replicas get a GPU, ``"cpu"`` otherwise, unless given).
+    cache_dir
+        Cache folder on the driver (None = ``default_cache_dir()``, False = no cache). Workers never read or
+        write it, so it need not be shared between nodes.
+    address
+        Ray cluster address (``"auto"``, ``"ray://host:10001"``, ``"host:6379"``); None joins the Ray already
+        initialised in this process or starts a local one (shut down again at the end).
+    num_workers
+        Embedder replicas (Ray actors).
+    num_cpus_per_worker
+        CPUs reserved per replica when it has no GPU (also its torch thread count).
+    use_gpus
+        One GPU per replica; None = whenever the cluster reports GPUs.
+    chunk_size
+        Texts per Ray input block and per ``map_batches`` batch (the unit of retry); every output block Ray
+        hands back (one batch, or a few small ones merged) is written as one cache chunk (the unit of resumption).
+    max_restarts, max_task_retries
+        Ray actor restarts and block retries after a replica dies (finite so a crash loop fails, not hangs).
+    progress
+        ``progress(done, total)`` over unique texts, after each block written.
+    ray_init_kwargs
+        Extra ``ray.init`` arguments when this call starts or joins the cluster.
+
+    Returns
+    -------
+    vectors : (len(texts), d) float32 in input order
+    stats : dict with ``texts`` (unique), ``cached``, ``computed``, ``seconds``, ``engine`` (``"ray"``),
+        ``workers``, ``gpus_per_worker``, ``probe_seconds``, ``blocks``.
+    """
+    import ray
+
+    t0 = time.perf_counter()
+    os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
+    kw = dict(embedder_kwargs or {})
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
+    if num_workers < 1:
+        raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+
+    started = False
+    if not ray.is_initialized():
+        init = {"address": address, "include_dashboard": False, "log_to_driver": False}
+        init.update(ray_init_kwargs or {})
+        ray.init(**init)
+        started = True
+    try:
+        gpus = _cluster_gpus() > 0 if use_gpus is None else bool(use_gpus)
+        kw.setdefault("device", "cuda" if gpus else "cpu")
+        res: dict[str, Any] = {"num_gpus": 1} if gpus else {"num_cpus": num_cpus_per_worker}
+        threads = None if gpus else max(1, int(num_cpus_per_worker))
+
+        hashes = _hash_array(texts)
+        uniq, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+        cache = None if cache_dir is False else EmbeddingCache(cache_dir)
+
+        t_probe = time.perf_counter()
+        key: dict[str, Any] | None = None
+        dim: int | None = None
+        if cache is not None and len(uniq):
+            memo = (ray.get_runtime_context().get_job_id(), json.dumps(kw, sort_keys=True, default=str),
+                    json.dumps(res, sort_keys=True), _local_model_id(kw))
+            if memo not in _PROBED:
+                _PROBED[memo] = ray.get(ray.remote(**res)(_probe).options(max_retries=max_task_retries).remote(kw))
+            key, dim = _PROBED[memo]
+            found, vecs = cache.lookup(key, uniq, dim)
+        else:
+            found, vecs = np.zeros(len(uniq), bool), None
+        model_id = key["model_id"] if key is not None else _local_model_id(kw)
+        if model_id is None:  # a hub model without cache: ask a worker what it loaded
+            model_id = ray.get(ray.remote(**res)(_probe).remote(kw))[0]["model_id"]
+        probe_s = time.perf_counter() - t_probe
+        missing = np.flatnonzero(~found)
+        total, cached = len(uniq), int(found.sum())
+        if progress is not None:
+            progress(cached, total)
+
+        n_blocks = 0
+        if len(missing):
+            import ray.data
+
+            ctx = ray.data.DataContext.get_current()
+            ctx.enable_progress_bars = False
+            ctx.enable_operator_progress_bars = False
+            ctx.print_on_execution_start = False
+            items = [{"row": int(j), "text": texts[first[j]]} for j in missing]
+            n_in = -(-len(items) // chunk_size)
+            with warnings.catch_warnings():
+                # Ray 2.60 names no parameter for actor restarts/retries yet; the **ray_remote_args path warns
+                warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+                ds = ray.data.from_items(items, override_num_blocks=n_in).map_batches(
+                    _EmbedReplica,
+                    fn_constructor_kwargs={"embedder_kwargs": kw, "threads": threads,
+                                           "crash_once": None if _crash_once is None else os.fspath(_crash_once)},
+                    batch_size=chunk_size,
+                    batch_format="numpy",
+                    compute=ray.data.ActorPoolStrategy(size=int(num_workers)),
+                    max_restarts=int(max_restarts),
+                    max_task_retries=int(max_task_retries),
+                    **res,
+                )
+            del items
+            done = cached
+            expect_ns = _namespace(key) if key is not None else None
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+                rows = np.asarray(batch["row"], dtype=np.int64)
+                v = np.asarray(batch["vector"], dtype=np.float32)
+                ns = {str(x) for x in batch["ns"]}
+                if expect_ns is not None and ns != {expect_ns}:
+                    raise RuntimeError(
+                        f"a worker computed under cache namespace {sorted(ns)} but the probe under {expect_ns}: "
+                        "the replicas differ (e.g. GPUs picking different dtypes); pass dtype= explicitly"
+                    )
+                if vecs is None:
+                    vecs = np.zeros((total, v.shape[1]), np.float32)
+                if cache is not None:
+                    cache.write_chunk(key, uniq[rows], v)
+                vecs[rows] = v
+                found[rows] = True
+                done += len(rows)
+                n_blocks += 1
+                if progress is not None:
+                    progress(done, total)
+            if not found.all():  # Ray lost a block without raising: never return zeros as vectors
+                raise RuntimeError(f"Ray returned {int(found.sum())} of {total} texts")
+        if vecs is None:  # no texts at all, cache bypassed
+            vecs = np.zeros((0, 0), np.float32)
+        stats = {"texts": total, "cached": cached, "computed": int(len(missing)),
+                 "seconds": time.perf_counter() - t0, "engine": "ray", "workers": int(num_workers),
+                 "gpus_per_worker": 1 if gpus else 0, "probe_seconds": probe_s, "blocks": n_blocks,
+                 "model_id": model_id}
+        return vecs[inverse.reshape(-1)], stats
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def embed_pool_ray(
+    pool: Any,
+    embedder_kwargs: dict[str, Any] | None = None,
+    cache_dir: str | os.PathLike | None | Literal[False] = None,
+    *,
+    address: str | None = None,
+    num_workers: int = 2,
+    progress: Progress | None = None,
+    **kwargs: Any,
+) -> PoolEmbeddings:
+    """:func:`balpm.embed.embed_pool` on a Ray cluster: same :class:`PoolEmbeddings`, same cache.
+
+    ``embedder_kwargs`` are :class:`balpm.embed.Embedder` arguments (an Embedder object is not shipped: each
+    worker builds its own). Other keyword arguments go to :func:`embed_texts_ray`.
+    """
+    prompts = list(pool.prompt_texts())
+    texts_a = list(pool.pair_texts("a"))
+    texts_b = list(pool.pair_texts("b"))
+    n = len(prompts)
+    if not (len(texts_a) == len(texts_b) == n):
+        raise ValueError("pool.prompt_texts() and pool.pair_texts() disagree in length")
+    kw = dict(embedder_kwargs or {})
+    vecs, stats = embed_texts_ray(prompts + texts_a + texts_b, kw, cache_dir, address=address,
+                                  num_workers=num_workers, progress=progress, **kwargs)
+    model_id = str(stats.pop("model_id"))
+    ids = np.asarray(pool.ids).astype(str) if n else np.empty(0, dtype=str)
+    return PoolEmbeddings(ids=ids, prompt=vecs[:n], a=vecs[n : 2 * n], b=vecs[2 * n :], model_id=model_id,
+                          stats=stats)
+
+
+def _local_model_id(kw: dict[str, Any]) -> str | None:
+    """``Embedder.model_id`` of a local model without loading it (name + weights fingerprint); None for hub names."""
+    from balpm.embed import _folder_fingerprint, _resolve_model
+
+    spec = _resolve_model(kw.get("model", "default"))
+    if spec.local:
+        return f"{spec.name}@{_folder_fingerprint(Path(spec.path), spec.gguf_file)}"
+    return None
+
+
+# ------------------------------------------------------------------------------------------ out of core
+
+_NPY_ARRAYS = ("ids", "prompt", "a", "b")
+
+
+def save_pool_embeddings(emb: PoolEmbeddings, folder: str | os.PathLike, chunk_rows: int = 65536) -> Path:
+    """Write ``folder/{ids,prompt,a,b}.npy`` + ``meta.json``, memory-mappable by :func:`load_pool_embeddings`.
+
+    Arrays are streamed in row chunks (the source may itself be a memmap larger than RAM); the folder is built
+    under a temporary name and renamed into place, so a reader never sees half of it.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".tmp-{folder.name}-"))
+    try:
+        np.save(tmp / "ids.npy", np.asarray(emb.ids).astype(str))
+        for name in ("prompt", "a", "b"):
+            src = getattr(emb, name)
+            out = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=np.float32, shape=src.shape)
+            for s in range(0, src.shape[0], chunk_rows):
+                out[s : s + chunk_rows] = src[s : s + chunk_rows]
+            out.flush()
+            del out
+        (tmp / "meta.json").write_text(json.dumps({"model_id": emb.model_id, "stats": emb.stats}, default=str))
+        if folder.exists():
+            old = folder.with_name(f".old-{folder.name}-{os.getpid()}")
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def load_pool_embeddings(path: str | os.PathLike, mmap_mode: Literal["r", "r+", "c"] | None = "r") -> PoolEmbeddings:
+    """Load a folder written by :func:`save_pool_embeddings` (memory-mapped by default) or a ``.npz``.
+
+    With ``mmap_mode`` the vectors stay on disk and pages are read on access, so a pool larger than RAM can be
+    scored and searched chunk by chunk. An ``.npz`` (``PoolEmbeddings.save``) is always read into memory.
+    """
+    path = Path(path)
+    if path.is_file():
+        return PoolEmbeddings.load(path)
+    meta = json.loads((path / "meta.json").read_text())
+    arrs = {name: np.load(path / f"{name}.npy", mmap_mode=None if name == "ids" else mmap_mode,
+                          allow_pickle=False) for name in _NPY_ARRAYS}
+    return PoolEmbeddings(ids=arrs["ids"], prompt=arrs["prompt"], a=arrs["a"], b=arrs["b"],
+                          model_id=str(meta["model_id"]), stats=dict(meta.get("stats", {})))
+
+
+def chunked_uncertainty(
+    ensemble: Any, emb_a: Any, emb_b: Any, chunk_rows: int = 65536, progress: Progress | None = None
+) -> dict[str, np.ndarray]:
+    """BALD and friends of every pair, scored ``chunk_rows`` pairs at a time (inputs may be memmaps).
+
+    Only the ``(N,)`` outputs of :func:`balpm.uncertainty.summarize` are kept, never the ``(E, N)`` member
+    probabilities of the whole pool nor more than one chunk of embeddings.
+    """
+    from balpm.uncertainty import summarize
+
+    n = emb_a.shape[0]
+    out: dict[str, np.ndarray] = {}
+    for s in range(0, n, chunk_rows):
+        a = np.ascontiguousarray(emb_a[s : s + chunk_rows], dtype=np.float32)
+        b = np.ascontiguousarray(emb_b[s : s + chunk_rows], dtype=np.float32)
+        part = summarize(ensemble.predict_member_proba(a, b))
+        for k, v in part.items():
+            if k not in out:
+                out[k] = np.empty(n, dtype=np.asarray(v).dtype)
+            out[k][s : s + len(a)] = v
+        if progress is not None:
+            progress(min(n, s + chunk_rows), n)
+    return out
+
+
+def knn_recall_sample(X: Any, graph: Any, n_queries: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Recall@k of an (approximate) graph's k nearest neighbours against exact faiss search on sampled points.
+
+    Returns ``recall`` (mean fraction of the exact k-NN the graph's ball order also lists first), the relative
+    over-estimate of ``r_k`` (what BAL-PM's entropy term actually reads: ``radius_err_median``, ``radius_err_p99``,
+    ``radius_err_max``, ``radius_err_over_10pct`` = fraction of queries off by more than 10%; an approximate search can only miss neighbours, so ``r_k`` only grows), ``queries`` and
+    ``seconds`` (of the exact search, which holds a second float32 copy of X in a flat index).
+    """
+    from balpm.neighbors import knn_search, recall_at_k
+
+    n = X.shape[0]
+    rng = np.random.default_rng(seed)
+    q = np.sort(rng.choice(n, size=min(n_queries, n), replace=False))
+    t = time.perf_counter()
+    dist, exact = knn_search(X, graph.k, exact=True, queries=q)
+    secs = time.perf_counter() - t
+    approx = np.stack([graph.ball(int(i))[: graph.k] for i in q])
+    r_exact = dist[:, -1].astype(np.float64)
+    err = (graph.radius[q].astype(np.float64) - r_exact) / np.maximum(r_exact, 1e-12)
+    return {"recall": float(recall_at_k(approx, exact)), "radius_err_median": float(np.median(err)),
+            "radius_err_p99": float(np.quantile(err, 0.99)), "radius_err_max": float(err.max()),
+            "radius_err_over_10pct": float(np.mean(err > 0.1)),
+            "queries": int(len(q)), "seconds": secs}
