@@ -245,6 +245,20 @@ def _selection_stats(sel: pd.DataFrame | None) -> dict[str, float]:
     }
 
 
+def ratio_by_round(picks: pd.DataFrame) -> pd.DataFrame:
+    """Per round: number of scored picks, median and quartiles of ``U / score``, mean BALD and mean β·Ĥ.
+
+    ``picks`` holds one row per pick with ``round``, ``ratio``, ``uncertainty`` and ``entropy_term`` (a run's
+    ``acquired.csv`` or ``Session.pick_history()``); picks without a finite ratio (random batches) are left out.
+    """
+    cols = ["round", "picks", "ratio_median", "ratio_q25", "ratio_q75", "uncertainty_mean", "entropy_term_mean"]
+    if not len(picks):
+        return pd.DataFrame(columns=cols)
+    ok = np.isfinite(pd.to_numeric(picks["ratio"], errors="coerce").to_numpy(dtype=np.float64))
+    rows = [{"round": rnd, "picks": len(g), **_selection_stats(g)} for rnd, g in picks[ok].groupby("round")]
+    return pd.DataFrame(rows, columns=cols)
+
+
 _EMBEDDERS: dict[tuple[Any, ...], Any] = {}
 
 
@@ -372,6 +386,43 @@ def load_run(run_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], pd.DataFr
     acq = pd.read_csv(d / "acquired.csv", dtype={"id": str}) if (d / "acquired.csv").exists() else pd.DataFrame(
         columns=list(ACQUIRED_COLUMNS))
     return info, metrics, acq
+
+
+def find_runs(root: str | os.PathLike[str], depth: int = 3) -> list[Path]:
+    """Run folders (holding ``metrics.csv``) at or below ``root``, at most ``depth`` levels down, sorted.
+
+    Hidden folders are skipped; an unreadable folder is skipped rather than failing the search.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [root] if (root / "metrics.csv").is_file() else []
+    if depth > 0:
+        try:
+            children = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except OSError:
+            children = []
+        for child in children:
+            found += find_runs(child, depth - 1)
+    return found
+
+
+def load_runs(dirs: Iterable[str | os.PathLike[str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Concatenated ``metrics.csv`` and ``acquired.csv`` rows of several run folders.
+
+    The acquired rows gain ``policy`` (the run's policy label), ``seed``, ``dataset`` and ``run`` (the folder), so
+    picks of many runs can be grouped like their metrics.
+    """
+    metrics, acquired = [], []
+    for d in dirs:
+        info, m, a = load_run(d)
+        metrics.append(m)
+        cfg = info.get("config", {})
+        label = info.get("policy_label") or (m["policy"].iloc[0] if len(m) and "policy" in m else Path(d).name)
+        if len(a):
+            acquired.append(a.assign(policy=label, seed=cfg.get("seed"), dataset=cfg.get("dataset"), run=str(d)))
+    return (pd.concat(metrics, ignore_index=True) if metrics else pd.DataFrame(columns=list(METRIC_COLUMNS)),
+            pd.concat(acquired, ignore_index=True) if acquired else pd.DataFrame())
 
 
 def compare_runs(dirs: Iterable[str | os.PathLike[str]] | pd.DataFrame) -> pd.DataFrame:

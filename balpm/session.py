@@ -57,6 +57,10 @@ _CONFIG_FILE = "session.json"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
+SELECTION_COLUMNS = ["round", "pick", "id", "uncertainty", "entropy_term", "score", "ratio"]
+"""Columns of ``selections.csv``: each scored pick's BALD, β·Ĥ, score and U / score."""
+
+
 def sessions_dir() -> Path:
     """``$BALPM_SESSIONS_DIR`` or ``~/balpm-sessions``: where named sessions live."""
     env = os.environ.get("BALPM_SESSIONS_DIR")
@@ -382,7 +386,57 @@ class Session:
         batch = Batch(batch_id=uuid.uuid4().hex[:12], round=rnd, ids=table["id"].tolist(), table=table,
                       created_at=_now(), cold_start=cold)
         self._write_batch(batch)
+        self._append_selection(selection)
         return batch
+
+    def _append_selection(self, selection: pd.DataFrame) -> None:
+        """Add a scored batch's per-pick statistics to ``selections.csv`` (the ratio-over-rounds history).
+
+        A batch proposed again for the same round replaces the earlier proposal; cold-start (random) batches
+        have no scores and are not kept.
+        """
+        if not len(selection) or "ratio" not in selection.columns or "round" not in selection.columns:
+            return
+        if "cold_start" in selection.columns and bool(selection["cold_start"].all()):
+            return
+        new = selection.reindex(columns=SELECTION_COLUMNS).copy()
+        new["id"] = new["id"].astype(str)
+        if new["pick"].isna().all():
+            new["pick"] = np.arange(len(new))
+        old = self.selections()
+        if len(old):
+            new = pd.concat([old[~old["round"].isin(new["round"].unique())], new], ignore_index=True)
+        tmp = self.folder / ".selections.csv.tmp"
+        new.sort_values(["round", "pick"], kind="stable").to_csv(tmp, index=False)
+        os.replace(tmp, self.folder / "selections.csv")
+
+    def pick_history(self) -> pd.DataFrame:
+        """Every scored pick (random picks left out), one row per pick (:data:`SELECTION_COLUMNS`), by round and pick.
+
+        The saved history (:meth:`selections`), completed by the learner's last selection and the current batch
+        (sessions made before the history was kept have only those two); later sources win per (round, id).
+        """
+        frames = [self.selections()]
+        last = self.learner_dir / "last_selection.csv"
+        if last.is_file():
+            frames.append(pd.read_csv(last, dtype={"id": str}))
+        batch = self.current_batch()
+        if batch is not None and len(batch.table) and not batch.cold_start:
+            frames.append(batch.table.assign(round=batch.round, pick=np.arange(len(batch.table))))
+        frames = [f.reindex(columns=SELECTION_COLUMNS) for f in frames
+                  if len(f) and {"round", "ratio"} <= set(f.columns)]
+        if not frames:
+            return pd.DataFrame(columns=SELECTION_COLUMNS)
+        df = pd.concat(frames, ignore_index=True).drop_duplicates(["round", "id"], keep="last")
+        df = df[np.isfinite(pd.to_numeric(df["uncertainty"], errors="coerce").to_numpy(dtype=np.float64))]
+        return df.sort_values(["round", "pick"], kind="stable").reset_index(drop=True)
+
+    def selections(self) -> pd.DataFrame:
+        """Every scored batch proposed in this session, one row per pick (:data:`SELECTION_COLUMNS`)."""
+        f = self.folder / "selections.csv"
+        if not f.is_file():
+            return pd.DataFrame(columns=SELECTION_COLUMNS)
+        return pd.read_csv(f, dtype={"id": str})
 
     def _write_batch(self, batch: Batch) -> None:
         table = {c: [None if isinstance(v, float) and not np.isfinite(v) else v for v in batch.table[c].tolist()]
@@ -472,6 +526,7 @@ class Session:
                 return {}
             ids = sel["id"].astype(str).tolist()
             rnd = int(sel["round"].iloc[0])
+            self._append_selection(sel)
         self.record_oracle(learner, ids, rnd)
         learner.fit()
         row: dict[str, Any] = {"round": rnd, "n_labeled": learner.n_labeled_, "policy": self.config.policy,

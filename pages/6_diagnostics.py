@@ -12,85 +12,20 @@ Three views:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 import appkit
 from balpm import plots
-from balpm.experiment import compare_runs, labels_saved_table, load_run
-
-_PICK_COLUMNS = ["round", "pick", "id", "uncertainty", "entropy_term", "score", "ratio"]
-
-
-def _session_picks(session: Any) -> pd.DataFrame:
-    """Every batch of this session whose pick statistics are on disk, one row per pick.
-
-    Sources, later ones winning per (round, id): ``selections.csv`` (a per-round history, when the session
-    writes one), the learner's last selection and the current batch.
-    """
-    frames = []
-    hist = session.folder / "selections.csv"
-    if hist.is_file():
-        frames.append(pd.read_csv(hist, dtype={"id": str}))
-    last = session.learner_dir / "last_selection.csv"
-    if last.is_file():
-        frames.append(pd.read_csv(last, dtype={"id": str}))
-    batch = session.current_batch()
-    if batch is not None and len(batch.table) and not batch.cold_start:
-        frames.append(batch.table.assign(round=batch.round, pick=np.arange(len(batch.table))))
-    frames = [f for f in frames if len(f) and {"round", "ratio"} <= set(f.columns)]
-    if not frames:
-        return pd.DataFrame(columns=_PICK_COLUMNS)
-    df = pd.concat([f.reindex(columns=_PICK_COLUMNS) for f in frames], ignore_index=True)
-    return df.drop_duplicates(["round", "id"], keep="last").sort_values(["round", "pick"]).reset_index(drop=True)
-
-
-def _ratio_table(picks: pd.DataFrame) -> pd.DataFrame:
-    """Median and spread of U / score per round, with the mean of each part (what the figure summarises)."""
-    df = picks[np.isfinite(pd.to_numeric(picks["ratio"], errors="coerce"))]
-    g = df.groupby("round")
-    return pd.DataFrame({
-        "picks": g.size(),
-        "ratio median": g["ratio"].median(),
-        "ratio q25": g["ratio"].quantile(0.25),
-        "ratio q75": g["ratio"].quantile(0.75),
-        "mean BALD": g["uncertainty"].mean(),
-        "mean β·Ĥ": g["entropy_term"].mean(),
-    }).reset_index()
-
-
-def _find_runs(root: Path, depth: int = 3) -> list[Path]:
-    """Run folders (holding ``metrics.csv``) at or below ``root``, sorted."""
-    if not root.is_dir():
-        return []
-    found = [root] if (root / "metrics.csv").is_file() else []
-    if depth > 0:
-        try:
-            children = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        except OSError:
-            children = []
-        for child in children:
-            found += _find_runs(child, depth - 1)
-    return found
+from balpm.experiment import compare_runs, find_runs, labels_saved_table, load_runs, ratio_by_round
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _load_runs(paths: tuple[str, ...], stamps: tuple[float, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Concatenated metrics and acquired picks of run folders (re-read when a metrics file changes)."""
+    """:func:`balpm.experiment.load_runs`, cached; ``stamps`` (metrics files' mtimes) re-read a changed run."""
     del stamps
-    metrics, acquired = [], []
-    for p in paths:
-        info, m, a = load_run(p)
-        metrics.append(m)
-        cfg = info.get("config", {})
-        label = info.get("policy_label") or (m["policy"].iloc[0] if len(m) else Path(p).name)
-        if len(a):
-            acquired.append(a.assign(policy=label, seed=cfg.get("seed"), dataset=cfg.get("dataset"), run=p))
-    acq = pd.concat(acquired, ignore_index=True) if acquired else pd.DataFrame()
-    return pd.concat(metrics, ignore_index=True), acq
+    return load_runs(paths)
 
 
 # ====================================================================================================== page
@@ -106,8 +41,8 @@ with tab_session:
         st.caption("Share of BALD in the BAL-PM score of each pick, `U / (U + β·Ĥ)`: near 1 the model's "
                    "uncertainty chose the pair, near 0 the prompt-diversity bonus did. The paper sees the "
                    "diversity term dominate early and uncertainty take over as the prompt space fills up.")
-        picks = _session_picks(session)
-        table = _ratio_table(picks) if len(picks) else pd.DataFrame()
+        picks = session.pick_history()
+        table = ratio_by_round(picks)
         if table.empty:
             policy = session.config.policy
             why = (f"the policy `{policy}` has no entropy term" if policy not in ("bal-pm",) else
@@ -117,10 +52,13 @@ with tab_session:
             st.plotly_chart(plots.ratio_over_rounds(picks[picks["round"] > 0] if (picks["round"] > 0).any()
                                                     else picks),
                             key="dg_ratio_chart", width="stretch")
-            st.dataframe(table, hide_index=True, width="stretch", key="dg_ratio_table")
-            if not (session.folder / "selections.csv").is_file():
-                st.caption(f"{len(table)} round(s) on disk: this session keeps the pick statistics of its "
-                           "latest batch only.")
+            st.dataframe(table.rename(columns={"ratio_median": "ratio median", "ratio_q25": "ratio q25",
+                                               "ratio_q75": "ratio q75", "uncertainty_mean": "mean BALD",
+                                               "entropy_term_mean": "mean β·Ĥ"}),
+                         hide_index=True, width="stretch", key="dg_ratio_table")
+            if session.selections().empty:
+                st.caption(f"{len(table)} round(s) on disk: this session predates the per-round history and "
+                           "keeps the pick statistics of its latest batch only.")
 
         st.subheader("Held-out curves")
         metrics = session.metrics()
@@ -162,7 +100,7 @@ with tab_runs:
     root_text = st.text_input("Folder to search for runs", value="runs", key="dg_runs_root",
                               help="Searched three levels deep for folders holding metrics.csv")
     extra = st.text_area("More run folders (one path per line)", value="", key="dg_runs_extra", height=80)
-    found = [str(p) for p in _find_runs(Path(root_text).expanduser())] if root_text.strip() else []
+    found = [str(p) for p in find_runs(Path(root_text).expanduser())] if root_text.strip() else []
     for line in extra.splitlines():
         p = Path(line.strip()).expanduser()
         if line.strip() and (p / "metrics.csv").is_file() and str(p) not in found:

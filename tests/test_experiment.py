@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,9 +20,12 @@ from balpm.experiment import (
     add_config_arguments,
     compare_runs,
     config_from_namespace,
+    find_runs,
     labels_saved,
     labels_saved_table,
     load_experiment_pools,
+    load_runs,
+    ratio_by_round,
     run_experiment,
     write_report,
 )
@@ -95,6 +99,11 @@ def test_compare_two_seeds_has_standard_errors(runs):
     ll = np.stack([m0["log_likelihood"], m1["log_likelihood"]])
     np.testing.assert_allclose(bp["log_likelihood_mean"], ll.mean(0))
     np.testing.assert_allclose(bp["log_likelihood_se"], ll.std(0, ddof=1) / math.sqrt(2))
+    metrics, acquired = load_runs([d0, dr])
+    assert len(metrics) == len(m0) + len(pd.read_csv(dr / "metrics.csv"))
+    assert set(acquired["policy"]) == {"bal-pm", "random"} and set(acquired["run"]) == {str(d0), str(dr)}
+    assert len(acquired) == len(pd.read_csv(d0 / "acquired.csv")) + len(pd.read_csv(dr / "acquired.csv"))
+    assert sorted(ratio_by_round(acquired[acquired["policy"] == "bal-pm"])["round"]) == [1, 2]
     rnd = curves[curves["policy"] == "random"]
     assert (rnd["n_seeds"] == 1).all() and rnd["log_likelihood_se"].isna().all()
 
@@ -230,3 +239,18 @@ def test_load_experiment_pools_labelled_sample_split_by_prompt(tmp_path):
     assert other[1].ids.tolist() != test.ids.tolist()
     _, _, ood = load_experiment_pools(dataclasses.replace(cfg, ood_dataset=str(src), ood_max_pairs=8))
     assert len(ood) == 8 and not np.isnan(ood.labels).any()
+
+
+def test_ratio_by_round_and_find_runs(tmp_path: Path) -> None:
+    picks = pd.DataFrame({"round": [1, 1, 1, 2, 2], "ratio": [0.2, 0.4, np.nan, 1.0, 3.0],
+                          "uncertainty": [0.1, 0.2, 0.3, 0.5, 0.5], "entropy_term": [0.4, 0.3, np.nan, 0.0, -1.0]})
+    table = ratio_by_round(picks)
+    assert table["round"].tolist() == [1, 2] and table["picks"].tolist() == [2, 2]
+    assert table["ratio_median"].tolist() == pytest.approx([0.3, 2.0])
+    assert table["uncertainty_mean"].tolist() == pytest.approx([0.15, 0.5])
+    assert ratio_by_round(picks.iloc[:0]).empty
+    for d in ("a/run1", "a/b/run2", ".hidden/run3", "a/b/c/d/too_deep"):
+        (tmp_path / d).mkdir(parents=True)
+        (tmp_path / d / "metrics.csv").write_text("round\n")
+    assert find_runs(tmp_path) == [tmp_path / "a/b/run2", tmp_path / "a/run1"]
+    assert find_runs(tmp_path / "missing") == []

@@ -200,3 +200,32 @@ def test_batch_of_another_pool_or_model_is_never_shown(root: Path) -> None:
     other = Session.open(s.folder)
     other.update(max_length=32)  # another tab changes the model settings
     assert s.reload().max_length == 32 and s.current_batch() is None
+
+
+def test_every_scored_batch_is_kept_for_the_ratio_history(root: Path) -> None:
+    s = Session.create("hist", SessionConfig(**TINY, mode="simulation", policy="bal-pm"))
+    pool = s.load_pool()
+    emb = fake_embeddings(pool)
+    train, test = s.split_masks(pool)
+    learner = s.make_learner(pool.subset(train), emb.subset(train))
+    for _ in range(3):  # initial random set, then two scored rounds
+        s.simulate_round(learner, pool.subset(test), emb.subset(test))
+    hist = s.selections()
+    assert sorted(hist["round"].unique()) == [1, 2] and len(hist) == 2 * TINY["batch_size"]
+    assert np.isfinite(hist["ratio"]).all() and list(hist.loc[hist["round"] == 2, "pick"]) == [0, 1, 2, 3]
+    acquired = set(s.store.active_labels()["pair_id"])
+    assert set(hist["id"]) <= acquired
+    # a batch proposed again for the same round replaces that round's earlier proposal; nothing else is lost
+    b3 = s.propose(learner)
+    b3_again = s.propose(learner)
+    hist = Session.open(s.folder).selections()
+    assert sorted(hist["round"].unique()) == [1, 2, 3]
+    assert hist.loc[hist["round"] == 3, "id"].tolist() == b3_again.ids == b3.ids
+    assert s.pick_history()["round"].tolist() == hist["round"].tolist()
+
+
+def test_cold_start_batches_have_no_history(root: Path) -> None:
+    s = Session.create("cold", SessionConfig(**TINY))
+    pool = s.load_pool()
+    s.propose(s.make_learner(pool, fake_embeddings(pool)))
+    assert s.selections().empty and s.pick_history().empty
