@@ -110,14 +110,8 @@ def labelling_widget() -> None:
     batch = s.current_batch()
     if batch is not None and not any(i in texts for i in batch.ids):
         batch = None  # a batch of another pool (pool file replaced): never show it
-    if batch is None:
-        if not st.button("Propose a batch", type="primary", key="label_propose"):
-            st.info("No batch proposed yet: propose one here or press Step on the Acquire page.")
-            return
-        _propose_next(s)
-        batch = s.current_batch()
-        if batch is None:
-            return
+    if batch is None:  # cleared since the page drew (another tab, a pool change): the page shows the button
+        st.rerun(scope="app")
     pending = [i for i in s.pending_ids(batch) if i in texts]
     focus = st.session_state.get(_FOCUS)
     if focus in pending:
@@ -186,7 +180,16 @@ if not (session.config.mode == "human" or st.toggle("Label by hand in this simul
 else:
     if not _annotator():
         st.warning("Enter your name above so your labels (and your Undo) are kept apart from other annotators'.")
-    labelling_widget()
+    shown_batch = session.current_batch()
+    if shown_batch is None or not any(i in _texts_by_id(session.pool_identity(), pool) for i in shown_batch.ids):
+        # A whole-page button, not part of the fragment: a fragment click that lands while a full rerun is
+        # running (say, right after the name was entered) is dropped by Streamlit; a page click never is.
+        if st.button("Propose a batch", type="primary", key="label_propose"):
+            _propose_next(session)
+            st.rerun()
+        st.info("No batch proposed yet: propose one here or press Step on the Acquire page.")
+    else:
+        labelling_widget()
 
 # ---------------------------------------------------------------------------------------------- export
 st.divider()
