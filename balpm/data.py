@@ -23,8 +23,9 @@ Sources (:func:`load_pool`)
     that post in the file), ``group = info.id``; ``worker``, ``policy_a``/``policy_b``, ``confidence``,
     ``split``, ``batch`` kept as metadata.
   * ``question``/``prediction 1..4``/``preference``: AllenAI QA-Feedback. Six pairs per question in the order
-    (1,2),(1,3),(1,4),(2,3),(2,4),(3,4); ``preference`` 1 = first better (label 1), 2 = second (label 0),
-    0 = tie (dropped, counted as ``"tie"``). The prompt is the question alone (passages would push the answers
+    (1,2),(1,3),(1,4),(2,3),(2,4),(3,4); ``preference`` 1 = first better, 2 = second, 0 = tie (dropped, counted
+    as ``"tie"``). Which prediction is shown as A is the seeded coin (as for trl), ``pair`` = ``"i,j"`` in the
+    shown order (A = prediction i), label 1 when prediction i was preferred. The prompt is the question alone (passages would push the answers
     out of an embedding model's window); ``passages`` (JSON text), ``gold`` and ``pair`` are metadata;
     ``group`` = the question.
 
@@ -624,8 +625,14 @@ def _read_qa(b: _Builder, rec: dict, loc: _Loc, source: str, seed: int) -> None:
             b.drop("tie")
             continue
         a, c = answers[i - 1], answers[j - 1]
+        pid = pair_id(question, a, c)  # source order, so the id never depends on the seed
+        first_better = v == 1
+        # The annotators preferred the lower-numbered prediction 61% of the time; a Bradley-Terry model has no
+        # position term, so showing the source order would hand it an unlearnable 61/39 prior. Same coin as trl.
+        if _coin(seed, pid):
+            i, j, a, c, first_better = j, i, c, a, not first_better
         meta = {"pair": f"{i},{j}", "passages": passages_json, "gold": gold}
-        b.add(_Row(pair_id(question, a, c), question, a, c, 1 if v == 1 else 0, source, question, meta, loc, False))
+        b.add(_Row(pid, question, a, c, 1 if first_better else 0, source, question, meta, loc, False))
 
 
 # --------------------------------------------------------------------------------------------------- containers

@@ -125,13 +125,20 @@ def test_qa_feedback_counts_and_order(qa: PreferencePool, shared_data: Path) -> 
     assert qa.pairs.groupby("group").size().max() <= 6
     q0 = raw[0]
     rows = qa.pairs[qa.pairs["group"] == q0["question"]]
-    strict = [(p, v) for p, v in zip(["1,2", "1,3", "1,4", "2,3", "2,4", "3,4"], q0["preference"]) if v != 0]
-    assert rows["pair"].tolist() == [p for p, _ in strict]
-    assert rows["label"].tolist() == [1 if v == 1 else 0 for _, v in strict]
-    for _, row in rows.iterrows():
-        i, j = map(int, row["pair"].split(","))
+    verdict = {pair: v for pair, v in zip([(1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4)], q0["preference"])}
+    shown = [tuple(map(int, p.split(","))) for p in rows["pair"]]
+    assert [tuple(sorted(p)) for p in shown] == [p for p, v in verdict.items() if v != 0]
+    for (i, j), (_, row) in zip(shown, rows.iterrows()):
         assert row["completion_a"] == q0[f"prediction {i}"] and row["completion_b"] == q0[f"prediction {j}"]
+        preferred = min(i, j) if verdict[tuple(sorted((i, j)))] == 1 else max(i, j)
+        assert row["label"] == (1 if preferred == i else 0)
     assert json.loads(rows["passages"].iloc[0]) == q0["passages"]
+    # A/B is a seeded coin, not source order (the annotators preferred the first prediction 61% of the time)
+    assert 0.46 < qa.pairs["label"].astype(float).mean() < 0.54
+    swapped = [int(p.split(",")[0]) > int(p.split(",")[1]) for p in qa.pairs["pair"]]
+    assert 0.45 < np.mean(swapped) < 0.55
+    other = load_pool("qa-feedback", seed=1)
+    assert other.ids.tolist() == qa.ids.tolist() and other.pairs["pair"].tolist() != qa.pairs["pair"].tolist()
 
 
 def test_qa_feedback_string_literals(tmp_path: Path) -> None:
@@ -144,7 +151,10 @@ def test_qa_feedback_string_literals(tmp_path: Path) -> None:
     f.write_text(json.dumps([rec]), encoding="utf-8")
     pool = load_pool(f)
     assert len(pool) == 4 and pool.report.dropped == {"tie": 2}
-    assert pool.pairs["label"].tolist() == [1, 0, 1, 0]
+    firsts = {(1, 2): 1, (1, 3): 0, (2, 4): 1, (3, 4): 0}  # 1 when the lower-numbered prediction won
+    for pair, label in zip(pool.pairs["pair"], pool.pairs["label"]):
+        i, j = map(int, pair.split(","))
+        assert label == (firsts[(min(i, j), max(i, j))] if i < j else 1 - firsts[(min(i, j), max(i, j))])
     assert json.loads(pool.pairs["passages"].iloc[0]) == [["Title", "text"]]
     rec["preference"] = [1, 2, 3, 0, 1, 2]
     f.write_text(json.dumps([rec]), encoding="utf-8")
