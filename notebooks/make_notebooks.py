@@ -376,7 +376,7 @@ RUN = dict(
     batch_size=16 if QUICK else 64,
     rounds=4 if QUICK else 20,
     n_members=3 if QUICK else 5,
-    hidden=(256, 64),        # balpm.model's default heads (the paper's are (2048, 256): see benchmarks/README.md)
+    hidden=(64,),            # balpm.model's default head (the paper's is (2048, 256): see benchmarks/README.md)
     max_epochs=15,
     test_fraction=0.2,
     data_seed=0,             # same pool sample, A/B coin and test set for every seed
@@ -431,8 +431,10 @@ last[["dataset", "policy", "n_labeled", "n_seeds", "log_likelihood_mean", "log_l
         md('''
 ## Labels saved
 
-How many labels each policy needs to reach the reference policy's final mean test log-likelihood (read off its
-mean curve by linear interpolation), against the reference's own count: `balpm.experiment.labels_saved_table`.
+How many labels each policy needs to reach the reference policy's final mean test log-likelihood, against the
+reference's own count: `balpm.experiment.labels_saved_table`. A policy counts from the point where its mean curve
+rises to the target and *stays* there at every later round (linear interpolation at that last upward crossing); a
+curve that touches the target early and falls back, or ends below it, has not reached it.
 The `note` column flags a reference whose curve rose by less than two standard errors: the number is then noise.
 '''),
         code('''
