@@ -32,6 +32,8 @@ from scipy.special import digamma
 from balpm.acquisition import balpm_greedy
 from balpm.neighbors import build_knn_graph, knn_search, recall_at_k
 
+from _common import cpu_model  # benchmarks/_common.py (run as python benchmarks/<name>.py)
+
 K, BETA, EPS, D = 13, 0.01, 1e-4, 1.0
 
 
@@ -159,13 +161,7 @@ def recall_study(n: int, efs: list[int], n_queries: int, hnsw_m: int = 16, ef_co
 
 
 def machine() -> str:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), python {platform.python_version()}"
+    return f"{os.cpu_count()} cores ({cpu_model()}), python {platform.python_version()}"
 
 
 def table(rows: list[dict]) -> str:

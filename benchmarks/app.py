@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from _common import cpu_model  # benchmarks/_common.py (run as python benchmarks/<name>.py)
+
 REPO = Path(__file__).resolve().parents[1]
 README = Path(__file__).resolve().parent / "README.md"
 SECTION = "## App speed"
@@ -56,15 +58,7 @@ def _browser_kit() -> Any:
 def machine() -> dict[str, str]:
     import torch
 
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "torch": torch.__version__,
+    return {"cpu": cpu_model(), "cores": str(os.cpu_count()), "torch": torch.__version__,
             "torch threads": str(torch.get_num_threads()), "python": platform.python_version(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"}
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -25,6 +24,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from _common import cpu_model  # benchmarks/_common.py (run as python benchmarks/<name>.py)
 
 README = Path(__file__).resolve().parent / "README.md"
 SECTION = "## Embedding"
@@ -52,14 +53,7 @@ def machine(device) -> dict[str, str]:
     """What the numbers were measured on."""
     import torch
 
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     try:
         nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
     except OSError:

@@ -33,6 +33,8 @@ import torch
 from balpm.devices import select_device
 from balpm.model import PreferenceEnsemble, fit_loop_reference
 
+from _common import cpu_model  # benchmarks/_common.py (run as python benchmarks/<name>.py)
+
 OUT_DIR = Path(__file__).resolve().parent / "out"
 
 #: Settings compared by ``study``; each entry is a set of PreferenceEnsemble parameters (others at their defaults).
@@ -56,14 +58,7 @@ CPU_SET = ["paper lr 3e-5, cap 15", "lr 1e-3, cap 15", "lr 1e-3, hidden (256, 64
 
 def machine() -> str:
     """One line naming the machine: nproc, CPU model, GPU if used, torch version, threads."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
     return (
         f"nproc {os.cpu_count()}, {cpu}{gpu}, torch {torch.__version__}, "

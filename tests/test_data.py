@@ -408,7 +408,7 @@ def test_summary_of_a_subset_says_drops_count_the_source_file(hh: PreferencePool
     assert d["labelled"] == int(sample.pairs["label"].notna().sum())  # everything else is the subset's own
     text = format_summary(d)
     assert f"\npairs: {len(sample)}\n" in text
-    assert (f"dropped while reading the source file: 64 (" in text
+    assert ("dropped while reading the source file: 64 (" in text
             and f"the file gave {len(hh)} pairs, this pool is a subset of {len(sample)}" in text)
     built = PreferencePool(sample.pairs.copy(), name="built")  # no source file: nothing dropped, not a subset
     b = summarize(built)
