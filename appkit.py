@@ -63,6 +63,29 @@ COLD_START_NOTE = ("Nothing was labelled yet, so this first batch is drawn at ra
 
 
 # ---------------------------------------------------------------------------------------------------- sessions
+def run_through_router() -> None:
+    """Make sure the page runs inside ``app.py``'s ``st.navigation`` router; every page calls this first.
+
+    With a ``pages/`` folder beside ``app.py``, Streamlit (1.67) serves a fresh server's first request the old
+    multipage way: a deep link such as ``/label`` runs the page file alone, without ``app.py`` (no session
+    sidebar, page names taken from file names), until some browser loads ``app.py``; ``AppTest`` does the same on
+    every run after the first. Switch Streamlit to the router, as ``st.navigation`` itself would, and run
+    ``app.py`` here, in this same run (a rerun would drop the click that started it): it resolves the same URL
+    to this same page, which then runs routed. The unrouted rest of this run is stopped.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # another Streamlit layout: nothing to fix
+        return
+    if not getattr(PagesManager, "uses_pages_directory", False):
+        return
+    PagesManager.uses_pages_directory = False
+    entry = Path(__file__).resolve().with_name("app.py")
+    exec(compile(entry.read_text(encoding="utf-8"), str(entry), "exec"),  # noqa: S102 - our own entry point
+         {"__name__": "__main__", "__file__": str(entry)})
+    st.stop()
+
+
 def _remember(session: Session) -> None:
     try:
         root = sessions_dir()

@@ -12,6 +12,7 @@ import appkit
 from balpm.data import BUILTIN_DATASETS, PoolFormatError, format_summary, summarize
 from balpm.session import Session
 
+appkit.run_through_router()
 st.title("Pool")
 session = appkit.current_session()
 if session is None:

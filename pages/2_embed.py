@@ -9,6 +9,7 @@ import streamlit as st
 import appkit
 from balpm.embed import BUILTIN_MODELS, EmbeddingModelError
 
+appkit.run_through_router()
 st.title("Embed")
 session, pool = appkit.session_and_pool_or_stop()
 cfg = session.config

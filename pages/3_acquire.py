@@ -9,6 +9,7 @@ import streamlit as st
 import appkit
 from balpm.acquisition import policy_names
 
+appkit.run_through_router()
 st.title("Acquire")
 session, pool = appkit.session_and_pool_or_stop()
 cfg = session.config

@@ -20,6 +20,7 @@ import streamlit as st
 import appkit
 from balpm.session import Session
 
+appkit.run_through_router()
 st.title("Label")
 session, pool = appkit.session_and_pool_or_stop()
 

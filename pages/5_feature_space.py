@@ -27,6 +27,7 @@ COLOR_OPTIONS = ("acquisition round", "labelled or not", "BALD", "entropy term (
 HIGHLIGHT = "current batch"
 _GREY = "rgba(160,160,160,0.45)"
 
+appkit.run_through_router()
 st.title("Feature space")
 session, pool = appkit.session_and_pool_or_stop()
 emb = appkit.cached_embeddings(session)

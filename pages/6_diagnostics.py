@@ -29,6 +29,7 @@ def _load_runs(paths: tuple[str, ...], stamps: tuple[float, ...]) -> tuple[pd.Da
 
 
 # ====================================================================================================== page
+appkit.run_through_router()
 st.title("Diagnostics")
 session = appkit.current_session()
 tab_session, tab_runs = st.tabs(["This session", "Compare runs"])

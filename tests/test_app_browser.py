@@ -125,11 +125,8 @@ def goto(page: Any, title: str, timeout: float = 120.0) -> float:
 
 
 def open_label(page: Any, url: str) -> None:
-    """Open the app at its entry page, then go to Label as a person reopening it would.
-
-    Not a deep link to ``/label``: on a freshly started server the first request for a page URL runs that page
-    without the router (``st.navigation`` has not registered its pages yet), so it lacks the sidebar.
-    """
+    """Open the app at its entry page, then go to Label through the sidebar, as a person finding it would
+    (``test_deep_link_on_a_fresh_server_runs_the_router`` covers opening ``/label`` directly)."""
     page.goto(url, timeout=60_000)
     page.wait_for_selector("[data-testid='stMain'] h1", timeout=60_000)
     wait_idle(page)
@@ -367,3 +364,21 @@ def test_kill9_mid_labelling_keeps_every_acknowledged_label(page: Any, servers: 
     assert set(active2["pair_id"]) == stored
     assert current_pair(page) not in stored
     shoot(page, "4_label_after_kill9")
+
+
+def test_deep_link_on_a_fresh_server_runs_the_router(page: Any, servers: list[Server], tmp_path: Path,
+                                                    embed_cache: Path, shared_data: Path) -> None:
+    """A bookmark of /label opened on a just-started server shows the Label page inside the app's router, with
+    the session sidebar (Streamlit alone would run pages/4_label.py without app.py)."""
+    env = app_env(tmp_path / "sessions", embed_cache, BALPM_DATA_DIR=str(shared_data))
+    srv = _start(servers, env, tmp_path / "server.log")
+    page.goto(f"{srv.url}/label", timeout=60_000)
+    page.wait_for_function(
+        "() => { const s = document.querySelector(\"[data-testid='stSidebarUserContent']\");"
+        " return s && /Session:/.test(s.innerText); }", timeout=120_000, polling="raf")
+    wait_idle(page)
+    assert page.locator("[data-testid='stMain'] h1").first.inner_text() == "Label"
+    links = page.locator("[data-testid='stSidebarNavLink']").all_inner_texts()
+    assert any("Feature space" in t for t in links)
+    assert not any(t.strip().lower() == "app" for t in links)  # the file-name navigation of pages/ is not used
+    assert page.url.endswith("/label")

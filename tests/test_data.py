@@ -169,7 +169,7 @@ def test_builtin_needs_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     with pytest.raises(PoolFormatError, match="BALPM_DATA_DIR"):
         load_pool("hh-rlhf")
     monkeypatch.delenv("BALPM_DATA_DIR")
-    assert data_dir() == shared_data.resolve()
+    assert data_dir().resolve() == shared_data.resolve()
     with pytest.raises(PoolFormatError, match="unknown hh-rlhf split"):
         load_pool("hh-rlhf:nope")
     with pytest.raises(PoolFormatError, match="no such file or built-in"):
