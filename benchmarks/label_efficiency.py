@@ -98,7 +98,7 @@ def update_readme(summary: str, args: argparse.Namespace, seconds: float) -> Non
         START,
         "## Label efficiency",
         "",
-        f"Command: `{cmd.strip()}` ({seconds / 60:.0f} min on {platform.machine()}, "
+        f"Command: `{cmd.strip()}` ({seconds / 60:.1f} min of runs on {platform.machine()}, "
         f"{platform.python_version()}). Datasets {', '.join(args.datasets)}; {args.max_pairs} pairs each "
         f"(whole prompt groups, 20% held out for test); {args.initial} random initial labels, then {args.rounds} "
         f"rounds of {args.batch_size}; ensemble of {args.n_members} heads {args.hidden}, embeddings {args.model} "
@@ -131,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{tag}: {time.perf_counter() - t:.0f}s", flush=True)
         dirs.append(Path(cfg.out))
     report = write_report(dirs, args.out / "report", png=not args.no_png)
-    seconds = time.perf_counter() - t0
+    # Wall time of the runs themselves, whichever invocation made them (a resumed grid or a report-only rerun).
+    seconds = sum(float(json.loads((d / "config.json").read_text())["resolved"].get("seconds") or 0.0) for d in dirs)
+    print(f"this invocation: {(time.perf_counter() - t0) / 60:.1f} min")
     summary = (report / "summary.md").read_text()
     print(summary)
     print(f"report: {report}  ({seconds / 60:.1f} min)")
