@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 
@@ -32,7 +31,7 @@ from scipy.special import digamma
 from balpm.acquisition import balpm_greedy
 from balpm.neighbors import build_knn_graph, knn_search, recall_at_k
 
-from _common import cpu_model  # benchmarks/_common.py (run as python benchmarks/<name>.py)
+from _common import cpu_model, print_result, run_measurement, write_json  # benchmarks/_common.py
 
 K, BETA, EPS, D = 13, 0.01, 1e-4, 1.0
 
@@ -165,7 +164,9 @@ def machine() -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| N | kNN index | graph build (s) | one plain kNN search (s) | select B=320 argmax (ms) | heap (ms) "
+    batches = sorted({r["batch"] for r in rows}) or [320]
+    head = (f"| N | kNN index | graph build (s) | one plain kNN search (s) | select B={'/'.join(map(str, batches))} "
+            "argmax (ms) | heap (ms) "
             "| naive | naive / argmax | recall@13 | peak RSS (GB) |")
     lines = [head, "|" + "---|" * 10]
     for r in rows:
@@ -217,26 +218,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.one is not None:
         res = run_one(args.one, args.batch, args.one in args.naive_sizes, args.naive_cap, args.recall_queries,
                       args.one <= args.single_search_max, args.approx_threshold)
-        print("RESULT " + json.dumps(res))
+        print_result(res)
         return 0
 
     rows = []
     for n in args.sizes:
         cmd = [sys.executable, __file__, "--one", str(n)] + [a for a in (argv or sys.argv[1:])]
         t = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode or not line:
-            print(f"N={n} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+        res = run_measurement(cmd, f"N={n}")
+        if res is None:
             continue
-        rows.append(json.loads(line[-1][len("RESULT "):]))
-        print(f"N={n:,} done in {time.perf_counter() - t:.0f} s: {json.dumps(rows[-1])}", file=sys.stderr,
-              flush=True)
+        rows.append(res)
+        print(f"N={n:,} done in {time.perf_counter() - t:.0f} s: {json.dumps(res)}", file=sys.stderr, flush=True)
     print(f"machine: {machine()}")
     print(table(rows))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": machine(), "rows": rows}, f, indent=1)
+        write_json(args.json, machine(), rows)
     return 0
 
 

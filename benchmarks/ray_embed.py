@@ -25,13 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import print_result, run_measurement, write_json  # noqa: E402
 from acquisition import machine  # noqa: E402
 
 
@@ -95,19 +95,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
-        print("RESULT " + json.dumps(run_engine(args.one, args.n, args.workers, args.chunk, args.batch)))
+        print_result(run_engine(args.one, args.n, args.workers, args.chunk, args.batch))
         return 0
     rows = []
     for engine in args.engines:
         cmd = [sys.executable, __file__, "--one", engine, "--n", str(args.n), "--workers", str(args.workers),
                "--chunk", str(args.chunk), "--batch", str(args.batch)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode or not line:
-            print(f"{engine} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
+        res = run_measurement(cmd, engine)
+        if res is None:
             continue
-        rows.append(json.loads(line[-1][len("RESULT "):]))
-        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        rows.append(res)
+        print(json.dumps(res), file=sys.stderr, flush=True)
     print(f"machine: {machine()}; load average at the end: {os.getloadavg()[0]:.1f}")
     print("| engine | wall (s) | texts/s | parts |")
     print("|---|---|---|---|")
@@ -123,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = f" ({base / r['wall_s']:.2f}x local)" if base else ""
         print(f"| {r['engine']} | {r['wall_s']:.1f} | {rate:.1f}{ratio} | {parts} |")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": machine(), "rows": rows}, f, indent=1)
+        write_json(args.json, machine(), rows)
     return 0
 
 

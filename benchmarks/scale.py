@@ -37,7 +37,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from acquisition import machine, synthetic  # noqa: E402  (the colleagues' generator and machine line)
+from _common import print_result, run_measurement, write_json  # noqa: E402
+from acquisition import machine, synthetic  # noqa: E402  (the acquisition benchmark's generator and machine line)
 
 K, B = 13, 320
 
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.one is not None:
         res = run_one(Path(args.one), args.approx_threshold, args.recall_queries, args.labelled, args.fit_epochs)
-        print("RESULT " + json.dumps(res))
+        print_result(res)
         return 0
 
     rows = []
@@ -208,19 +209,15 @@ def main(argv: list[str] | None = None) -> int:
                "--recall-queries", str(args.recall_queries), "--labelled", str(args.labelled),
                "--fit-epochs", str(args.fit_epochs)]
         t = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode or not line:
-            print(f"N={n} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
+        res = run_measurement(cmd, f"N={n}")
+        if res is None:
             continue
-        rows.append(json.loads(line[-1][len("RESULT "):]))
-        print(f"N={n:,} done in {time.perf_counter() - t:.0f} s: {json.dumps(rows[-1])}", file=sys.stderr,
-              flush=True)
+        rows.append(res)
+        print(f"N={n:,} done in {time.perf_counter() - t:.0f} s: {json.dumps(res)}", file=sys.stderr, flush=True)
     print(f"machine: {machine()}")
     print(table(rows))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": machine(), "rows": rows}, f, indent=1)
+        write_json(args.json, machine(), rows)
     return 0
 
 
