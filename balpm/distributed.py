@@ -45,7 +45,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from balpm.embed import CHUNK_SIZE, EmbeddingCache, PoolEmbeddings, Progress, _hash_array
+from balpm.embed import (
+    CHUNK_SIZE,
+    EmbeddingCache,
+    PoolEmbeddings,
+    Progress,
+    _hash_array,
+    pool_embeddings_from,
+    pool_texts,
+)
 
 __all__ = [
     "embed_texts_ray",
@@ -308,19 +316,10 @@ def embed_pool_ray(
     ``embedder_kwargs`` are :class:`balpm.embed.Embedder` arguments (an Embedder object is not shipped: each
     worker builds its own). Other keyword arguments go to :func:`embed_texts_ray`.
     """
-    prompts = list(pool.prompt_texts())
-    texts_a = list(pool.pair_texts("a"))
-    texts_b = list(pool.pair_texts("b"))
-    n = len(prompts)
-    if not (len(texts_a) == len(texts_b) == n):
-        raise ValueError("pool.prompt_texts() and pool.pair_texts() disagree in length")
     kw = dict(embedder_kwargs or {})
-    vecs, stats = embed_texts_ray(prompts + texts_a + texts_b, kw, cache_dir, address=address,
-                                  num_workers=num_workers, progress=progress, **kwargs)
-    model_id = str(stats.pop("model_id"))
-    ids = np.asarray(pool.ids).astype(str) if n else np.empty(0, dtype=str)
-    return PoolEmbeddings(ids=ids, prompt=vecs[:n], a=vecs[n : 2 * n], b=vecs[2 * n :], model_id=model_id,
-                          stats=stats)
+    vecs, stats = embed_texts_ray(pool_texts(pool), kw, cache_dir, address=address, num_workers=num_workers,
+                                  progress=progress, **kwargs)
+    return pool_embeddings_from(pool, vecs, str(stats.pop("model_id")), stats)
 
 
 def _local_model_id(kw: dict[str, Any]) -> str | None:

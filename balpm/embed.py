@@ -768,14 +768,26 @@ def embed_pool(
     times), then served through :class:`EmbeddingCache` at ``cache_dir`` (None = :func:`default_cache_dir`,
     False = no cache).
     """
+    texts = pool_texts(pool)
+    vecs, stats = embed_texts(texts, embedder, cache_dir=cache_dir, progress=progress)
+    return pool_embeddings_from(pool, vecs, embedder.model_id, stats)
+
+
+def pool_texts(pool: Any) -> list[str]:
+    """What a pool embeds, in one list: every prompt, then every prompt+A, then every prompt+B (row order)."""
     prompts = list(pool.prompt_texts())
     texts_a = list(pool.pair_texts("a"))
     texts_b = list(pool.pair_texts("b"))
-    n = len(prompts)
-    if not (len(texts_a) == len(texts_b) == n):
+    if not (len(texts_a) == len(texts_b) == len(prompts)):
         raise ValueError("pool.prompt_texts() and pool.pair_texts() disagree in length")
-    vecs, stats = embed_texts(prompts + texts_a + texts_b, embedder, cache_dir=cache_dir, progress=progress)
-    ids = np.asarray(pool.ids).astype(str) if n else np.empty(0, dtype=str)
-    return PoolEmbeddings(
-        ids=ids, prompt=vecs[:n], a=vecs[n : 2 * n], b=vecs[2 * n :], model_id=embedder.model_id, stats=stats,
-    )
+    return prompts + texts_a + texts_b
+
+
+def pool_embeddings_from(pool: Any, vecs: np.ndarray, model_id: str, stats: dict[str, Any]) -> PoolEmbeddings:
+    """Cut the vectors of :func:`pool_texts` (same order) into a :class:`PoolEmbeddings`."""
+    ids = np.asarray(pool.ids).astype(str)
+    n = len(ids)
+    if len(vecs) != 3 * n:
+        raise ValueError(f"expected {3 * n} vectors (prompt, A, B for {n} pairs), got {len(vecs)}")
+    return PoolEmbeddings(ids=ids, prompt=vecs[:n], a=vecs[n : 2 * n], b=vecs[2 * n :], model_id=model_id,
+                          stats=stats)
