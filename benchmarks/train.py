@@ -76,7 +76,7 @@ def prepare(pairs: int, out: Path, seed: int = 0) -> Path:
     emb = embed_pool(pool, Embedder("default"))
     print(f"embedded {len(pool)} pairs in {time.perf_counter() - t0:.1f} s ({emb.stats})", file=sys.stderr)
     out.parent.mkdir(parents=True, exist_ok=True)
-    groups = pool.pairs["group"].astype(str).to_numpy()
+    groups = np.array(pool.pairs["group"].astype(str).tolist(), dtype=str)  # pandas 3 gives object arrays
     np.savez(out, a=emb.a, b=emb.b, prompt=emb.prompt, labels=pool.labels, group=groups, model_id=emb.model_id)
     return out
 
