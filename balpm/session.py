@@ -8,6 +8,7 @@ labels must survive a crash. The folder (default ``~/balpm-sessions/<name>``, ro
 - ``learner/``: :meth:`balpm.learner.ActiveLearner.save` (the fitted ensemble, to skip a refit on resume);
 - ``batch.json``: the proposed batch being labelled (shared by every tab on the session);
 - ``metrics.csv``: held-out metrics per round (simulation mode);
+- ``selections.csv``: every scored batch's picks with BALD, β·Ĥ, score and ratio (the ratio-over-rounds view);
 - ``uploads/``: pool files uploaded through the app, so the session can reopen them.
 
 The label store is the source of truth: :meth:`Session.make_learner` rebuilds the learner's labelled set from the
@@ -47,6 +48,7 @@ __all__ = [
     "open_or_create_demo",
     "MODES",
     "ORACLE",
+    "SELECTION_COLUMNS",
 ]
 
 MODES = ("human", "simulation")
