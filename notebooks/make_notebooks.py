@@ -273,7 +273,8 @@ labels, then read off how many labels BAL-PM saves.
 
 Quick mode (default) runs tiny pools, few rounds and 2 seeds: it checks that the pipeline runs and shows the
 shape of the outputs, **not** the paper's effect sizes (its test sets hold a few dozen pairs). Set
-`BALPM_NOTEBOOK_MODE=full` for whole datasets, 20 rounds and 5 seeds (hours on a CPU; runs already finished with
+`BALPM_NOTEBOOK_MODE=full` for whole datasets, 20 rounds and 5 seeds (30 runs: 3 minutes on a quiet 2-core CPU
+once the embeddings are cached; embedding all of HH-RLHF first takes about 6 minutes; runs already finished with
 the same configuration are not run again).
 '''),
         code(SETUP),
