@@ -66,7 +66,7 @@ def _on_verdict(pair_id: str, choice: str, swapped: bool, token: str, rnd: int, 
         _flash("success", f"Saved: {dict(left='left', right='right').get(choice, choice)} "
                           f"{'is better' if choice in ('left', 'right') else ''} (pair {pair_id}).")
     elif res.status == "already_labelled":
-        _flash("info", f"Pair {pair_id} was already labelled (another tab?): showing the next one.")
+        _flash("info", f"That pair ({pair_id}) was already labelled, in another tab: showing the next one.")
     else:
         _flash("info", "That click was already recorded.")
 

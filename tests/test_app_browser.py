@@ -382,3 +382,49 @@ def test_deep_link_on_a_fresh_server_runs_the_router(page: Any, servers: list[Se
     assert any("Feature space" in t for t in links)
     assert not any(t.strip().lower() == "app" for t in links)  # the file-name navigation of pages/ is not used
     assert page.url.endswith("/label")
+
+
+def test_two_tabs_on_one_session_never_duplicate_or_lose_a_label(page: Any, servers: list[Server], tmp_path: Path,
+                                                                 embed_cache: Path, shared_data: Path) -> None:
+    """Two tabs show the same pair; the first verdict wins, the stale tab is told so and moves on."""
+    from balpm.session import Session, SessionConfig
+
+    sessions = tmp_path / "sessions"
+    s = Session.create("tabs", SessionConfig(pool="hh-rlhf:harmless-base", max_pairs=PAIRS, max_length=64,
+                                             batch_size=16, mode="human"), root=sessions)
+    (sessions / ".last_session").write_text(str(s.folder))
+    s.close()
+    srv = _start(servers, app_env(sessions, embed_cache, BALPM_DATA_DIR=str(shared_data)), tmp_path / "server.log")
+    tab1, tab2 = page, page.context.new_page()
+    open_label(tab1, srv.url)
+    set_annotator(tab1, "tab-one")
+    tab1.locator("[data-testid='stMain']").get_by_role("button", name="Propose a batch").first.click()
+    wait_text(tab1, r"Pair 1 of \d+", timeout=600)
+    wait_idle(tab1)
+    open_label(tab2, srv.url)
+    set_annotator(tab2, "tab-two")
+    wait_text(tab2, r"Pair 1 of \d+", timeout=120)
+    first = current_pair(tab1)
+    assert first and current_pair(tab2) == first  # both tabs show the batch's first pair
+
+    labelled, _, _ = press_label(tab1, "a")  # tab one decides it
+    assert labelled == first
+    time.sleep(DWELL_S)
+    tab2.keyboard.press("b")  # tab two still shows it and answers too
+    wait_text(tab2, rf"That pair \({first}\) was already labelled", timeout=60)
+    wait_idle(tab2)
+    second = current_pair(tab2)
+    assert second and second != first
+
+    labelled2, _, _ = press_label(tab2, "a")  # now tab two is first on the next pair; tab one is stale
+    assert labelled2 == second
+    assert current_pair(tab1) == second  # tab one moved on to the same next pair, and is now the stale one
+    time.sleep(DWELL_S)
+    tab1.keyboard.press("b")
+    wait_text(tab1, rf"That pair \({second}\) was already labelled", timeout=60)
+
+    active, events = _store_labels(s.folder)
+    assert sorted(active["pair_id"]) == sorted([first, second]) and active["pair_id"].is_unique
+    by_pair = dict(zip(active["pair_id"], active["annotator"]))
+    assert by_pair == {first: "tab-one", second: "tab-two"}
+    assert len(events) == 2  # the stale tabs' answers wrote nothing
