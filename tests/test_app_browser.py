@@ -428,3 +428,42 @@ def test_two_tabs_on_one_session_never_duplicate_or_lose_a_label(page: Any, serv
     by_pair = dict(zip(active["pair_id"], active["annotator"]))
     assert by_pair == {first: "tab-one", second: "tab-two"}
     assert len(events) == 2  # the stale tabs' answers wrote nothing
+
+
+def test_held_key_and_double_click_record_one_label_each(page: Any, servers: list[Server], tmp_path: Path,
+                                                         embed_cache: Path, shared_data: Path) -> None:
+    """Key auto-repeat (a press every 40 ms for 0.4 s) and a double click each record exactly one label."""
+    from balpm.session import Session, SessionConfig
+
+    sessions = tmp_path / "sessions"
+    s = Session.create("held", SessionConfig(pool="hh-rlhf:harmless-base", max_pairs=PAIRS, max_length=64,
+                                             batch_size=16, mode="human"), root=sessions)
+    (sessions / ".last_session").write_text(str(s.folder))
+    s.close()
+    env = app_env(sessions, embed_cache, BALPM_DATA_DIR=str(shared_data), BALPM_LABEL_DWELL_S="0.3")  # the default
+    srv = _start(servers, env, tmp_path / "server.log")
+    open_label(page, srv.url)
+    set_annotator(page, "holder")
+    page.locator("[data-testid='stMain']").get_by_role("button", name="Propose a batch").first.click()
+    wait_text(page, r"Pair 1 of \d+", timeout=600)
+    wait_idle(page)
+
+    held = current_pair(page)
+    time.sleep(DWELL_S)
+    for _ in range(10):  # what a held key sends: repeated keydowns
+        page.keyboard.press("a")
+        time.sleep(0.04)
+    time.sleep(1.0)
+    wait_idle(page)
+    active, events = _store_labels(s.folder)
+    assert active["pair_id"].tolist() == [held] and len(events) == 1
+
+    clicked = current_pair(page)
+    assert clicked and clicked != held
+    time.sleep(DWELL_S)
+    page.locator("[data-testid='stMain']").get_by_role("button", name="B is better").first.dblclick()
+    time.sleep(1.0)
+    wait_idle(page)
+    active, events = _store_labels(s.folder)
+    assert sorted(active["pair_id"]) == sorted([held, clicked]) and len(events) == 2
+    assert current_pair(page) not in (held, clicked)
