@@ -240,6 +240,29 @@ def _store_labels(session_dir: Path) -> Any:
         return store.active_labels(), store.events()
 
 
+def _labelling_session(servers: list[Server], tmp_path: Path, embed_cache: Path, shared_data: Path, name: str,
+                       **env: str) -> tuple[Any, Server, dict[str, str]]:
+    """A human session on a PAIRS-pair harmless-base subset, made the last-opened one, and a server on it."""
+    from balpm.session import Session, SessionConfig
+
+    sessions = tmp_path / "sessions"
+    s = Session.create(name, SessionConfig(pool="hh-rlhf:harmless-base", max_pairs=PAIRS, max_length=64,
+                                           batch_size=16, mode="human"), root=sessions)
+    (sessions / ".last_session").write_text(str(s.folder))
+    s.close()
+    server_env = app_env(sessions, embed_cache, BALPM_DATA_DIR=str(shared_data), **env)
+    return s, _start(servers, server_env, tmp_path / "server1.log"), server_env
+
+
+def _start_labelling(page: Any, url: str, annotator: str) -> None:
+    """Open Label, give the annotator name, propose the first batch and wait for its first pair."""
+    open_label(page, url)
+    set_annotator(page, annotator)
+    page.locator("[data-testid='stMain']").get_by_role("button", name="Propose a batch").first.click()
+    wait_text(page, r"Pair 1 of \d+", timeout=600)  # embeds (disk cache) and draws the random first batch
+    wait_idle(page)
+
+
 # ---------------------------------------------------------------------------------------------- tests
 def test_label_by_hand_undo_restart_and_screenshots(page: Any, servers: list[Server], tmp_path: Path,
                                                     embed_cache: Path, shared_data: Path) -> None:
@@ -326,20 +349,8 @@ def test_label_by_hand_undo_restart_and_screenshots(page: Any, servers: list[Ser
 
 def test_kill9_mid_labelling_keeps_every_acknowledged_label(page: Any, servers: list[Server], tmp_path: Path,
                                                             embed_cache: Path, shared_data: Path) -> None:
-    from balpm.session import Session, SessionConfig
-
-    sessions = tmp_path / "sessions"
-    s = Session.create("crash", SessionConfig(pool="hh-rlhf:harmless-base", max_pairs=PAIRS, max_length=64,
-                                              batch_size=16, mode="human"), root=sessions)
-    (sessions / ".last_session").write_text(str(s.folder))
-    s.close()
-    env = app_env(sessions, embed_cache, BALPM_DATA_DIR=str(shared_data))
-    srv = _start(servers, env, tmp_path / "server1.log")
-    open_label(page, srv.url)
-    set_annotator(page, "crash-tester")
-    page.locator("[data-testid='stMain']").get_by_role("button", name="Propose a batch").first.click()
-    wait_text(page, r"Pair 1 of \d+", timeout=600)  # embeds (cache) and draws the random first batch
-    wait_idle(page)
+    s, srv, env = _labelling_session(servers, tmp_path, embed_cache, shared_data, "crash")
+    _start_labelling(page, srv.url, "crash-tester")
 
     acknowledged: list[str] = []
     for key in ("a", "b", "a", "b"):
@@ -387,20 +398,9 @@ def test_deep_link_on_a_fresh_server_runs_the_router(page: Any, servers: list[Se
 def test_two_tabs_on_one_session_never_duplicate_or_lose_a_label(page: Any, servers: list[Server], tmp_path: Path,
                                                                  embed_cache: Path, shared_data: Path) -> None:
     """Two tabs show the same pair; the first verdict wins, the stale tab is told so and moves on."""
-    from balpm.session import Session, SessionConfig
-
-    sessions = tmp_path / "sessions"
-    s = Session.create("tabs", SessionConfig(pool="hh-rlhf:harmless-base", max_pairs=PAIRS, max_length=64,
-                                             batch_size=16, mode="human"), root=sessions)
-    (sessions / ".last_session").write_text(str(s.folder))
-    s.close()
-    srv = _start(servers, app_env(sessions, embed_cache, BALPM_DATA_DIR=str(shared_data)), tmp_path / "server.log")
+    s, srv, _ = _labelling_session(servers, tmp_path, embed_cache, shared_data, "tabs")
     tab1, tab2 = page, page.context.new_page()
-    open_label(tab1, srv.url)
-    set_annotator(tab1, "tab-one")
-    tab1.locator("[data-testid='stMain']").get_by_role("button", name="Propose a batch").first.click()
-    wait_text(tab1, r"Pair 1 of \d+", timeout=600)
-    wait_idle(tab1)
+    _start_labelling(tab1, srv.url, "tab-one")
     open_label(tab2, srv.url)
     set_annotator(tab2, "tab-two")
     wait_text(tab2, r"Pair 1 of \d+", timeout=120)
@@ -433,20 +433,9 @@ def test_two_tabs_on_one_session_never_duplicate_or_lose_a_label(page: Any, serv
 def test_held_key_and_double_click_record_one_label_each(page: Any, servers: list[Server], tmp_path: Path,
                                                          embed_cache: Path, shared_data: Path) -> None:
     """Key auto-repeat (a press every 40 ms for 0.4 s) and a double click each record exactly one label."""
-    from balpm.session import Session, SessionConfig
-
-    sessions = tmp_path / "sessions"
-    s = Session.create("held", SessionConfig(pool="hh-rlhf:harmless-base", max_pairs=PAIRS, max_length=64,
-                                             batch_size=16, mode="human"), root=sessions)
-    (sessions / ".last_session").write_text(str(s.folder))
-    s.close()
-    env = app_env(sessions, embed_cache, BALPM_DATA_DIR=str(shared_data), BALPM_LABEL_DWELL_S="0.3")  # the default
-    srv = _start(servers, env, tmp_path / "server.log")
-    open_label(page, srv.url)
-    set_annotator(page, "holder")
-    page.locator("[data-testid='stMain']").get_by_role("button", name="Propose a batch").first.click()
-    wait_text(page, r"Pair 1 of \d+", timeout=600)
-    wait_idle(page)
+    s, srv, _ = _labelling_session(servers, tmp_path, embed_cache, shared_data, "held",
+                                   BALPM_LABEL_DWELL_S="0.3")  # the default guard, whatever this shell sets
+    _start_labelling(page, srv.url, "holder")
 
     held = current_pair(page)
     time.sleep(DWELL_S)
