@@ -666,6 +666,7 @@ def _summary_markdown(runs: list, curves: pd.DataFrame, table: pd.DataFrame, fig
                  "mean ± standard error over seeds.")
     lines.append("")
     final = curves[curves["split"] == "test"].sort_values("n_labeled").groupby(["dataset", "policy"]).tail(1)
+    final = final.sort_values(["dataset", "log_likelihood_mean"], ascending=[True, False])  # best first per dataset
     if len(final):
         lines += ["## Final test metrics", ""]
         view = final[["dataset", "policy", "n_labeled", "n_seeds"]].copy()
