@@ -112,7 +112,10 @@ with tab_runs:
         st.info("No run folders found. Write some with `balpm run --policy bal-pm` and `balpm run --policy random`, "
                 "then give their folder here.")
     else:
-        chosen = st.multiselect("Runs to compare", found, default=found, key="dg_runs_chosen")
+        if st.session_state.get("_dg_runs_found") != found:  # another folder: select all it holds, not nothing
+            st.session_state["_dg_runs_found"] = list(found)
+            st.session_state["dg_runs_chosen"] = list(found)
+        chosen = st.multiselect("Runs to compare", found, key="dg_runs_chosen")
         if chosen:
             stamps = tuple((Path(p) / "metrics.csv").stat().st_mtime for p in chosen)
             try:

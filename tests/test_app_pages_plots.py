@@ -47,9 +47,10 @@ def sim_session(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> 
 
 
 @pytest.fixture()
-def app_env(sim_session: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path) -> Path:
+def app_env(sim_session: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path, tmp_path: Path) -> Path:
     monkeypatch.setenv("BALPM_SESSIONS_DIR", str(sim_session))
     monkeypatch.setenv("BALPM_DATA_DIR", str(shared_data))
+    monkeypatch.chdir(tmp_path)  # the Diagnostics page searches ./runs: never the checkout's own run folders
     return sim_session
 
 
@@ -191,7 +192,9 @@ def test_diagnostics_compares_runs_with_labels_saved(app_env: Path, tmp_path: Pa
         _write_run(runs / f"random-{seed}", "random", seed, [-0.69, -0.68, -0.67, -0.66])
         _write_run(runs / f"balpm-{seed}", "bal-pm", seed, [-0.69, -0.67, -0.66, -0.65])
     at = _page("pages/6_diagnostics.py")
-    at.text_input(key="dg_runs_root").set_value(str(runs)).run()
+    at.text_input(key="dg_runs_root").set_value(str(runs / "random-0")).run()  # first one run folder...
+    assert at.multiselect(key="dg_runs_chosen").value == [str(runs / "random-0")]
+    at.text_input(key="dg_runs_root").set_value(str(runs)).run()  # ...then the folder of all four: all selected
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     assert len(at.multiselect(key="dg_runs_chosen").value) == 4
     table = next(d.value for d in at.dataframe if "labels_saved" in d.value.columns)
