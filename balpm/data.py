@@ -25,9 +25,9 @@ Sources (:func:`load_pool`)
   * ``question``/``prediction 1..4``/``preference``: AllenAI QA-Feedback. Six pairs per question in the order
     (1,2),(1,3),(1,4),(2,3),(2,4),(3,4); ``preference`` 1 = first better, 2 = second, 0 = tie (dropped, counted
     as ``"tie"``). Which prediction is shown as A is the seeded coin (as for trl), ``pair`` = ``"i,j"`` in the
-    shown order (A = prediction i), label 1 when prediction i was preferred. The prompt is the question alone (passages would push the answers
-    out of an embedding model's window); ``passages`` (JSON text), ``gold`` and ``pair`` are metadata;
-    ``group`` = the question.
+    shown order (A = prediction i), label 1 when prediction i was preferred. The prompt is the question alone
+    (passages would push the answers out of an embedding model's window); ``passages`` (JSON text), ``gold``
+    and ``pair`` are metadata; ``group`` = the question.
 
   Optional fields ``id``, ``group`` and ``source`` in the generic schemas override the defaults; other fields
   become metadata columns.

@@ -408,9 +408,9 @@ class Session:
         old = self.selections()
         if len(old):
             new = pd.concat([old[~old["round"].isin(new["round"].unique())], new], ignore_index=True)
-        tmp = self.folder / ".selections.csv.tmp"
+        tmp = self.selections_file.with_name(".selections.csv.tmp")
         new.sort_values(["round", "pick"], kind="stable").to_csv(tmp, index=False)
-        os.replace(tmp, self.folder / "selections.csv")
+        os.replace(tmp, self.selections_file)
 
     def pick_history(self) -> pd.DataFrame:
         """Every scored pick (random picks left out), one row per pick (:data:`SELECTION_COLUMNS`), by round and pick.
@@ -433,9 +433,14 @@ class Session:
         df = df[np.isfinite(pd.to_numeric(df["uncertainty"], errors="coerce").to_numpy(dtype=np.float64))]
         return df.sort_values(["round", "pick"], kind="stable").reset_index(drop=True)
 
+    @property
+    def selections_file(self) -> Path:
+        """``selections.csv``: the per-round pick history (absent in sessions made before it was kept)."""
+        return self.folder / "selections.csv"
+
     def selections(self) -> pd.DataFrame:
         """Every scored batch proposed in this session, one row per pick (:data:`SELECTION_COLUMNS`)."""
-        f = self.folder / "selections.csv"
+        f = self.selections_file
         if not f.is_file():
             return pd.DataFrame(columns=SELECTION_COLUMNS)
         return pd.read_csv(f, dtype={"id": str})

@@ -18,7 +18,7 @@ from pathlib import Path
 import streamlit as st
 
 import appkit
-from balpm.session import Session
+from balpm.session import Batch, Session
 
 appkit.run_through_router()
 st.title("Label")
@@ -104,13 +104,18 @@ def _texts_by_id(identity: str, _pool) -> dict[str, tuple[str, str, str]]:
     return {i: (a, b, c) for i, a, b, c in zip(p["id"].astype(str), p["prompt"], p["completion_a"], p["completion_b"])}
 
 
+def _batch_of_this_pool(s: Session) -> Batch | None:
+    """The session's current batch, or None when there is none or it was proposed for another pool's pairs."""
+    batch = s.current_batch()
+    texts = _texts_by_id(s.pool_identity(), pool)
+    return batch if batch is not None and any(i in texts for i in batch.ids) else None
+
+
 @st.fragment
 def labelling_widget() -> None:
     s = appkit.current_session()
     texts = _texts_by_id(s.pool_identity(), pool)
-    batch = s.current_batch()
-    if batch is not None and not any(i in texts for i in batch.ids):
-        batch = None  # a batch of another pool (pool file replaced): never show it
+    batch = _batch_of_this_pool(s)
     if batch is None:  # cleared since the page drew (another tab, a pool change): the page shows the button
         st.rerun(scope="app")
     pending = [i for i in s.pending_ids(batch) if i in texts]
@@ -181,8 +186,7 @@ if not (session.config.mode == "human" or st.toggle("Label by hand in this simul
 else:
     if not _annotator():
         st.warning("Enter your name above so your labels (and your Undo) are kept apart from other annotators'.")
-    shown_batch = session.current_batch()
-    if shown_batch is None or not any(i in _texts_by_id(session.pool_identity(), pool) for i in shown_batch.ids):
+    if _batch_of_this_pool(session) is None:
         # A whole-page button, not part of the fragment: a fragment click that lands while a full rerun is
         # running (say, right after the name was entered) is dropped by Streamlit; a page click never is.
         if st.button("Propose a batch", type="primary", key="label_propose"):

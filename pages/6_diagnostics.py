@@ -57,7 +57,7 @@ with tab_session:
                                                "ratio_q75": "ratio q75", "uncertainty_mean": "mean BALD",
                                                "entropy_term_mean": "mean β·Ĥ"}),
                          hide_index=True, width="stretch", key="dg_ratio_table")
-            if session.selections().empty:
+            if not session.selections_file.is_file():  # no need to read it again: pick_history just did
                 st.caption(f"{len(table)} round(s) on disk: this session predates the per-round history and "
                            "keeps the pick statistics of its latest batch only.")
 
