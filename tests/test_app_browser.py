@@ -10,6 +10,7 @@ and every server is stopped by a fixture finalizer. The helpers here are reused 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import signal
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,14 +48,17 @@ def free_port() -> int:
 class Server:
     """One ``streamlit run app.py`` subprocess (the process itself, so ``kill -9`` hits the server)."""
 
-    def __init__(self, env: dict[str, str], log: Path, port: int | None = None) -> None:
+    def __init__(self, env: dict[str, str], log: Path, port: int | None = None,
+                 address: str | None = "127.0.0.1") -> None:
+        """``address=None`` leaves the listening address to ``.streamlit/config.toml`` (what a user gets)."""
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self._log_file = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        where = ["--server.address", address] if address else []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
-             "--server.port", str(self.port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats",
+             "--server.port", str(self.port), *where, "--browser.gatherUsageStats",
              "false", "--server.fileWatcherType", "none"],
             cwd=REPO, env=env, stdout=self._log_file, stderr=subprocess.STDOUT)
 
@@ -456,3 +461,64 @@ def test_held_key_and_double_click_record_one_label_each(page: Any, servers: lis
     active, events = _store_labels(s.folder)
     assert sorted(active["pair_id"]) == sorted([held, clicked]) and len(events) == 2
     assert current_pair(page) not in (held, clicked)
+
+
+# ---------------------------------------------------------------------------------------------- a private server
+def _listening_addresses(port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Local addresses of the sockets in state LISTEN on ``port``, read from /proc/net/tcp and tcp6 (Linux)."""
+    found = []
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            hex_addr, hex_port = local.split(":")
+            if state != "0A" or int(hex_port, 16) != port:
+                continue
+            raw = bytes.fromhex(hex_addr)  # the kernel prints each 32-bit word in host (little-endian) order
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            found.append(ipaddress.ip_address(raw) if width == 8 else ipaddress.IPv6Address(raw))
+    return found
+
+
+def _non_loopback_local_ip() -> str | None:
+    """An address of this machine that is not loopback, or None (a UDP connect sends no packet)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: only picks the outgoing interface
+            ip = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if ipaddress.ip_address(ip).is_loopback else ip
+
+
+def test_default_server_listens_on_loopback_only(servers: list[Server], tmp_path: Path, embed_cache: Path,
+                                                  shared_data: Path) -> None:
+    """``streamlit run app.py`` with the repository's config answers on 127.0.0.1 and nowhere else (issue 10,
+    case 12): the Pool page's Path box reads the server's files, so the default must be a private server."""
+    if not Path("/proc/net/tcp").is_file():
+        pytest.skip("needs Linux /proc/net/tcp to list listening sockets")
+    env = app_env(tmp_path / "sessions", embed_cache, BALPM_DATA_DIR=str(shared_data))
+    srv = Server(env, tmp_path / "server.log", address=None)
+    servers.append(srv)
+    srv.wait_ready()  # answers on 127.0.0.1
+    addresses = _listening_addresses(srv.port)
+    assert addresses, f"no listening socket found on port {srv.port}"
+    exposed = [a for a in addresses if not (a.is_loopback or (a.version == 6 and a.ipv4_mapped is not None
+                                                               and a.ipv4_mapped.is_loopback))]
+    assert not exposed, f"listening on {exposed} (every interface): set server.address in .streamlit/config.toml"
+    other = _non_loopback_local_ip()
+    if other is not None:  # this machine's own non-loopback address: the connection must be refused
+        with socket.socket() as s, pytest.raises(OSError):
+            s.settimeout(5)
+            s.connect((other, srv.port))
+
+
+def test_config_hides_developer_options_and_tracebacks() -> None:
+    """The browser gets no Deploy button and no traceback; errors go to the server's log (issue 10, case 12)."""
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    assert config["server"]["address"] == "localhost"
+    assert config["client"]["toolbarMode"] == "viewer"  # no Deploy, Rerun or Clear cache in the menu
+    assert config["client"]["showErrorDetails"] in ("type", "none")  # no message or traceback in the browser
