@@ -749,27 +749,105 @@ def _iter_frame(path: Path | str, df: pd.DataFrame) -> Iterator[tuple[_Loc, dict
         yield _Loc(str(path), i), rec
 
 
-def _read_csv(path: Path, data: bytes, sep: str) -> pd.DataFrame:
+def _csv_rows(path: Path, text: str, sep: str) -> Iterator[tuple[int, list[str]]]:
+    """(data row number, values) of every non-blank CSV record after the header; csv errors located."""
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # a long completion is not an error
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
+    n = 0
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise PoolFormatError(
+                path, n if n else None, None,
+                f"malformed CSV (record ending at line {reader.line_num} of the file): {e}; a double quote inside a "
+                "quoted text must be doubled",
+            ) from None
+        if not values:  # a blank line
+            continue
+        yield n, values
+        n += 1
+
+
+def _unquoted_comma_field(values: list[str], names: list[str]) -> str | None:
+    """The column whose text most likely held the unquoted separators of a row with too many values, or None.
+
+    In prose a comma is followed by a space, so a value that starts with a space is probably the tail of the
+    value before it. Only when exactly the surplus number of values does so, all in one run, is a field named.
+    """
+    extra = len(values) - len(names)
+    tails = [i for i in range(1, len(values)) if values[i][:1].isspace()]
+    if len(tails) != extra or tails != list(range(tails[0], tails[0] + extra)):
+        return None
+    return names[tails[0] - 1]
+
+
+def _iter_csv(path: Path, data: bytes, sep: str) -> Iterator[tuple[_Loc, dict]]:
+    """Records of a CSV/TSV file, with its shape checked row by row.
+
+    The header names the columns: a column without a name, or a name given twice, is an error (never a silent
+    ``Unnamed: 4`` or ``label.1``). Every row must hold one value per named column; empty values past the last
+    named column are trailing separators (spreadsheet exports end every row in one) and are ignored, anything
+    else there is an error naming the row, never a silent shift. Rows whose values are all blank are skipped.
+    Values are kept as text (an empty label is unlabelled). Line numbers are data rows (header not counted).
+    """
     try:
-        data.decode("utf-8")
+        text = data.decode("utf-8")
         bad: UnicodeDecodeError | None = None
     except UnicodeDecodeError as e:
         bad = e
-    try:
-        df = pd.read_csv(
-            io.BytesIO(data), sep=sep, dtype=str, keep_default_na=False, na_filter=False,
-            encoding="utf-8", encoding_errors="replace",
-        )
-    except (pd.errors.ParserError, csv.Error, ValueError) as e:
-        raise PoolFormatError(path, None, None, f"malformed CSV: {e}") from None
-    if bad is not None:  # locate the first cell holding a replaced byte
-        msg = f"not valid UTF-8 (byte 0x{data[bad.start]:02x})"
-        for i, rec in enumerate(df.to_dict("records"), start=1):
-            for k, v in rec.items():
-                if isinstance(v, str) and "\ufffd" in v:
-                    raise PoolFormatError(path, i, str(k), msg)
-        raise PoolFormatError(path, data[: bad.start].count(b"\n"), None, msg)
-    return df
+        text = data.decode("utf-8", "surrogateescape")  # bad bytes become lone surrogates, found per cell below
+    if text.startswith("\ufeff"):  # a UTF-8 byte order mark (Excel writes one)
+        text = text[1:]
+    rows = _csv_rows(path, text, sep)
+    first = next(rows, None)
+    if first is None:
+        raise PoolFormatError(path, None, None, "empty CSV file (no header)")
+    header = [h.strip() for h in first[1]]
+    while header and not header[-1]:
+        header.pop()
+    where: dict[str, int] = {}
+    for k, name in enumerate(header, start=1):
+        if not name:
+            raise PoolFormatError(path, None, None, f"header: column {k} has no name")
+        if name in where:
+            raise PoolFormatError(path, None, name, f"header names column {name!r} twice (columns {where[name]} and {k})")
+        where[name] = k
+    if not header:
+        raise PoolFormatError(path, None, None, "header names no columns")
+    if bad is not None and not all(_utf8_ok(h) for h in header):
+        raise PoolFormatError(path, None, None, f"header: not valid UTF-8 (byte 0x{data[bad.start]:02x})")
+    width = len(header)
+    what = "comma" if sep == "," else "tab"
+    for i, values in rows:
+        loc = _Loc(str(path), i)
+        if bad is not None:
+            for k, v in enumerate(values):
+                if not _utf8_ok(v):
+                    fld = header[k] if k < width else None
+                    raise loc.error(fld, f"not valid UTF-8 (byte 0x{data[bad.start]:02x})")
+        if all(not v.strip() for v in values):
+            continue
+        if len(values) < width:
+            raise loc.error(
+                header[len(values)],
+                f"missing: the row has {len(values)} values, the header names {width} columns ({', '.join(header)})",
+            )
+        if len(values) > width and any(v.strip() for v in values[width:]):
+            guess = _unquoted_comma_field(values, header)
+            hint = (f"an unquoted {what} in this text? " if guess else f"an unquoted {what} in a text? ") + \
+                'put texts that hold one in double quotes'
+            if guess is None:
+                surplus = next(k for k in range(width, len(values)) if values[k].strip())
+                raise loc.error(
+                    None,
+                    f"the row has {len(values)} values, the header names {width} columns ({', '.join(header)}); "
+                    f"column {surplus + 1} has no name but holds {values[surplus][:40]!r}: {hint}",
+                )
+            raise loc.error(guess, f"the row has {len(values)} values, the header names {width}: {hint}")
+        yield loc, dict(zip(header, values))
 
 
 def _records_from_file(path: Path, fmt: str | None) -> Iterator[tuple[_Loc, dict]]:
@@ -797,7 +875,7 @@ def _records_from_file(path: Path, fmt: str | None) -> Iterator[tuple[_Loc, dict
         return _iter_frame(path, df)
     data = _read_bytes(path)
     if kind in ("csv", "tsv"):
-        return _iter_frame(path, _read_csv(path, data, "," if kind == "csv" else "\t"))
+        return _iter_csv(path, data, "," if kind == "csv" else "\t")
     if kind == "json":
         head = data.lstrip()[:1]
         kind = "jsonl" if head == b"{" and _looks_like_jsonl(data) else "json_list"

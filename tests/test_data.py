@@ -438,3 +438,64 @@ def test_cli_validate_subprocess(shared_data: Path, tmp_path: Path) -> None:
     assert "pairs: 2616" in r.stdout and "tie: 384" in r.stdout
     r = subprocess.run([str(exe), "validate", str(tmp_path / "nope.jsonl")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "nope.jsonl" in r.stderr
+
+
+# ------------------------------------------------------------------------------------------------- CSV shapes (issue 10 case 6)
+
+HEADER = "prompt,completion_a,completion_b,label"
+
+
+def write_csv(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def assert_located(f: Path, line: int | None, fld: str | None, msg: str) -> PoolFormatError:
+    with pytest.raises(PoolFormatError) as e:
+        load_pool(f)
+    assert (e.value.path, e.value.line, e.value.field) == (str(f), line, fld), str(e.value)
+    assert msg in str(e.value)
+    return e.value
+
+
+def test_csv_trailing_comma_on_every_row_is_read_unshifted(tmp_path: Path) -> None:
+    # a spreadsheet export: every data row ends in a separator, the header does not (or does too)
+    rows = "p1,a1,b1,1,\np2,a2,b2,0,\np3,a3,b3,,\n"
+    for name, head in (("rows.csv", HEADER), ("both.csv", HEADER + ",")):
+        pool = load_pool(write_csv(tmp_path / name, head + "\n" + rows))
+        p = pool.pairs
+        assert p["prompt"].tolist() == ["p1", "p2", "p3"], name
+        assert p["completion_a"].tolist() == ["a1", "a2", "a3"] and p["completion_b"].tolist() == ["b1", "b2", "b3"]
+        assert p["label"].tolist()[:2] == [1, 0] and p["label"].isna().tolist() == [False, False, True]
+        assert list(p.columns) == ["id", "prompt", "completion_a", "completion_b", "label", "source", "group"], name
+    tsv = tmp_path / "rows.tsv"
+    tsv.write_text(HEADER.replace(",", "\t") + "\n" + rows.replace(",", "\t"), encoding="utf-8")
+    assert load_pool(tsv).pairs["prompt"].tolist() == ["p1", "p2", "p3"]
+
+
+def test_csv_ragged_rows_and_unquoted_commas_are_located(tmp_path: Path) -> None:
+    # a row with too few values names the first missing column (an empty label would be read as 'unlabelled')
+    f = write_csv(tmp_path / "short.csv", f"{HEADER}\np1,a1,b1,1\np2,a2,b2\n")
+    assert_located(f, 2, "label", "3 values")
+    # an unquoted comma in the first data row: pandas used the extra value as an index and shifted every column
+    f = write_csv(tmp_path / "first.csv", f"{HEADER}\nWhat is 1, 2 or 3?,a1,b1,1\np2,a2,b2,0\n")
+    assert_located(f, 1, "prompt", "unquoted comma")
+    f = write_csv(tmp_path / "later.csv", f"{HEADER}\np1,a1,b1,1\np2,a2,b2,0\np3,a3,yes, it is,0\n")
+    assert_located(f, 3, "completion_b", "unquoted comma")
+    # several values could hold the comma: the line is named, the field is not guessed
+    f = write_csv(tmp_path / "unsure.csv", f"{HEADER}\np1,a1,b1,1\np2,a2,b2,0,x\n")
+    err = assert_located(f, 2, None, "5 values")
+    assert "prompt, completion_a, completion_b, label" in str(err)
+    # a quoted comma is text, and data rows count from 1 after the header even with a quoted newline
+    f = write_csv(tmp_path / "quoted.csv", f'{HEADER}\n"What is 1, 2\nor 3?",a1,b1,1\np2,a2,b2,7\n')
+    assert_located(f, 2, "label", "expected one of")
+
+
+def test_csv_duplicated_or_unnamed_header_is_an_error(tmp_path: Path) -> None:
+    f = write_csv(tmp_path / "dup.csv", f"{HEADER},label\np1,a1,b1,1,0\n")
+    assert_located(f, None, "label", "header names column 'label' twice (columns 4 and 5)")
+    f = write_csv(tmp_path / "unnamed.csv", "prompt,,completion_a,completion_b\np1,x,a1,b1\n")
+    assert_located(f, None, None, "column 2 has no name")
+    # an unnamed last column that holds values is data, not a trailing separator
+    f = write_csv(tmp_path / "unnamed_last.csv", f"{HEADER},\np1,a1,b1,1,note\n")
+    assert_located(f, 1, None, "column 5 has no name")
