@@ -483,14 +483,20 @@ class Session:
         h = hashlib.sha256(f"{int(self.config.seed)}:{pair_id}".encode()).digest()
         return bool(h[0] & 1)
 
-    def record(self, pair_id: str, verdict: str, *, annotator: str | None, shown_swapped: bool, request_id: str,
+    def record(self, pair_id: str, verdict: str, *, annotator: str, shown_swapped: bool, request_id: str,
                round: int | None = None, batch_id: str | None = None) -> Any:  # noqa: A002
-        """Commit one label (idempotent on ``request_id``); returns :class:`balpm.store.RecordResult`."""
+        """Commit one label (idempotent on ``request_id``); returns :class:`balpm.store.RecordResult`.
+
+        ``annotator`` is required (ValueError when missing or blank): no label without the person who gave it.
+        """
         return self.store.record(pair_id, verdict, annotator=annotator, shown_swapped=shown_swapped, round=round,
                                  request_id=request_id, batch_id=batch_id)
 
-    def undo_last(self, annotator: str | None = None, *, request_id: str | None = None) -> dict[str, Any] | None:
-        """Undo the annotator's most recent label; the pair is put back at the front of the current batch."""
+    def undo_last(self, annotator: str, *, request_id: str | None = None) -> dict[str, Any] | None:
+        """Undo ``annotator``'s own most recent label; the pair is put back at the front of the current batch.
+
+        ``annotator`` is required (ValueError when missing): Undo never reaches another person's label.
+        """
         ev = self.store.undo_last(annotator, request_id=request_id)
         if ev is not None:
             batch = self.current_batch()

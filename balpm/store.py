@@ -15,7 +15,7 @@ request_id      TEXT UNIQUE: the token the UI minted for one displayed pair (ide
 pair_id         TEXT: ``pool.pairs.id``
 verdict         'a' | 'b' | 'tie' | 'skip', always about the *pool's* A and B (the UI undoes any swap)
 label           1 = A preferred, 0 = B preferred, NULL for 'tie' and 'skip'
-annotator       TEXT (may be NULL)
+annotator       TEXT: who gave the label, never empty (NULL only in events written before schema 2)
 created_at      UTC ISO-8601 time of the commit
 shown_swapped   1 if the pool's B was shown on the left (A on the right), else 0: for position-bias checks
 round           INTEGER active-learning round the pair was suggested in (may be NULL)
@@ -23,17 +23,22 @@ batch_id        TEXT id of the suggested batch (may be NULL)
 undone          0 / 1; ``undone_at`` and ``undo_request_id`` say when and by which Undo click
 ==============  ==========================================================================================
 
+A trigger refuses an event without an annotator (schema 2), so even a writer that bypasses this class cannot
+record an anonymous label, and Undo (:meth:`LabelStore.undo_last`) only ever undoes its caller's own events.
+
 A partial UNIQUE index keeps at most one *active* (not undone) event per pair: the first writer wins and a later
 one (another tab) is told ``"already_labelled"``. A skip is an event too, so a skipped pair is not offered again
 until its skip is undone.
 
-Table ``meta``: key → JSON value, for session information (pool, policy, seed, ...).
+Table ``meta``: key → JSON value, for session information (pool, policy, seed, the one-person session's
+default annotator, ...).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import unicodedata
 import sqlite3
 import weakref
 from collections.abc import Iterator
@@ -45,12 +50,17 @@ from typing import Any, Literal
 
 import pandas as pd
 
-__all__ = ["LabelStore", "RecordResult", "VERDICTS", "verdict_to_label"]
+__all__ = ["LabelStore", "RecordResult", "VERDICTS", "verdict_to_label", "validate_annotator"]
 
 VERDICTS = ("a", "b", "tie", "skip")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: the tables; 2: the ``labels_need_annotator`` trigger (no anonymous label)."""
 
-_SCHEMA = """
+_DEFAULT_ANNOTATOR_KEY = "default_annotator"
+_MAX_ANNOTATOR = 100
+
+_SCHEMA = [
+    """
 CREATE TABLE IF NOT EXISTS labels (
     event_id        INTEGER PRIMARY KEY AUTOINCREMENT,
     request_id      TEXT    NOT NULL UNIQUE,
@@ -65,14 +75,22 @@ CREATE TABLE IF NOT EXISTS labels (
     undone          INTEGER NOT NULL DEFAULT 0 CHECK (undone IN (0, 1)),
     undone_at       TEXT,
     undo_request_id TEXT UNIQUE
-);
-CREATE UNIQUE INDEX IF NOT EXISTS labels_one_active_per_pair ON labels (pair_id) WHERE undone = 0;
-CREATE INDEX IF NOT EXISTS labels_annotator ON labels (annotator, undone);
+)""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS labels_one_active_per_pair ON labels (pair_id) WHERE undone = 0",
+    "CREATE INDEX IF NOT EXISTS labels_annotator ON labels (annotator, undone)",
+    """
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
-);
-"""
+)""",
+    # schema 2
+    """
+CREATE TRIGGER IF NOT EXISTS labels_need_annotator BEFORE INSERT ON labels
+WHEN NEW.annotator IS NULL OR trim(NEW.annotator) = ''
+BEGIN
+    SELECT RAISE(ABORT, 'labels.annotator is required: no label without an annotator');
+END""",
+]
 
 _COLUMNS = [
     "event_id", "request_id", "pair_id", "verdict", "label", "annotator", "created_at", "shown_swapped",
@@ -87,6 +105,27 @@ def verdict_to_label(verdict: str) -> int | None:
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
     return {"a": 1, "b": 0}.get(verdict)
+
+
+def validate_annotator(name: str | None) -> str:
+    """The annotator name a label is stored under: ``name`` without surrounding blanks.
+
+    Why: a label must always say who gave it (Undo and audits go by this name), so an empty or blank name is
+    refused rather than stored as NULL, and a name that could not be shown on one line is refused too.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is None, blank, longer than 100 characters or holds a control character (newline, tab, ...).
+    """
+    if name is None or not isinstance(name, str) or not name.strip():
+        raise ValueError(f"an annotator name is required (got {name!r}): no label without an annotator")
+    name = name.strip()
+    if len(name) > _MAX_ANNOTATOR:
+        raise ValueError(f"annotator name is {len(name)} characters long; at most {_MAX_ANNOTATOR}")
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise ValueError(f"annotator name {name!r} holds a control character (newline, tab, ...)")
+    return name
 
 
 def _utc_now() -> str:
@@ -147,9 +186,8 @@ class LabelStore:
         # closed by close() or when this object is freed (a sqlite3 connection alone waits for the cycle collector)
         self._release_keeper = weakref.finalize(self, keeper.close)
         with self._write() as conn:
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    conn.execute(stmt)
+            for stmt in _SCHEMA:
+                conn.execute(stmt)
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -207,7 +245,7 @@ class LabelStore:
         self,
         pair_id: str,
         verdict: str,
-        annotator: str | None = None,
+        annotator: str,
         shown_swapped: bool = False,
         round: int | None = None,  # noqa: A002 - the contract's name
         request_id: str | None = None,
@@ -222,7 +260,8 @@ class LabelStore:
             The pool pair's id.
         verdict : {"a", "b", "tie", "skip"}
             About the pool's A and B, not the screen's left and right.
-        annotator : str, optional
+        annotator : str
+            Who gave the label (required, see :func:`validate_annotator`; simulation uses ``"oracle"``).
         shown_swapped : bool
             True if the pool's B was shown on the left.
         round : int, optional
@@ -235,7 +274,13 @@ class LabelStore:
         -------
         RecordResult
             ``status`` says whether the event was written; the event is durable when this returns.
+
+        Raises
+        ------
+        ValueError
+            No ``request_id``, an unknown verdict or no annotator; nothing is written.
         """
+        annotator = validate_annotator(annotator)
         if not request_id:
             raise ValueError("record() needs a request_id (one token per displayed pair) to make writes idempotent")
         label = verdict_to_label(verdict)
@@ -258,33 +303,41 @@ class LabelStore:
             )
             return RecordResult("recorded", int(cur.lastrowid))
 
-    def undo_last(self, annotator: str | None = None, *, request_id: str | None = None) -> dict[str, Any] | None:
-        """Mark the most recent active event (of ``annotator`` if given) undone; never deletes.
+    def undo_last(self, annotator: str, *, request_id: str | None = None) -> dict[str, Any] | None:
+        """Mark ``annotator``'s most recent active event undone; never deletes, never touches another's event.
 
         Parameters
         ----------
-        annotator : str, optional
-            Only undo this annotator's events (so two people sharing a session don't undo each other).
+        annotator : str
+            Whose label to undo (required: two people sharing a session never undo each other's labels).
         request_id : str, optional
             Idempotency token of the Undo click: a replay of the same click undoes nothing more.
 
         Returns
         -------
         dict or None
-            The event that is now undone (for a replayed click: the one that click undid), or None if there was
-            nothing to undo.
+            The event that is now undone (for a replayed click: the one that click undid), or None if this
+            annotator has nothing to undo.
+
+        Raises
+        ------
+        ValueError
+            No annotator, or ``request_id`` already undid another annotator's label.
         """
+        annotator = validate_annotator(annotator)
         with self._write() as conn:
             if request_id is not None:
                 row = conn.execute("SELECT * FROM labels WHERE undo_request_id = ?", (request_id,)).fetchone()
                 if row is not None:
-                    return dict(zip(_COLUMNS, row))
-            sql = "SELECT event_id FROM labels WHERE undone = 0"
-            params: tuple[Any, ...] = ()
-            if annotator is not None:
-                sql += " AND annotator = ?"
-                params = (annotator,)
-            row = conn.execute(sql + " ORDER BY event_id DESC LIMIT 1", params).fetchone()
+                    event = dict(zip(_COLUMNS, row))
+                    if event["annotator"] != annotator:
+                        raise ValueError(f"undo request {request_id!r} already undid a label of "
+                                         f"{event['annotator']!r}, not of {annotator!r}")
+                    return event
+            row = conn.execute(
+                "SELECT event_id FROM labels WHERE undone = 0 AND annotator = ? ORDER BY event_id DESC LIMIT 1",
+                (annotator,),
+            ).fetchone()
             if row is None:
                 return None
             conn.execute(
@@ -327,7 +380,9 @@ class LabelStore:
 
     # ------------------------------------------------------------------ meta
     def set_meta(self, key: str, value: Any) -> None:
-        """Store a JSON-serialisable value under ``key`` (overwrites)."""
+        """Store a JSON-serialisable value under ``key`` (overwrites; not the default annotator, which is set once)."""
+        if key == _DEFAULT_ANNOTATOR_KEY:
+            raise ValueError("the default annotator is set once, with set_default_annotator()")
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -341,6 +396,34 @@ class LabelStore:
     def meta(self) -> dict[str, Any]:
         """All session information as a dict."""
         return {k: json.loads(v) for k, v in self._read("SELECT key, value FROM meta ORDER BY key")}
+
+    def set_default_annotator(self, name: str) -> str:
+        """Name the one person of a one-person session, once; returns the stored name.
+
+        Why once: labels already given under the default name must stay that person's, so the default can never
+        be switched to someone else (each person then gives their name with each label instead). Setting the same
+        name again is a no-op, so a page rerun is harmless.
+
+        Raises
+        ------
+        ValueError
+            ``name`` is not a valid annotator name, or another default was already set.
+        """
+        name = validate_annotator(name)
+        with self._write() as conn:  # read and set under one lock: two tabs cannot both win
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (_DEFAULT_ANNOTATOR_KEY,)).fetchone()
+            if row is not None:
+                current = json.loads(row[0])
+                if current != name:
+                    raise ValueError(f"this session's default annotator is already {current!r}; it is set once and "
+                                     f"cannot become {name!r} (give each label's annotator name instead)")
+                return current
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (_DEFAULT_ANNOTATOR_KEY, json.dumps(name)))
+        return name
+
+    def default_annotator(self) -> str | None:
+        """The default annotator set by :meth:`set_default_annotator`, or None (every label names its annotator)."""
+        return self.get_meta(_DEFAULT_ANNOTATOR_KEY)
 
     # ------------------------------------------------------------------ exports
     def export_trl(self, pool: Any, path: str | os.PathLike[str]) -> int:

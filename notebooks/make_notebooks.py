@@ -570,7 +570,8 @@ for pid, v in typed.items():
     res = store.record(pid, v, annotator="notebook", round=int(batch["round"].iloc[0]),
                        request_id=f"{batch_id}:{pid}", batch_id=batch_id)
     assert res.recorded, res
-print("replaying a click:", store.record(ids[0], typed[ids[0]], request_id=f"{batch_id}:{ids[0]}").status)
+print("replaying a click:", store.record(ids[0], typed[ids[0]], annotator="notebook",
+                                         request_id=f"{batch_id}:{ids[0]}").status)
 store.events().tail(len(typed))[["event_id", "pair_id", "verdict", "label", "annotator", "round"]]'''),
         md('''
 ## Refit, save, load in a fresh learner, continue

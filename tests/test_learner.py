@@ -242,7 +242,7 @@ def test_sync_from_store(data, tmp_path):
     store.record(ids[1], "b", "ann", True, 1, "r1")
     store.record(ids[2], "skip", "ann", False, 2, "r2")
     store.record(ids[3], "a", "ann", False, None, "r3")
-    store.undo_last()
+    store.undo_last("ann")
     store.record("not-in-pool", "a", "ann", False, 1, "r4")
     learner = ActiveLearner(pool, emb, policy="random", model_params=MODEL, seed=0)
     learner.sync_from_store(store)

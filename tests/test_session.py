@@ -92,8 +92,8 @@ def test_labels_are_rebuilt_from_the_store_after_a_crash(root: Path) -> None:
 def test_saved_learner_of_another_model_is_not_reused(root: Path) -> None:
     s = Session.create("s", SessionConfig(**TINY))
     pool = s.load_pool()
-    s.record(pool.ids[0], "a", annotator=None, shown_swapped=False, request_id="x", round=0)
-    s.record(pool.ids[1], "b", annotator=None, shown_swapped=False, request_id="y", round=0)
+    s.record(pool.ids[0], "a", annotator="ann", shown_swapped=False, request_id="x", round=0)
+    s.record(pool.ids[1], "b", annotator="ann", shown_swapped=False, request_id="y", round=0)
     learner = s.make_learner(pool, fake_embeddings(pool))
     learner.fit()
     s.save_learner(learner)

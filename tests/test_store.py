@@ -91,7 +91,7 @@ def test_undo_marks_never_deletes(tmp_path):
     # a replayed Undo click undoes nothing more
     assert store.undo_last("alice", request_id="undo-1")["pair_id"] == "p2"
     assert store.label_map() == {"p0": 1, "p1": 0}
-    assert store.undo_last()["pair_id"] == "p1"  # any annotator: the most recent active event
+    assert store.undo_last("bob")["pair_id"] == "p1"
     assert store.label_map() == {"p0": 1}
     ev = store.events()
     assert len(ev) == 3 and ev["undone"].tolist() == [False, True, True]
@@ -99,6 +99,56 @@ def test_undo_marks_never_deletes(tmp_path):
     assert store.record("p2", "b", "alice", True, 1, "r3").recorded
     assert store.label_map() == {"p0": 1, "p2": 0}
     assert store.undo_last("carol") is None
+
+
+def test_no_label_without_an_annotator(tmp_path):
+    """Issue 10 case 3: a label with no (or a blank) annotator is refused, by the store and by the file itself."""
+    store = LabelStore(tmp_path / "s.db")
+    for nobody in (None, "", "   "):
+        with pytest.raises(ValueError, match="annotator"):
+            store.record("p0", "a", nobody, False, 0, f"req-{nobody!r}")
+    assert len(store.events()) == 0
+    # a writer that bypasses LabelStore (an older balpm, a script) is refused by the database too
+    conn = sqlite3.connect(tmp_path / "s.db")
+    with pytest.raises(sqlite3.IntegrityError, match="annotator"):
+        conn.execute("INSERT INTO labels (request_id, pair_id, verdict, label, annotator, created_at)"
+                      " VALUES ('raw', 'p0', 'a', 1, NULL, 'now')")
+    conn.close()
+    assert store.record("p0", "a", " alice ", False, 0, "ok").recorded
+    assert store.events()["annotator"].tolist() == ["alice"]  # surrounding blanks are not part of a name
+
+
+def test_undo_only_ever_undoes_the_callers_own_labels(tmp_path):
+    """Issue 10 case 3: Undo with no name used to undo anyone's most recent label."""
+    store = LabelStore(tmp_path / "s.db")
+    store.record("p0", "a", "alice", False, 0, "r0")
+    store.record("p1", "b", "bob", False, 0, "r1")
+    for nobody in (None, "", " "):
+        with pytest.raises(ValueError, match="annotator"):
+            store.undo_last(nobody)
+    with pytest.raises(TypeError):
+        store.undo_last()  # the annotator is not optional
+    assert store.label_map() == {"p0": 1, "p1": 0}  # nothing undone by the refused calls
+    assert store.undo_last("alice")["pair_id"] == "p0"  # alice's, although bob labelled after her
+    assert store.undo_last("alice") is None  # alice has nothing left: bob's label is not hers to undo
+    assert store.label_map() == {"p1": 0}
+    # a replayed Undo click of bob's cannot be claimed by alice
+    assert store.undo_last("bob", request_id="u-bob")["pair_id"] == "p1"
+    with pytest.raises(ValueError, match="bob"):
+        store.undo_last("alice", request_id="u-bob")
+
+
+def test_default_annotator_is_set_once(tmp_path):
+    """Issue 10 case 3: a one-person session may name its annotator once; it never changes silently."""
+    store = LabelStore(tmp_path / "s.db")
+    assert store.default_annotator() is None
+    with pytest.raises(ValueError, match="annotator"):
+        store.set_default_annotator("  ")
+    assert store.set_default_annotator(" solo ") == "solo"
+    assert store.set_default_annotator("solo") == "solo"  # the same name again is fine
+    with pytest.raises(ValueError, match="'solo'"):
+        store.set_default_annotator("other")
+    assert LabelStore(tmp_path / "s.db").default_annotator() == "solo"  # kept in the file
 
 
 def test_meta_and_exports(tmp_path):
@@ -113,7 +163,7 @@ def test_meta_and_exports(tmp_path):
     store.record("p1", "b", "ann", True, 0, "r1")
     store.record("p2", "tie", "ann", False, 0, "r2")
     store.record("p3", "a", "ann", False, 0, "r3")
-    store.undo_last()
+    store.undo_last("ann")
     n = store.export_trl(_pool(), tmp_path / "out" / "trl.jsonl")
     lines = [json.loads(x) for x in (tmp_path / "out" / "trl.jsonl").read_text().splitlines()]
     assert n == 2 and lines == [
