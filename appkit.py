@@ -101,7 +101,7 @@ def _first_session() -> Session:
     last = root / _LAST_FILE
     if last.is_file():
         try:
-            return Session.open(last.read_text(encoding="utf-8").strip())
+            return Session.open(Path(last.read_text(encoding="utf-8").strip()))  # a folder, not a name
         except (OSError, ValueError):
             pass
     demo = open_or_create_demo(root)

@@ -41,6 +41,7 @@ from balpm.store import LabelStore
 __all__ = [
     "SessionConfig",
     "Session",
+    "validate_session_name",
     "Batch",
     "sessions_dir",
     "list_sessions",
@@ -56,11 +57,38 @@ ORACLE = "oracle"
 """Annotator name of labels given by the dataset's own labels in simulation mode."""
 DEMO_NAME = "demo"
 _CONFIG_FILE = "session.json"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
 
 
 SELECTION_COLUMNS = ["round", "pick", "id", "uncertainty", "entropy_term", "score", "ratio"]
 """Columns of ``selections.csv``: each scored pick's BALD, β·Ĥ, score and U / score."""
+
+
+def validate_session_name(name: str) -> str:
+    """``name`` without surrounding blanks, if it is a safe session name; else ValueError saying what is allowed.
+
+    Why: a name typed in the app becomes a folder under :func:`sessions_dir`, so it must never be read as a path
+    (``../../x``, ``/abs/x``, ``~/x`` made folders outside it). Allowed: 1 to 80 letters, digits, ``.``, ``_``
+    and ``-``, starting with a letter or digit and not ending with ``.``, and not a name Windows reserves
+    (``CON``, ``NUL``, ``COM1``, ...). Code that wants a session elsewhere passes a :class:`pathlib.Path`.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"a session name is a str, not {type(name).__name__}")
+    clean = name.strip()
+    if not _NAME_RE.fullmatch(clean) or clean.endswith("."):
+        raise ValueError(f"session name {name!r} is not allowed: use 1 to 80 letters, digits, '.', '_' or '-', "
+                         "starting with a letter or digit and not ending with '.' (a name is never a path)")
+    if clean.split(".")[0].lower() in _WINDOWS_RESERVED:
+        raise ValueError(f"session name {name!r} is not allowed: Windows reserves it for a device")
+    return clean
+
+
+def _is_session_name(name: str) -> bool:
+    try:
+        return validate_session_name(name) == name
+    except ValueError:
+        return False
 
 
 def sessions_dir() -> Path:
@@ -70,11 +98,14 @@ def sessions_dir() -> Path:
 
 
 def list_sessions(root: str | os.PathLike[str] | None = None) -> list[str]:
-    """Names of the sessions under ``root`` (folders holding a ``session.json``), newest first."""
+    """Names of the sessions under ``root`` (folders holding a ``session.json``), newest first.
+
+    Only folders whose name :meth:`Session.open` accepts as a name (:func:`validate_session_name`) are listed.
+    """
     base = Path(root) if root is not None else sessions_dir()
     if not base.is_dir():
         return []
-    found = [p for p in base.iterdir() if (p / _CONFIG_FILE).is_file()]
+    found = [p for p in base.iterdir() if _is_session_name(p.name) and (p / _CONFIG_FILE).is_file()]
     found.sort(key=lambda p: (p / _CONFIG_FILE).stat().st_mtime, reverse=True)
     return [p.name for p in found]
 
@@ -181,7 +212,8 @@ class Session:
     @classmethod
     def create(cls, name_or_path: str | os.PathLike[str], config: SessionConfig | None = None, *,
                root: str | os.PathLike[str] | None = None, exist_ok: bool = False) -> Session:
-        """Make a new session folder; a bare name goes under :func:`sessions_dir` (or ``root``)."""
+        """Make a new session folder: a ``str`` is a name (:func:`validate_session_name`) under
+        :func:`sessions_dir` (or ``root``); only a :class:`pathlib.Path` means a folder anywhere else."""
         folder = cls._resolve(name_or_path, root)
         if (folder / _CONFIG_FILE).exists():
             if not exist_ok:
@@ -199,7 +231,7 @@ class Session:
 
     @classmethod
     def open(cls, name_or_path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None) -> Session:
-        """Open an existing session (a name under the sessions folder, or a folder path)."""
+        """Open an existing session: a ``str`` is a name under the sessions folder, a :class:`pathlib.Path` a folder."""
         folder = cls._resolve(name_or_path, root)
         cfg_file = folder / _CONFIG_FILE
         if not cfg_file.is_file():
@@ -208,12 +240,12 @@ class Session:
 
     @staticmethod
     def _resolve(name_or_path: str | os.PathLike[str], root: str | os.PathLike[str] | None) -> Path:
-        s = str(name_or_path)
-        if os.sep in s or "/" in s or Path(s).is_absolute():
-            return Path(s).expanduser()
-        if not _NAME_RE.match(s):
-            raise ValueError(f"session name {s!r}: use letters, digits, '.', '_' or '-' (at most 80)")
-        return Path(root if root is not None else sessions_dir()) / s
+        """A path object is a folder; a str is only ever a validated name under the sessions folder."""
+        if isinstance(name_or_path, os.PathLike):
+            return Path(name_or_path).expanduser()
+        if not isinstance(name_or_path, str):
+            raise TypeError(f"a session is a name (str) or a folder (pathlib.Path), not {type(name_or_path).__name__}")
+        return Path(root if root is not None else sessions_dir()) / validate_session_name(name_or_path)
 
     @property
     def name(self) -> str:

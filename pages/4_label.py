@@ -203,7 +203,7 @@ st.subheader("Export")
 
 def _export_trl(folder: str, export_pool) -> bytes:
     """TRL reward-trainer JSONL (prompt, chosen, rejected) of the active a/b labels; runs on download."""
-    s = Session.open(folder)
+    s = Session.open(Path(folder))
     try:
         with tempfile.TemporaryDirectory() as d:
             path = Path(d) / "labels.jsonl"
@@ -215,7 +215,7 @@ def _export_trl(folder: str, export_pool) -> bytes:
 
 def _export_parquet(folder: str) -> bytes:
     """Every label event (undone ones too, for audit) as Parquet; runs on download."""
-    s = Session.open(folder)
+    s = Session.open(Path(folder))
     try:
         with tempfile.TemporaryDirectory() as d:
             path = Path(d) / "labels.parquet"

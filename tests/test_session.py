@@ -14,7 +14,8 @@ import pytest
 
 from balpm.data import PoolFormatError
 from balpm.embed import PoolEmbeddings
-from balpm.session import ORACLE, Session, SessionConfig, list_sessions, open_or_create_demo, sessions_dir
+from balpm.session import (ORACLE, Session, SessionConfig, list_sessions, open_or_create_demo, sessions_dir,
+                           validate_session_name)
 
 TINY = dict(pool="hh-rlhf:harmless-base", max_pairs=60, batch_size=4, n_members=2,
             model_params={"hidden": [16], "max_epochs": 3}, initial=6)
@@ -51,6 +52,37 @@ def test_create_open_and_list(root: Path) -> None:
     with pytest.raises(ValueError):
         Session.create("no spaces or !")
     assert s.store.get_meta("session")["pool"] == "hh-rlhf:harmless-base"
+
+
+def test_session_names_never_leave_the_sessions_folder(root: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 10 case 13: a name is a name, never a path; only a pathlib.Path puts a session elsewhere."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))  # where '~/x' would land
+    (tmp_path / "cwd" / "deep").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "cwd" / "deep")  # where '../../x' would land: tmp_path / "x"
+    outside = str(tmp_path / "abs" / "x")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for bad in ("../../x", "../x", outside, "~/x", "a/b", "a\\b", ".", "..", ".hidden", "x.", "", "  ", "a b",
+                "a\nb", "CON", "nul.txt", "a" * 81):
+        with pytest.raises(ValueError, match="session name"):
+            validate_session_name(bad)
+        with pytest.raises(ValueError, match="session name"):
+            Session.create(bad, SessionConfig(**TINY))
+        with pytest.raises(ValueError, match="session name"):
+            Session.open(bad)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # no folder made anywhere
+    assert validate_session_name(" alice-hh_2.b ") == "alice-hh_2.b"
+    # code that means a folder says so with a Path (the sidebar never does)
+    elsewhere = Session.create(tmp_path / "abs" / "x", SessionConfig(**TINY))
+    assert elsewhere.folder == tmp_path / "abs" / "x" and Session.open(tmp_path / "abs" / "x").name == "x"
+    assert Session.create(Path("~/mine"), SessionConfig(**TINY)).folder == home / "mine"
+    with pytest.raises(TypeError):
+        Session.open(3)  # type: ignore[arg-type]
+    (root / "by hand").mkdir(parents=True)
+    (root / "by hand" / "session.json").write_text(json.dumps(SessionConfig(**TINY).to_dict()))
+    assert "by hand" not in list_sessions()  # only names that can be opened by name are offered
 
 
 def test_update_persists_and_pool_change_drops_the_batch(root: Path) -> None:
