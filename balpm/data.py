@@ -70,6 +70,7 @@ import io
 import json
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -588,35 +589,57 @@ def _read_summarize(b: _Builder, rec: dict, loc: _Loc, source: str, seed: int, c
     b.add(_Row(f"{info_id}-{k}", prompt, texts[0], texts[1], 1 if choice == 0 else 0, source, info_id, meta, loc, True))
 
 
-def _literal(v: Any) -> Any:
-    """QA-Feedback fields may hold a JSON or Python literal as a string."""
-    if isinstance(v, str):
-        s = v.strip()
+def _literal(v: Any, loc: _Loc, key: str) -> Any:
+    """QA-Feedback fields may hold a JSON or Python literal as a string.
+
+    Raises ValueError for text that is no literal, and a located error for one too deeply nested (or too long a
+    chain of operators) for the parsers, which would otherwise end in a RecursionError or MemoryError.
+    """
+    if not isinstance(v, str):
+        return v
+    s = v.strip()
+    try:
         try:
             return json.loads(s)
         except ValueError:
-            import ast
+            pass
+        import ast
 
+        try:
             return ast.literal_eval(s)
-    return v
+        except SyntaxError as e:
+            if "too many nested" in str(e):
+                raise RecursionError(str(e)) from None
+            raise ValueError(str(e)) from None
+        except TypeError as e:  # {[1]: 2}: an unhashable key
+            raise ValueError(str(e)) from None
+    except (RecursionError, MemoryError):
+        raise loc.error(key, f"too deeply nested to parse ({len(s):,} characters)") from None
 
 
 def _read_qa(b: _Builder, rec: dict, loc: _Loc, source: str, seed: int) -> None:
     question = _text(rec, "question", loc)
     answers = [_text(rec, f"prediction {i}", loc) for i in range(1, 5)]
     try:
-        pref = _literal(rec.get("preference"))
-    except (ValueError, SyntaxError):
+        pref = _literal(rec.get("preference"), loc, "preference")
+    except PoolFormatError:
+        raise
+    except ValueError:
         raise loc.error("preference", "not a list of six verdicts") from None
     if not isinstance(pref, (list, tuple)) or len(pref) != 6:
         raise loc.error("preference", f"expected a list of six verdicts (0, 1, 2), got {rec.get('preference')!r}")
     verdicts = [_label(v, loc, key="preference", allowed=(0, 1, 2)) for v in pref]
     passages = rec.get("passages")
     try:
-        passages = _literal(passages)
-    except (ValueError, SyntaxError):
-        pass
-    passages_json = passages if isinstance(passages, str) else json.dumps(passages, ensure_ascii=False)
+        passages = _literal(passages, loc, "passages")
+    except PoolFormatError:
+        raise
+    except ValueError:
+        pass  # metadata: kept as the text it is
+    try:
+        passages_json = passages if isinstance(passages, str) else json.dumps(passages, ensure_ascii=False)
+    except (TypeError, ValueError):  # a Python literal JSON cannot hold (a set, bytes): keep the source text
+        passages_json = str(rec.get("passages"))
     gold = _optional_str(rec.get("gold"))
     for (i, j), v in zip(QA_PAIRS, verdicts):
         if v is None:
@@ -638,6 +661,67 @@ def _read_qa(b: _Builder, rec: dict, loc: _Loc, source: str, seed: int) -> None:
 # --------------------------------------------------------------------------------------------------- containers
 
 
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},]')
+
+
+def _deepest(text: str) -> tuple[int, list]:
+    """(depth, path) of the first deepest point of a JSON text, for a located 'nested too deeply' error.
+
+    ``path`` holds the keys and list indices (at most three) leading to that point, outermost first. Run only
+    after the JSON parser gave up (RecursionError), so a slow scan costs nothing on good files.
+    """
+    stack: list[list] = []  # [is_object, current key or index, expecting a key]
+    best, path = 0, []
+    for m in _JSON_TOKEN.finditer(text):
+        t = m.group()
+        c = t[0]
+        if c in "[{":
+            stack.append([c == "{", None if c == "{" else 0, c == "{"])
+            if len(stack) > best:
+                best = len(stack)
+                path = [f[1] for f in stack[: min(3, len(stack) - 1)]]
+        elif c in "]}":
+            if stack:
+                stack.pop()
+        elif c == ",":
+            if stack:
+                top = stack[-1]
+                if top[0]:
+                    top[2] = True
+                else:
+                    top[1] += 1
+        elif stack and stack[-1][0] and stack[-1][2]:  # an object key
+            try:
+                stack[-1][1] = json.loads(t)
+            except ValueError:
+                stack[-1][1] = t[1:-1]
+            stack[-1][2] = False
+    return best, path
+
+
+def _too_deep(loc: _Loc, depth: int, path: list, above: int) -> PoolFormatError:
+    """The located error for JSON nested deeper than the parser goes; ``above`` = levels above a record's fields."""
+    fld = path[above - 1] if len(path) >= above and isinstance(path[above - 1], str) else None
+    return loc.error(fld, f"nested {depth - above} levels deep: too deeply nested for the JSON reader")
+
+
+def _deepest_field(rec: dict) -> str | None:
+    """The field of an already parsed record whose value nests deepest (iterative: safe at any depth)."""
+    best, name = -1, None
+    for k, v in rec.items():
+        depth, todo = 0, [(v, 1)]
+        while todo:
+            x, d = todo.pop()
+            depth = max(depth, d)
+            if isinstance(x, dict):
+                todo.extend((y, d + 1) for y in x.values())
+            elif isinstance(x, (list, tuple)):
+                todo.extend((y, d + 1) for y in x)
+        if depth > best:
+            best, name = depth, str(k)
+    return name
+
+
 def _decode_line(raw: bytes, loc: _Loc) -> dict:
     """Parse one JSON line; locate non-UTF-8 bytes in the field that holds them."""
     try:
@@ -646,7 +730,7 @@ def _decode_line(raw: bytes, loc: _Loc) -> dict:
         text = raw.decode("utf-8", "surrogateescape")
         try:
             obj = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise loc.error(None, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
         fld = _find_bad_field(obj)
         raise loc.error(fld, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
@@ -654,24 +738,33 @@ def _decode_line(raw: bytes, loc: _Loc) -> dict:
         obj = json.loads(text)
     except ValueError as e:
         raise loc.error(None, f"malformed JSON: {e}") from None
+    except RecursionError:
+        raise _too_deep(loc, *_deepest(text), above=1) from None
     if not isinstance(obj, dict):
         raise loc.error(None, f"expected a JSON object, got {type(obj).__name__}")
     return obj
 
 
 def _find_bad_field(obj: Any, prefix: str = "") -> str | None:
-    """The dotted name of the first string (or key) holding a lone surrogate."""
+    """The dotted name of the first string (or key) holding a lone surrogate (None when too deep to tell)."""
+    try:
+        return _find_bad_field_in(obj, prefix)
+    except RecursionError:
+        return None
+
+
+def _find_bad_field_in(obj: Any, prefix: str) -> str | None:
     if isinstance(obj, dict):
         for k, v in obj.items():
             name = f"{prefix}.{k}" if prefix else str(k)
             if isinstance(k, str) and not _utf8_ok(k):
                 return name
-            found = _find_bad_field(v, name)
+            found = _find_bad_field_in(v, name)
             if found is not None:
                 return found
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
-            found = _find_bad_field(v, f"{prefix}[{i}]")
+            found = _find_bad_field_in(v, f"{prefix}[{i}]")
             if found is not None:
                 return found
     elif isinstance(obj, str) and not _utf8_ok(obj):
@@ -716,7 +809,7 @@ def _iter_json_list(path: Path, data: bytes) -> Iterator[tuple[_Loc, dict]]:
         text = data.decode("utf-8", "surrogateescape")
         try:
             obj = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise PoolFormatError(path, line, None, f"not valid UTF-8 (byte 0x{data[e.start]:02x})") from None
         if isinstance(obj, list):
             for i, rec in enumerate(obj, start=1):
@@ -728,6 +821,12 @@ def _iter_json_list(path: Path, data: bytes) -> Iterator[tuple[_Loc, dict]]:
         obj = json.loads(text)
     except ValueError as e:
         raise PoolFormatError(path, getattr(e, "lineno", None), None, f"malformed JSON: {e}") from None
+    except RecursionError:
+        depth, where = _deepest(text)
+        wrapped = bool(where) and isinstance(where[0], str)  # {"data": [...]}
+        i = where[1] if wrapped and len(where) > 1 else (where[0] if where and not wrapped else None)
+        loc = _Loc(str(path), i + 1 if isinstance(i, int) else None)
+        raise _too_deep(loc, depth, where, above=3 if wrapped else 2) from None
     if isinstance(obj, dict):
         for key in ("data", "pairs", "rows", "records"):
             if isinstance(obj.get(key), list):
@@ -925,10 +1024,13 @@ def _consume(b: _Builder, records: Iterable[tuple[_Loc, dict]], source: str, see
         if schema is None:
             schema = _detect_schema(rec, loc)
             schemas.add(schema)
-        if schema == "summarize":
-            _read_summarize(b, rec, loc, source, seed, counts)
-        else:
-            _READERS[schema](b, rec, loc, source, seed)
+        try:
+            if schema == "summarize":
+                _read_summarize(b, rec, loc, source, seed, counts)
+            else:
+                _READERS[schema](b, rec, loc, source, seed)
+        except RecursionError:  # a value the parser took but Python cannot walk (json.dumps of deep metadata)
+            raise loc.error(_deepest_field(rec), "too deeply nested to read") from None
 
 
 def data_dir() -> Path | None:

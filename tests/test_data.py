@@ -499,3 +499,37 @@ def test_csv_duplicated_or_unnamed_header_is_an_error(tmp_path: Path) -> None:
     # an unnamed last column that holds values is data, not a trailing separator
     f = write_csv(tmp_path / "unnamed_last.csv", f"{HEADER},\np1,a1,b1,1,note\n")
     assert_located(f, 1, None, "column 5 has no name")
+
+
+# ------------------------------------------------------------------------------------------------- nesting (issue 10 case 7)
+
+QA_RECORD = {
+    "question": "Who?", "passages": [["Title", "text"]], "gold": "g",
+    **{f"prediction {i}": f"answer {i}" for i in range(1, 5)}, "preference": [1, 2, 1, 2, 1, 2],
+}
+
+
+def test_deeply_nested_json_is_a_located_error(tmp_path: Path) -> None:
+    deep = "[" * 5000 + "]" * 5000
+    rec = '{"prompt": "q", "completion_a": "a", "completion_b": "b", "meta": {"notes": ' + deep + "}}"
+    f = write_lines(tmp_path / "deep.jsonl", [GOOD, rec])
+    assert_located(f, 2, "meta", "nested 5001 levels deep")
+    j = tmp_path / "deep.json"
+    j.write_text("[" + json.dumps(GOOD) + ",\n" + rec + "]", encoding="utf-8")
+    assert_located(j, 2, "meta", "nested 5001 levels deep")
+    w = tmp_path / "wrapped.json"  # {"data": [...]} is read as the list it holds
+    w.write_text('{"data": [' + json.dumps(GOOD) + ",\n" + rec + "]}", encoding="utf-8")
+    assert_located(w, 2, "meta", "nested 5001 levels deep")
+
+
+@pytest.mark.parametrize("text", [
+    "[" * 100_000 + "]" * 100_000,  # JSON: RecursionError
+    "(" * 100_000 + ")" * 100_000,  # Python literal: 'too many nested parentheses'
+    "-" * 199_999 + "1",  # Python literal: MemoryError from the parser
+])
+def test_qa_feedback_string_too_deep_to_parse_is_a_located_error(text: str, tmp_path: Path) -> None:
+    f = tmp_path / "qa.json"
+    f.write_text(json.dumps([QA_RECORD, QA_RECORD | {"question": "Why?", "passages": text}]), encoding="utf-8")
+    assert_located(f, 2, "passages", "too deeply nested")
+    f.write_text(json.dumps([QA_RECORD | {"preference": text}]), encoding="utf-8")
+    assert_located(f, 1, "preference", "too deeply nested")
