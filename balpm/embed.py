@@ -25,7 +25,6 @@ import importlib.util
 import inspect
 import json
 import os
-import tempfile
 import threading
 import time
 import uuid
@@ -38,6 +37,14 @@ from typing import Any, Literal
 import numpy as np
 
 from balpm.devices import select_device
+from balpm.safeio import (
+    READ_ERRORS,
+    DamagedFileError,
+    atomic_write_bytes,
+    load_npz,
+    quarantine,
+    save_npz,
+)
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)``: called after every batch (tqdm on the CLI, ``st.progress`` in the app)."""
@@ -541,9 +548,12 @@ class EmbeddingCache:
 
     The namespace hashes :attr:`Embedder.cache_key` (model identity, pooling, max length, truncation side,
     dtype, normalisation), so a changed model or setting never serves old vectors. Each chunk holds ``hashes``
-    (``S32`` text digests) and ``vectors`` (float32) and is written to a temporary file then ``os.replace``-d:
-    a reader never sees half a chunk, and a run killed midway keeps every chunk it finished. Concurrent writers
-    only ever add files, so they cannot corrupt each other.
+    (``S32`` text digests) and ``vectors`` (float32) with a checksum of both, and is written to a temporary file
+    then ``os.replace``-d (:func:`balpm.safeio.save_npz`): a reader never sees half a chunk, and a run killed
+    midway keeps every chunk it finished. Concurrent writers only ever add files, so they cannot corrupt each
+    other. A chunk found damaged (unreadable, checksum mismatch, wrong shapes) is moved into ``quarantine/``
+    beside it with one :class:`balpm.safeio.DamagedFileWarning`, and its texts are embedded again: the cache
+    heals itself instead of failing every later run.
     """
 
     def __init__(self, directory: str | os.PathLike | None = None) -> None:
@@ -565,7 +575,8 @@ class EmbeddingCache:
         """Vectors of the texts whose hashes are given: ``(found (n,) bool, vectors (n, dim) float32)``.
 
         Streams the chunks one at a time and keeps only the rows asked for, so memory stays at one chunk plus
-        the answer however large the cache grows.
+        the answer however large the cache grows. Only chunks that serve a wanted text are read whole and
+        verified; a damaged one is quarantined and its texts reported missing (so they are recomputed).
         """
         hashes = np.asarray(hashes, dtype=f"S{_HASH_BYTES}")
         n = len(hashes)
@@ -579,19 +590,23 @@ class EmbeddingCache:
         for path in self._chunks(key):
             try:
                 with np.load(path, allow_pickle=False) as z:
-                    h = z["hashes"]
-                    pos = np.minimum(np.searchsorted(want, h), len(want) - 1)
-                    hit = (want[pos] == h) & ~got[pos]
-                    if not hit.any():
-                        continue
-                    v = z["vectors"]
-                    if v.shape[1] != dim:
-                        continue
-                    rows[pos[hit]] = v[hit]
-                    got[pos[hit]] = True
-            except (OSError, ValueError, KeyError, EOFError) as e:  # a foreign or damaged file: skip it
-                warnings.warn(f"skipping unreadable cache chunk {path}: {e}", stacklevel=2)
+                    h = z["hashes"]  # a cheap first look: chunks that serve nothing are never read further
+                if h.ndim != 1 or h.dtype != want.dtype:
+                    raise DamagedFileError(path, f"hashes are {h.dtype}{h.shape}, not S{_HASH_BYTES} text digests")
+                pos = np.minimum(np.searchsorted(want, h), len(want) - 1)
+                if not ((want[pos] == h) & ~got[pos]).any():
+                    continue
+                h, v = _read_chunk(path, dim)  # verified: checksum (or, for old chunks, shapes)
+            except FileNotFoundError:
+                continue  # moved or cleared by another process meanwhile
+            except READ_ERRORS as e:
+                reason = e.reason if isinstance(e, DamagedFileError) else f"unreadable ({type(e).__name__}: {e})"
+                quarantine(path, reason, "its texts are embedded again", stacklevel=2)
                 continue
+            pos = np.minimum(np.searchsorted(want, h), len(want) - 1)
+            hit = (want[pos] == h) & ~got[pos]
+            rows[pos[hit]] = v[hit]
+            got[pos[hit]] = True
             if got.all():
                 break
         found[:] = got[inverse]
@@ -599,22 +614,15 @@ class EmbeddingCache:
         return found, vectors
 
     def write_chunk(self, key: dict[str, Any], hashes: np.ndarray, vectors: np.ndarray) -> Path:
-        """Store one chunk atomically (temp file in the same folder, then ``os.replace``)."""
+        """Store one chunk atomically and checksummed (:func:`balpm.safeio.save_npz`)."""
         folder = self.folder(key)
         folder.mkdir(parents=True, exist_ok=True)
         meta = folder / "key.json"
         if not meta.exists():
-            _atomic_write_bytes(meta, json.dumps(key, indent=1, sort_keys=True).encode())
+            atomic_write_bytes(meta, json.dumps(key, indent=1, sort_keys=True).encode())
         name = f"chunk-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.npz"
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, hashes=np.asarray(hashes, dtype=f"S{_HASH_BYTES}"),
-                         vectors=np.ascontiguousarray(vectors, dtype=np.float32))
-            os.replace(tmp, folder / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        save_npz(folder / name, {"hashes": np.asarray(hashes, dtype=f"S{_HASH_BYTES}"),
+                                 "vectors": np.ascontiguousarray(vectors, dtype=np.float32)})
         return folder / name
 
     def embed(
@@ -665,15 +673,18 @@ class EmbeddingCache:
         shutil.rmtree(target, ignore_errors=True)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _read_chunk(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(hashes, vectors)`` of a chunk, verified; :class:`balpm.safeio.DamagedFileError` if it is not sound.
+
+    Chunks written before checksums existed carry none: their shapes are checked instead (one ``S32`` hash per
+    row of ``dim`` float32 values), so an old cache keeps serving without a recompute.
+    """
+    z = load_npz(path, required=("hashes", "vectors"))
+    h, v = z["hashes"], z["vectors"]
+    if h.ndim != 1 or h.dtype != np.dtype(f"S{_HASH_BYTES}") or v.shape != (len(h), dim) or v.dtype != np.float32:
+        raise DamagedFileError(path, f"hashes {h.dtype}{h.shape} and vectors {v.dtype}{v.shape} do not fit "
+                                     f"a chunk of {dim}-d vectors")
+    return h, v
 
 
 def embed_texts(
@@ -733,27 +744,26 @@ class PoolEmbeddings:
                               dict(self.stats))
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write one ``.npz`` (atomically) that :meth:`load` reads back."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, ids=np.asarray(self.ids, dtype=str), prompt=self.prompt, a=self.a, b=self.b,
-                         model_id=np.array(self.model_id), stats=np.array(json.dumps(self.stats)))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        """Write one checksummed ``.npz`` (atomically, :func:`balpm.safeio.save_npz`) that :meth:`load` reads back."""
+        return save_npz(Path(path), {"ids": np.asarray(self.ids, dtype=str), "prompt": self.prompt, "a": self.a,
+                                     "b": self.b, "model_id": np.array(self.model_id),
+                                     "stats": np.array(json.dumps(self.stats))})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "PoolEmbeddings":
-        with np.load(path, allow_pickle=False) as z:
-            return cls(
-                ids=z["ids"].astype(object).astype(str), prompt=z["prompt"], a=z["a"], b=z["b"],
-                model_id=str(z["model_id"]), stats=json.loads(str(z["stats"])),
-            )
+        """Read a file written by :meth:`save`, verified (:class:`balpm.safeio.DamagedFileError` names a bad file)."""
+        z = load_npz(path, required=("ids", "prompt", "a", "b", "model_id", "stats"))
+        n = len(z["ids"])
+        if z["ids"].ndim != 1 or not (z["prompt"].ndim == 2 and z["prompt"].shape[0] == n
+                                      and z["a"].shape == z["b"].shape and z["a"].shape[0] == n):
+            raise DamagedFileError(path, f"arrays do not fit together: ids {z['ids'].shape}, prompt "
+                                         f"{z['prompt'].shape}, a {z['a'].shape}, b {z['b'].shape}")
+        try:
+            stats = json.loads(str(z["stats"]))
+        except ValueError as e:
+            raise DamagedFileError(path, f"field 'stats': not JSON ({e})") from e
+        return cls(ids=z["ids"].astype(object).astype(str), prompt=z["prompt"], a=z["a"], b=z["b"],
+                   model_id=str(z["model_id"]), stats=stats)
 
 
 def embed_pool(

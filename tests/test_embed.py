@@ -293,3 +293,79 @@ def test_cli_module_entry_point(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "balpm", "embed", "--help"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0 and "--max-pairs" in r.stdout and "--truncation-side" in r.stdout
+
+
+# ------------------------------------------------------------------------------------------ damaged cache (issue 10, case 9)
+def _chunk_damage(path: Path, how: str) -> None:
+    data = bytearray(path.read_bytes())
+    if how == "flip":
+        data[len(data) // 2] ^= 0xFF
+    elif how == "truncate":
+        del data[len(data) * 2 // 3 :]
+    elif how == "empty":
+        data = bytearray()
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate", "empty", "rewritten"])
+def test_damaged_cache_chunk_is_quarantined_reported_once_and_recomputed(
+    minilm: Embedder, hh_texts: list[str], tmp_path: Path, how: str
+) -> None:
+    """A damaged chunk used to raise BadZipFile on every later run; now it is moved aside, warned about once, and
+    its texts are embedded again. ``rewritten``: a valid zip with changed vectors, which only the checksum sees."""
+    from balpm.safeio import QUARANTINE_DIR, DamagedFileWarning
+
+    texts = hh_texts[:24]
+    cache = EmbeddingCache(tmp_path)
+    truth, _ = cache.embed(minilm, texts, chunk_size=8)
+    key = minilm.cache_key
+    chunks = sorted(cache.folder(key).glob("chunk-*.npz"))
+    assert len(chunks) == 3
+    bad = chunks[1]
+    if how == "rewritten":
+        with np.load(bad) as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays["vectors"] = arrays["vectors"] * 0.5  # wrong vectors, valid zip CRCs
+        np.savez(bad, **arrays)
+    else:
+        _chunk_damage(bad, how)
+    with pytest.warns(DamagedFileWarning, match="embedded again") as rec:
+        vecs, stats = cache.embed(minilm, texts, chunk_size=8)
+    assert len([w for w in rec if issubclass(w.category, DamagedFileWarning)]) == 1
+    assert str(bad) in str(rec[0].message)
+    assert (stats["cached"], stats["computed"]) == (16, 8)
+    np.testing.assert_allclose(vecs, truth, atol=1e-5)
+    assert not bad.exists()
+    assert [p.name.endswith(bad.name) for p in (bad.parent / QUARANTINE_DIR).iterdir()] == [True]
+    import warnings as _w
+
+    with _w.catch_warnings():
+        _w.simplefilter("error", DamagedFileWarning)  # healed: the next run is silent and computes nothing
+        again, s2 = cache.embed(minilm, texts, chunk_size=8)
+    assert s2["computed"] == 0
+    np.testing.assert_allclose(again, truth, atol=1e-5)
+
+
+def test_cache_chunks_written_before_checksums_still_serve(minilm: Embedder, hh_texts: list[str], tmp_path: Path) -> None:
+    """A user's cache from an older balpm (plain np.savez, no checksum) is used, not recomputed."""
+    from balpm.embed import _hash_array
+
+    texts = hh_texts[:6]
+    vecs = minilm.encode(texts)
+    cache = EmbeddingCache(tmp_path)
+    folder = cache.folder(minilm.cache_key)
+    folder.mkdir(parents=True)
+    np.savez(folder / "chunk-00000000000000000001-abcdef01.npz", hashes=_hash_array(texts), vectors=vecs)
+    got, stats = cache.embed(minilm, texts)
+    assert stats["computed"] == 0 and np.array_equal(got, vecs)
+
+
+def test_damaged_embeddings_file_names_the_file(minilm: Embedder, hh_texts: list[str], tmp_path: Path) -> None:
+    """`balpm embed --out` files are results, not a cache: a damaged one is a clear error naming it."""
+    from balpm.safeio import DamagedFileError
+
+    emb = embed_pool(_DupPool(hh_texts), minilm, cache_dir=tmp_path / "cache")
+    path = emb.save(tmp_path / "embeddings.npz")
+    _chunk_damage(path, "flip")
+    with pytest.raises(DamagedFileError, match="embeddings.npz"):
+        PoolEmbeddings.load(path)
