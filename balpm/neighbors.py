@@ -40,6 +40,8 @@ from typing import Any, Callable
 import numpy as np
 from numpy.typing import ArrayLike
 
+from balpm.safeio import DamagedFileError, load_npz, quarantine, save_npz
+
 __all__ = [
     "KnnGraph",
     "build_knn_graph",
@@ -50,6 +52,8 @@ __all__ = [
 ]
 
 _FORMAT_VERSION = 1
+_ARRAYS = ("format_version", "k", "exact", "radius", "indptr", "indices", "t_indptr", "t_indices", "meta_keys",
+           "meta_values")
 
 
 # ----------------------------------------------------------------------------------------------------- graph
@@ -115,46 +119,54 @@ class KnnGraph:
     # -- persistence -------------------------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write an ``.npz`` (uncompressed: loading must be fast). Returns the path written."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write a checksummed ``.npz`` atomically (uncompressed: loading must be fast). Returns the path written."""
         meta = {k: v for k, v in self.info.items() if isinstance(v, (str, int, float, bool)) or v is None}
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(
-            tmp,
-            format_version=np.int64(_FORMAT_VERSION),
-            k=np.int64(self.k),
-            exact=np.bool_(self.exact),
-            radius=self.radius,
-            indptr=self.indptr,
-            indices=self.indices,
-            t_indptr=self.t_indptr,
-            t_indices=self.t_indices,
-            meta_keys=np.array(list(meta.keys()), dtype=str),
-            meta_values=np.array([repr(v) for v in meta.values()], dtype=str),
-        )
-        os.replace(tmp, path)
-        return path
+        return save_npz(Path(path), {
+            "format_version": np.int64(_FORMAT_VERSION),
+            "k": np.int64(self.k),
+            "exact": np.bool_(self.exact),
+            "radius": self.radius,
+            "indptr": self.indptr,
+            "indices": self.indices,
+            "t_indptr": self.t_indptr,
+            "t_indices": self.t_indices,
+            "meta_keys": np.array(list(meta.keys()), dtype=str),
+            "meta_values": np.array([repr(v) for v in meta.values()], dtype=str),
+        })
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "KnnGraph":
-        """Read a graph written by :meth:`save`."""
+        """Read a graph written by :meth:`save`, verified.
+
+        Raises :class:`balpm.safeio.DamagedFileError` (a ``ValueError`` naming the file) when the file is
+        unreadable, fails its checksum, or (files written before checksums) its arrays do not fit together.
+        """
         import ast
 
-        with np.load(Path(path), allow_pickle=False) as z:
-            if int(z["format_version"]) != _FORMAT_VERSION:
-                raise ValueError(f"{path}: unsupported KnnGraph format {int(z['format_version'])}")
-            info = {str(k): ast.literal_eval(str(v)) for k, v in zip(z["meta_keys"], z["meta_values"])}
-            return cls(
-                k=int(z["k"]),
-                radius=z["radius"],
-                indptr=z["indptr"],
-                indices=z["indices"],
-                t_indptr=z["t_indptr"],
-                t_indices=z["t_indices"],
-                exact=bool(z["exact"]),
-                info=info,
-            )
+        path = Path(path)
+        z = load_npz(path, required=_ARRAYS)
+        if int(z["format_version"]) != _FORMAT_VERSION:
+            raise ValueError(f"{path}: unsupported KnnGraph format {int(z['format_version'])}")
+        n = int(z["radius"].shape[0]) if z["radius"].ndim == 1 else -1
+        for ptr, idx in (("indptr", "indices"), ("t_indptr", "t_indices")):
+            p, i = z[ptr], z[idx]
+            if n < 1 or p.shape != (n + 1,) or i.ndim != 1 or int(p[0]) != 0 or int(p[-1]) != len(i) \
+                    or np.any(np.diff(p) < 0) or (len(i) and (int(i.min()) < 0 or int(i.max()) >= n)):
+                raise DamagedFileError(path, f"{ptr}/{idx} {p.shape}/{i.shape} are not a graph of {n} points")
+        try:
+            info = {str(k): ast.literal_eval(str(v)) for k, v in zip(z["meta_keys"], z["meta_values"], strict=True)}
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as e:
+            raise DamagedFileError(path, f"unreadable metadata ({type(e).__name__}: {e})") from e
+        return cls(
+            k=int(z["k"]),
+            radius=z["radius"],
+            indptr=z["indptr"],
+            indices=z["indices"],
+            t_indptr=z["t_indptr"],
+            t_indices=z["t_indices"],
+            exact=bool(z["exact"]),
+            info=info,
+        )
 
 
 # ----------------------------------------------------------------------------------------------------- search
@@ -497,17 +509,22 @@ def embedding_fingerprint(X: ArrayLike, chunk_rows: int = 65536) -> str:
 def cached_knn_graph(X: ArrayLike, path: str | os.PathLike, k: int = 13, **build_kwargs: Any) -> KnnGraph:
     """Load the graph at ``path`` if it was built from these very embeddings with this ``k``; else build and save.
 
-    The embeddings' fingerprint (:func:`embedding_fingerprint`) is stored in the graph's ``info``.
+    The embeddings' fingerprint (:func:`embedding_fingerprint`) is stored in the graph's ``info``. A damaged
+    file (unreadable, checksum mismatch) is moved into ``quarantine/`` beside it with one
+    :class:`balpm.safeio.DamagedFileWarning`, and the graph is rebuilt: a broken cache never stops a run.
     """
     path = Path(path)
     fp = embedding_fingerprint(X)
-    if path.exists():
-        try:
-            g = KnnGraph.load(path)
-            if g.info.get("fingerprint") == fp and g.info.get("k_requested", g.k) == k:
-                return g
-        except (OSError, ValueError, KeyError):
-            pass
+    try:
+        g = KnnGraph.load(path)
+        if g.info.get("fingerprint") == fp and g.info.get("k_requested", g.k) == k:
+            return g
+    except FileNotFoundError:
+        pass
+    except DamagedFileError as e:
+        quarantine(path, e.reason, "the graph is rebuilt", stacklevel=2)
+    except (OSError, ValueError, KeyError):
+        pass  # another format version or an unreadable folder: rebuilt and replaced below
     g = build_knn_graph(X, k=k, **build_kwargs)
     g.info["fingerprint"] = fp
     g.info["k_requested"] = int(k)

@@ -173,8 +173,8 @@ def load_npz(path: str | os.PathLike[str], required: Iterable[str] = ()) -> dict
 
     Raises
     ------
-    FileNotFoundError
-        The file is not there (not damage: e.g. another process moved it).
+    FileNotFoundError, PermissionError, IsADirectoryError
+        The file is not there or not readable by us: not damage (e.g. another process moved it).
     DamagedFileError
         Unreadable, a checksum mismatch, or one of ``required`` missing.
     """
@@ -182,8 +182,8 @@ def load_npz(path: str | os.PathLike[str], required: Iterable[str] = ()) -> dict
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise  # not there or not ours to read: not damage
     except READ_ERRORS as e:
         raise DamagedFileError(path, f"unreadable ({type(e).__name__}: {e})") from e
     stored = arrays.pop(CHECKSUM_KEY, None)

@@ -152,3 +152,70 @@ def test_tiny_sets_clamp_k():
     with pytest.warns(UserWarning):
         g = build_knn_graph(np.eye(4, dtype=np.float32), k=13)
     assert g.k == 3 and (g.ball_sizes == 3).all()
+
+
+# ------------------------------------------------------------------------------------------ damaged cache (issue 10, case 9)
+def _damage(path, how: str) -> None:
+    data = bytearray(path.read_bytes())
+    if how == "flip":
+        data[len(data) // 2] ^= 0xFF
+    elif how == "truncate":
+        del data[len(data) // 2 :]
+    elif how == "empty":
+        data = bytearray()
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate", "empty", "rewritten"])
+def test_damaged_cached_graph_is_quarantined_reported_once_and_rebuilt(tmp_path, how):
+    """A damaged kNN cache used to raise BadZipFile / EOFError on every later run; now it heals."""
+    import warnings
+
+    from balpm.safeio import QUARANTINE_DIR, DamagedFileWarning
+
+    X = clustered(200, 8, 3)
+    path = tmp_path / "knn.npz"
+    good = cached_knn_graph(X, path, k=5)
+    if how == "rewritten":  # a valid zip whose balls changed: only the content checksum can tell
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays["indices"] = arrays["indices"][::-1].copy()
+        np.savez(path, **arrays)
+    else:
+        _damage(path, how)
+    with pytest.warns(DamagedFileWarning, match="rebuilt") as rec:
+        g = cached_knn_graph(X, path, k=5)
+    assert len([w for w in rec if issubclass(w.category, DamagedFileWarning)]) == 1
+    for name in ("radius", "indptr", "indices", "t_indptr", "t_indices"):
+        np.testing.assert_array_equal(getattr(g, name), getattr(good, name))
+    assert len(list((tmp_path / QUARANTINE_DIR).iterdir())) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DamagedFileWarning)  # healed: silent, and read from the rebuilt file
+        mtime = path.stat().st_mtime_ns
+        cached_knn_graph(X, path, k=5)
+        assert path.stat().st_mtime_ns == mtime
+
+
+def test_damaged_graph_file_is_a_clear_error_and_old_files_load(tmp_path):
+    from balpm.safeio import DamagedFileError
+
+    X = with_repeats(20, 4, 1)
+    g = build_knn_graph(X, k=5)
+    path = g.save(tmp_path / "knn.npz")
+    _damage(path, "flip")
+    with pytest.raises(DamagedFileError, match="knn.npz"):
+        KnnGraph.load(path)
+    # a graph saved before checksums (plain np.savez, as balpm wrote it) still loads
+    old = tmp_path / "old.npz"
+    np.savez(old, format_version=np.int64(1), k=np.int64(g.k), exact=np.bool_(g.exact), radius=g.radius,
+             indptr=g.indptr, indices=g.indices, t_indptr=g.t_indptr, t_indices=g.t_indices,
+             meta_keys=np.array(["n"], dtype=str), meta_values=np.array([repr(len(X))], dtype=str))
+    h = KnnGraph.load(old)
+    np.testing.assert_array_equal(h.indices, g.indices)
+    assert h.info == {"n": len(X)}
+    # ... unless its arrays do not fit together
+    np.savez(old, format_version=np.int64(1), k=np.int64(g.k), exact=np.bool_(g.exact), radius=g.radius,
+             indptr=g.indptr, indices=g.indices[:-3], t_indptr=g.t_indptr, t_indices=g.t_indices,
+             meta_keys=np.array([], dtype=str), meta_values=np.array([], dtype=str))
+    with pytest.raises(DamagedFileError, match="old.npz"):
+        KnnGraph.load(old)
