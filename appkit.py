@@ -31,12 +31,16 @@ API (small on purpose)
     The tab's learner on the train part, labelled set re-read from the label store on every call.
 ``progress_bar(label, container=None) -> StreamlitProgress``
     A ``progress(done, total)`` callback (the engine's Progress protocol) drawing an ``st.progress`` bar.
+``literal(value) -> str``
+    Markdown that shows ``value`` as plain text: how every page puts a user-supplied string (pair id, annotator,
+    file, session, pool or model name, an error naming a file) into ``st.caption`` / ``st.error`` / ``st.markdown``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +54,7 @@ from balpm.session import MODES, Session, SessionConfig, list_sessions, open_or_
 __all__ = [
     "current_session", "open_session", "render_sidebar", "get_pool", "pool_or_stop", "session_and_pool_or_stop",
     "get_embedder", "cached_embeddings", "get_embeddings", "split", "get_learner", "progress_bar",
-    "StreamlitProgress", "Split", "COLD_START_NOTE",
+    "StreamlitProgress", "Split", "COLD_START_NOTE", "literal",
 ]
 
 _SESSION = "_balpm_session"
@@ -60,6 +64,20 @@ _MAX_EMBEDDINGS = 4  # (pool, model) embeddings kept in memory per process
 COLD_START_NOTE = ("Nothing was labelled yet, so this first batch is drawn at random (no model to score with): "
                    "the policy picks from the next round on.")
 """What the Acquire and Label pages say about a ``Batch.cold_start`` batch."""
+
+
+_MD_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
+
+
+def literal(value: object) -> str:
+    """``value`` as Markdown that renders as exactly its text: every ASCII punctuation character backslash-escaped.
+
+    Why: Streamlit renders captions, alerts, subheaders and toasts as Markdown, so a pair id or file name holding
+    ``![x](http://host/pixel.png)`` would make every browser showing it fetch that URL (and `` ` `` in an id breaks
+    out of a code span). CommonMark lets any ASCII punctuation be escaped, which also covers HTML (``<``), LaTeX
+    (``$``) and Streamlit's ``:color[...]`` directives. Use it for every user-supplied string in a Markdown body.
+    """
+    return _MD_PUNCTUATION.sub(r"\\\1", str(value))
 
 
 # ---------------------------------------------------------------------------------------------------- sessions
@@ -121,7 +139,7 @@ def current_session() -> Session | None:
         try:
             session = _first_session()
         except (OSError, ValueError) as e:
-            st.error(f"Could not open a session in {sessions_dir()}: {e}")
+            st.error(f"Could not open a session in {literal(sessions_dir())}: {literal(e)}")
             return None
         st.session_state[_SESSION] = session
         _remember(session)
@@ -151,7 +169,7 @@ def get_pool(session: Session) -> PreferencePool:
     if not session.config.pool:
         raise PoolFormatError(None, None, None, "no pool chosen yet: pick a built-in dataset, upload a file or give a path")
     c = session.config
-    pool_fields = {k: getattr(c, k) for k in ("pool", "pool_seed", "max_pairs", "mode", "test_fraction")}
+    pool_fields = {k: getattr(c, k) for k in ("pool", "pool_seed", "max_pairs", "strict", "mode", "test_fraction")}
     return _load_pool_cached(str(session.folder), json.dumps(pool_fields, sort_keys=True), session.pool_identity())
 
 
@@ -160,7 +178,7 @@ def pool_or_stop(session: Session) -> PreferencePool:
     try:
         return get_pool(session)
     except (PoolFormatError, OSError) as e:
-        st.error(f"Cannot load the pool: {e}")
+        st.error(f"Cannot load the pool: {literal(e)}")
         st.page_link("pages/1_pool.py", label="Choose a pool on the Pool page", icon="📂")
         st.stop()
         raise  # unreachable: st.stop raises
@@ -306,15 +324,15 @@ def render_sidebar(session: Session | None) -> None:
             st.warning("No session open.")
         else:
             c = session.config
-            st.markdown(f"**Session:** `{session.name}` ({c.mode})")
+            st.markdown(f"**Session:** {literal(session.name)} ({c.mode})")
             pool_name = c.pool or "none chosen"
             size = f", at most {c.max_pairs} pairs" if c.max_pairs else ""
-            st.markdown(f"**Pool:** `{Path(pool_name).name if '/' in pool_name else pool_name}`{size}")
-            st.markdown(f"**Model:** `{c.model}` (max {c.max_length} tokens)")
+            st.markdown(f"**Pool:** {literal(Path(pool_name).name if '/' in pool_name else pool_name)}{size}")
+            st.markdown(f"**Model:** {literal(c.model)} (max {c.max_length} tokens)")
             try:
                 n_lab, n_dec = session.n_labelled(), len(session.store)
             except Exception as e:  # a locked or damaged store must not hide the rest of the page
-                st.error(f"Label store unreadable: {e}")
+                st.error(f"Label store unreadable: {literal(e)}")
             else:
                 st.markdown(f"**Labelled:** {n_lab} pairs" + (f" ({n_dec - n_lab} ties/skips)" if n_dec > n_lab else ""))
         _session_controls(session)
@@ -330,7 +348,7 @@ def _session_controls(session: Session | None) -> None:
                 try:
                     open_session(Session.open(choice))
                 except (OSError, ValueError) as e:
-                    st.error(str(e))
+                    st.error(literal(e))
                 else:
                     st.rerun()
         st.divider()
@@ -349,6 +367,6 @@ def _session_controls(session: Session | None) -> None:
                                     policy_params=dict(base.policy_params), batch_size=base.batch_size)
                 open_session(Session.create(name.strip(), cfg))
             except (OSError, ValueError) as e:
-                st.error(f"Cannot create session: {e}")
+                st.error(f"Cannot create session: {literal(e)}")
             else:
                 st.rerun()

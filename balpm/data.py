@@ -31,8 +31,11 @@ Sources (:func:`load_pool`)
 
   Optional fields ``id``, ``group`` and ``source`` in the generic schemas override the defaults; other fields
   become metadata columns.
-- Built-in names, resolved against :func:`data_dir`: ``hh-rlhf`` (the four splits, ``source`` says which),
-  ``hh-rlhf:<split>`` and ``qa-feedback`` (see :data:`BUILTIN_DATASETS`).
+- Built-in names (:data:`BUILTIN_DATASETS`): ``hh-rlhf`` (the four splits, ``source`` says which),
+  ``hh-rlhf:<split>`` and ``qa-feedback`` read the full files in :func:`data_dir`. When the folder lacks them,
+  ``hh-rlhf:harmless-base`` and ``qa-feedback`` read the embedded sample shipped in the package
+  (:func:`sample_dir`, ``balpm/datasets/``), so a fresh clone runs on real pairs; ``sample:<name>`` always reads
+  the sample. ``pool.report.origin`` (and the summary's first line) says which was read.
 - ``hf:NAME[:split]``: ``datasets.load_dataset`` (needs the network), same schemas.
 
 Ids
@@ -86,11 +89,15 @@ __all__ = [
     "LoadReport",
     "PoolFormatError",
     "PreferencePool",
+    "SAMPLE_OF",
+    "SAMPLE_PREFIX",
     "data_dir",
     "format_summary",
+    "full_data_present",
     "join_prompt_completion",
     "load_pool",
     "pair_id",
+    "sample_dir",
     "split_hh_transcript",
     "summarize",
 ]
@@ -100,11 +107,19 @@ HH_SPLITS = ("harmless-base", "helpful-base", "helpful-online", "helpful-rejecti
 HH_SEPARATOR = "\n\nAssistant:"
 QA_PAIRS = ((1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4))
 
+#: Prefix of a built-in name that always reads the embedded sample (``sample:qa-feedback``).
+SAMPLE_PREFIX = "sample:"
+#: Built-in names that have an embedded sample (``balpm/datasets/``) -> pairs of the full split, for the summary.
+SAMPLE_OF: dict[str, int] = {"hh-rlhf:harmless-base": 2303, "qa-feedback": 2616}
+
 #: Built-in dataset names -> description. ``hh-rlhf:<split>`` works for every split in :data:`HH_SPLITS`.
+#: A name with a sample reads the full split from :func:`data_dir` when it is there, else the sample.
 BUILTIN_DATASETS: dict[str, str] = {
     "hh-rlhf": "Anthropic HH-RLHF test splits (all four, concatenated), data_dir()/hh-rlhf/*.jsonl.gz",
-    **{f"hh-rlhf:{s}": f"Anthropic HH-RLHF {s} test split" for s in HH_SPLITS},
-    "qa-feedback": "AllenAI QA-Feedback dev set, data_dir()/qa-feedback/dev_feedback.json",
+    **{f"hh-rlhf:{s}": f"Anthropic HH-RLHF {s} test split" + (" (else the embedded sample)" if f"hh-rlhf:{s}" in SAMPLE_OF else "")
+       for s in HH_SPLITS},
+    "qa-feedback": "AllenAI QA-Feedback dev set, data_dir()/qa-feedback/dev_feedback.json (else the embedded sample)",
+    **{f"{SAMPLE_PREFIX}{k}": f"embedded sample of {k} (ships with balpm)" for k in SAMPLE_OF},
 }
 
 
@@ -151,12 +166,16 @@ class LoadReport:
         Reason -> number of pairs dropped (see the module docstring for the reasons).
     format : str
         The detected record schema (``"hh-rlhf"``, ``"trl"``, ``"pairs"``, ``"summarize"``, ``"qa-feedback"``).
+    origin : str
+        For a built-in name, which data it was read from, so nobody mistakes the sample for the full split:
+        ``"embedded sample, 600 of 2,303 pairs"`` or ``"full split, data folder /path"``; empty otherwise.
     """
 
     path: str
     kept: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     format: str = ""
+    origin: str = ""
 
     @property
     def dropped_total(self) -> int:
@@ -1034,11 +1053,14 @@ def _consume(b: _Builder, records: Iterable[tuple[_Loc, dict]], source: str, see
 
 
 def data_dir() -> Path | None:
-    """The folder holding the built-in datasets: ``$BALPM_DATA_DIR``, else ``shared/data`` beside the repository.
+    """The folder holding the full built-in datasets: ``$BALPM_DATA_DIR``, else ``shared/data`` beside the repository.
 
-    Returns None when neither is set or exists.
+    Returns None when neither is set or exists, or when ``BALPM_DATA_DIR=none``: the explicit way to hide a data
+    folder and use the embedded sample (a fresh clone, the tests' sample runs).
     """
-    env = os.environ.get("BALPM_DATA_DIR")
+    env = os.environ.get("BALPM_DATA_DIR", "").strip()
+    if env.lower() == "none":
+        return None
     if env:
         return Path(env).expanduser()
     import balpm
@@ -1047,33 +1069,66 @@ def data_dir() -> Path | None:
     return beside if beside.is_dir() else None
 
 
-def _builtin_files(name: str) -> list[tuple[str, Path]]:
-    """(source, file) pairs for a built-in name, or a PoolFormatError that says what to set."""
-    root = data_dir()
-    if root is None:
-        raise PoolFormatError(name, None, None, "built-in dataset needs the data folder: set BALPM_DATA_DIR")
-    if not root.is_dir():
-        raise PoolFormatError(name, None, None, f"data folder {root} does not exist (set BALPM_DATA_DIR)")
+def sample_dir() -> Path:
+    """The embedded sample's folder (package data, laid out like :func:`data_dir`; see ``balpm/datasets/README.md``)."""
+    from balpm.datasets import SAMPLE_DIR
+
+    return SAMPLE_DIR
+
+
+def _split_files(name: str, root: Path) -> list[tuple[str, Path]]:
+    """(source, file) pairs of built-in ``name`` in a folder laid out like the data folder; [] when any is missing."""
     base, _, split = name.partition(":")
     if base == "qa-feedback":
-        f = root / "qa-feedback" / "dev_feedback.json"
-        if not f.is_file():
-            raise PoolFormatError(name, None, None, f"{f} not found (set BALPM_DATA_DIR to the data folder)")
-        return [("qa-feedback", f)]
-    splits = HH_SPLITS if not split else (split,)
-    if split and split not in HH_SPLITS:
-        raise PoolFormatError(name, None, None, f"unknown hh-rlhf split {split!r}; known: {', '.join(HH_SPLITS)}")
+        found = [f for f in (root / "qa-feedback" / n for n in ("dev_feedback.json", "dev_feedback.json.gz")) if f.is_file()]
+        return [("qa-feedback", found[0])] if found else []
     out = []
-    for s in splits:
+    for s in (split,) if split else HH_SPLITS:
         files = sorted((root / "hh-rlhf").glob(f"{s}-*.jsonl.gz")) + sorted((root / "hh-rlhf" / s).glob("*.jsonl.gz"))
         if not files:
-            raise PoolFormatError(name, None, None, f"no {s} files in {root / 'hh-rlhf'} (set BALPM_DATA_DIR)")
+            return []
         out.extend((f"hh-rlhf:{s}", f) for f in files)
     return out
 
 
+def full_data_present(name: str) -> bool:
+    """Whether :func:`data_dir` holds the full files of built-in ``name`` (else it reads the sample, or fails)."""
+    root = data_dir()
+    return root is not None and root.is_dir() and bool(_split_files(name, root))
+
+
+def _builtin_files(name: str) -> tuple[list[tuple[str, Path]], Path | None]:
+    """(source, file) pairs for a built-in name and the data folder they came from (None: the embedded sample).
+
+    The full split from :func:`data_dir` when it is there, else the embedded sample when the name has one; a
+    ``sample:`` name always reads the sample. Anything else is a PoolFormatError that says what to set.
+    """
+    samples = ", ".join(SAMPLE_PREFIX + k for k in SAMPLE_OF)
+    base = name[len(SAMPLE_PREFIX):] if name.startswith(SAMPLE_PREFIX) else name
+    if base.startswith("hh-rlhf:") and base.partition(":")[2] not in HH_SPLITS:
+        raise PoolFormatError(name, None, None, f"unknown hh-rlhf split {base.partition(':')[2]!r}; known: {', '.join(HH_SPLITS)}")
+    if name.startswith(SAMPLE_PREFIX):
+        if base not in SAMPLE_OF:
+            raise PoolFormatError(name, None, None, f"no embedded sample of {base!r}; samples: {samples}")
+        return _split_files(base, sample_dir()), None
+    root = data_dir()
+    if root is not None and not root.is_dir():
+        raise PoolFormatError(name, None, None, f"data folder {root} does not exist: set BALPM_DATA_DIR to the data "
+                              "folder, or BALPM_DATA_DIR=none to use the embedded sample")
+    files = _split_files(base, root) if root is not None else []
+    if files:
+        return files, root
+    if base in SAMPLE_OF:
+        return _split_files(base, sample_dir()), None
+    where = f"not in {root}" if root is not None else "no data folder found"
+    raise PoolFormatError(name, None, None, f"no embedded sample of this dataset and its full files are missing "
+                          f"({where}): set BALPM_DATA_DIR to the folder holding hh-rlhf/ and qa-feedback/; "
+                          f"the embedded samples work anywhere: {samples}")
+
+
 def _is_builtin(source: str) -> bool:
-    return source in BUILTIN_DATASETS or source.startswith("hh-rlhf:")
+    name = source[len(SAMPLE_PREFIX):] if source.startswith(SAMPLE_PREFIX) else source
+    return name in BUILTIN_DATASETS or name.startswith("hh-rlhf:")
 
 
 def load_pool(source: str | os.PathLike, *, seed: int = 0, fmt: str | None = None) -> PreferencePool:
@@ -1102,6 +1157,7 @@ def load_pool(source: str | os.PathLike, *, seed: int = 0, fmt: str | None = Non
     path = Path(src).expanduser()
     b = _Builder()
     schemas: set[str] = set()
+    origin = ""
     if path.exists():
         name = path.name
         if _is_hf_disk(path):
@@ -1139,15 +1195,19 @@ def load_pool(source: str | os.PathLike, *, seed: int = 0, fmt: str | None = Non
             _consume(b, recs, s, seed, schemas)
     elif _is_builtin(src):
         name = src
-        for s, f in _builtin_files(src):
+        files, root = _builtin_files(src)
+        for s, f in files:
             _consume(b, _records_from_file(f, None), s, seed, schemas)
+        full = SAMPLE_OF.get(src[len(SAMPLE_PREFIX):] if src.startswith(SAMPLE_PREFIX) else src)
+        origin = f"embedded sample, {len(b.rows):,} of {full:,} pairs" if root is None else f"full split, data folder {root}"
     else:
         known = ", ".join(k for k in BUILTIN_DATASETS if not k.startswith("hh-rlhf:"))
         raise PoolFormatError(src, None, None, f"no such file or built-in dataset (built-ins: {known}, hh-rlhf:<split>)")
     if not b.rows:
         raise PoolFormatError(src, None, None, "no usable pairs" + (f" (dropped: {dict(b.dropped)})" if b.dropped else ""))
     pairs = b.frame()
-    report = LoadReport(path=src, kept=len(pairs), dropped=dict(b.dropped), format="+".join(sorted(schemas)))
+    report = LoadReport(path=src, kept=len(pairs), dropped=dict(b.dropped), format="+".join(sorted(schemas)),
+                        origin=origin)
     return PreferencePool(pairs, name=name, report=report)
 
 
@@ -1175,7 +1235,8 @@ def summarize(pool: PreferencePool) -> dict:
     Returns
     -------
     dict
-        ``name``, ``path``, ``format``, ``pairs``, ``source_pairs`` (pairs kept when the source was read),
+        ``name``, ``path``, ``format``, ``origin`` (built-ins: embedded sample or full split), ``pairs``,
+        ``source_pairs`` (pairs kept when the source was read),
         ``is_subset`` (``pairs < source_pairs``), ``dropped`` (reason -> count, whole source file),
         ``dropped_total`` (whole source file), ``labelled``, ``unlabelled``, ``a_preferred``, ``b_preferred``, ``a_preferred_fraction`` (NaN when
         nothing is labelled), ``groups``, ``repeated_prompt_groups`` (groups with more than one pair),
@@ -1194,6 +1255,7 @@ def summarize(pool: PreferencePool) -> dict:
         "name": pool.name,
         "path": pool.report.path,
         "format": pool.report.format,
+        "origin": pool.report.origin,
         "pairs": len(df),
         "source_pairs": int(pool.report.kept),
         "is_subset": len(df) < int(pool.report.kept),
@@ -1222,7 +1284,10 @@ def format_summary(d: dict) -> str:
 
     The drop line says that it counts the source file, and for a subset how many pairs the file gave.
     """
-    lines = [f"pool: {d['name']}" + (f" ({d['format']})" if d.get("format") else "")]
+    if d.get("origin"):  # a built-in name: say whether this is the embedded sample or the full split
+        lines = [f"pool: {d['name']} ({d['origin']}" + (f"; format {d['format']})" if d.get("format") else ")")]
+    else:
+        lines = [f"pool: {d['name']}" + (f" ({d['format']})" if d.get("format") else "")]
     lines.append(f"pairs: {d['pairs']}")
     dropped = f"dropped while reading the source file: {d['dropped_total']}"
     if d["dropped_total"]:

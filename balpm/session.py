@@ -156,8 +156,16 @@ class SessionConfig:
 
 
 def demo_config() -> SessionConfig:
-    """The session a first start opens: HH-RLHF harmless-base, offline default model, human labelling."""
-    return SessionConfig(pool="hh-rlhf:harmless-base", max_pairs=500, model="default", mode="human")
+    """The session a first start opens: HH-RLHF harmless-base, offline default model, human labelling.
+
+    The full split when the data folder holds it, else the embedded sample, named ``sample:...`` so the demo keeps
+    its pairs if a data folder appears later (its labels were given on the sample's pairs).
+    """
+    from balpm.data import SAMPLE_PREFIX, full_data_present
+
+    pool = "hh-rlhf:harmless-base"
+    return SessionConfig(pool=pool if full_data_present(pool) else SAMPLE_PREFIX + pool, max_pairs=500,
+                         model="default", mode="human")
 
 
 @dataclass
@@ -594,14 +602,9 @@ class Session:
         return pd.read_csv(f) if f.is_file() else pd.DataFrame()
 
 
-def open_or_create_demo(root: str | os.PathLike[str] | None = None) -> Session | None:
-    """The demo session (created on first start) when the built-in data folder is present, else None."""
-    from balpm.data import data_dir
-
+def open_or_create_demo(root: str | os.PathLike[str] | None = None) -> Session:
+    """The demo session, created on first start (on the full split or the embedded sample: :func:`demo_config`)."""
     base = Path(root) if root is not None else sessions_dir()
     if (base / DEMO_NAME / _CONFIG_FILE).is_file():
         return Session.open(base / DEMO_NAME)
-    d = data_dir()
-    if d is None or not (d / "hh-rlhf").is_dir():
-        return None
     return Session.create(DEMO_NAME, demo_config(), root=base, exist_ok=True)

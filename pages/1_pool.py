@@ -41,6 +41,10 @@ with st.form("pool_form", border=True):
     max_pairs = c1.number_input("Max pairs (0 = all; whole prompt groups are sampled)", min_value=0,
                                 value=int(cfg.max_pairs or 0), step=100, key="pool_max_pairs")
     seed = c2.number_input("Seed (sample and A/B coin)", min_value=0, value=int(cfg.pool_seed), key="pool_seed")
+    strict = st.checkbox("Strict: refuse the file if any record would be dropped", value=bool(cfg.strict),
+                         key="pool_strict",
+                         help="Records the format allows dropping (empty completion, tie, duplicate pair …) are "
+                              "dropped and counted by default; strict makes the first one a located error.")
     submitted = st.form_submit_button("Load pool", type="primary")
 
 if submitted:
@@ -53,12 +57,12 @@ if submitted:
     if not new_source:
         st.error("Choose a dataset, upload a file or give a path first.")
     else:
-        changes = {"pool": new_source, "max_pairs": int(max_pairs) or None, "pool_seed": int(seed)}
+        changes = {"pool": new_source, "max_pairs": int(max_pairs) or None, "pool_seed": int(seed), "strict": bool(strict)}
         trial = Session(session.folder, dataclasses.replace(session.config, **changes))
         try:  # validate before switching, so a bad file never replaces a good pool
             appkit.get_pool(trial)
         except (PoolFormatError, OSError) as e:
-            st.error(f"Cannot load this pool: {e}")
+            st.error(f"Cannot load this pool: {appkit.literal(e)}")
             st.stop()
         else:
             session.update(**changes)
@@ -71,7 +75,7 @@ if not session.config.pool:
 pool = appkit.pool_or_stop(session)
 summary = summarize(pool)
 
-st.subheader(f"{summary['name']}")
+st.subheader(appkit.literal(summary["name"]))
 m = st.columns(5)
 m[0].metric("Pairs", summary["pairs"])
 m[1].metric("Dropped from file", summary["dropped_total"],

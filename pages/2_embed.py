@@ -24,7 +24,7 @@ def _gpu_name() -> str | None:
 
 gpu = _gpu_name()
 if gpu:
-    st.success(f"GPU available: {gpu}. Device 'auto' uses it.")
+    st.success(f"GPU available: {appkit.literal(gpu)}. Device 'auto' uses it.")
 else:
     st.caption("No GPU found: embedding runs on the CPU (small pools take a minute or two).")
 
@@ -56,17 +56,17 @@ if go:
     try:
         emb = appkit.get_embeddings(session, pool)
     except (EmbeddingModelError, OSError, ValueError) as e:
-        st.error(f"Cannot embed with {model!r}: {e}")
+        st.error(f"Cannot embed with {appkit.literal(repr(model))}: {appkit.literal(e)}")
         st.stop()
 
 emb = appkit.cached_embeddings(session)
 if emb is None:
-    st.info(f"The pool ({len(pool)} pairs) is not embedded with `{session.config.model}` yet: press **Embed pool**. "
+    st.info(f"The pool ({len(pool)} pairs) is not embedded with {appkit.literal(session.config.model)} yet: press **Embed pool**. "
             "Texts already in the disk cache are skipped.")
     st.stop()
 
 s = emb.stats
-st.success(f"Embedded {len(emb)} pairs with `{emb.model_id}` ({emb.dim} dimensions).")
+st.success(f"Embedded {len(emb)} pairs with {appkit.literal(emb.model_id)} ({emb.dim} dimensions).")
 m = st.columns(4)
 m[0].metric("Pairs embedded", len(emb))
 m[1].metric("Unique texts", s.get("texts", 0))

@@ -64,9 +64,10 @@ def _on_verdict(pair_id: str, choice: str, swapped: bool, token: str, rnd: int, 
         st.session_state.pop(_FOCUS, None)
     if res.status == "recorded":
         _flash("success", f"Saved: {dict(left='left', right='right').get(choice, choice)} "
-                          f"{'is better' if choice in ('left', 'right') else ''} (pair {pair_id}).")
+                          f"{'is better' if choice in ('left', 'right') else ''} (pair {appkit.literal(pair_id)}).")
     elif res.status == "already_labelled":
-        _flash("info", f"That pair ({pair_id}) was already labelled, in another tab: showing the next one.")
+        _flash("info", f"That pair ({appkit.literal(pair_id)}) was already labelled, in another tab: "
+                       "showing the next one.")
     else:
         _flash("info", "That click was already recorded.")
 
@@ -81,12 +82,12 @@ def _on_undo(request_id: str) -> None:
     st.session_state[_LAST] = now
     st.session_state[_UNDO] = uuid.uuid4().hex
     if ev is None:
-        _flash("info", "Nothing to undo" + (f" for {_annotator()}." if _annotator() else "."))
+        _flash("info", "Nothing to undo" + (f" for {appkit.literal(_annotator())}." if _annotator() else "."))
         return
     pid = str(ev["pair_id"])
     st.session_state.setdefault(_TOKENS, {}).pop(pid, None)  # the old token is spent: relabelling needs a new one
     st.session_state[_FOCUS] = pid
-    _flash("success", f"Undid the label of pair {pid} ({ev['verdict']}); it is shown again.")
+    _flash("success", f"Undid the label of pair {appkit.literal(pid)} ({ev['verdict']}); it is shown again.")
 
 
 def _propose_next(s: Session) -> None:
@@ -150,7 +151,7 @@ def labelling_widget() -> None:
     done = len([i for i in batch.ids if i in texts]) - len(pending)
     st.progress(done / max(len(batch.ids), 1),
                 text=f"Pair {done + 1} of {len(batch.ids)} in round {batch.round} · {n_total} labelled in total")
-    st.caption(f"Pair `{pid}`")
+    st.caption(f"Pair {appkit.literal(pid)}")
     if batch.cold_start:
         st.caption(appkit.COLD_START_NOTE)
     st.markdown("**Prompt**")

@@ -46,7 +46,7 @@ with tab_session:
         table = ratio_by_round(picks)
         if table.empty:
             policy = session.config.policy
-            why = (f"the policy `{policy}` has no entropy term" if policy not in ("bal-pm",) else
+            why = (f"the policy {appkit.literal(policy)} has no entropy term" if policy not in ("bal-pm",) else
                    "no scored batch yet (the first batch is random)")
             st.info(f"No ratios to show: {why}. Run a Step on the Acquire page.")
         else:
@@ -107,7 +107,7 @@ with tab_runs:
         if line.strip() and (p / "metrics.csv").is_file() and str(p) not in found:
             found.append(str(p))
         elif line.strip() and not (p / "metrics.csv").is_file():
-            st.warning(f"`{line.strip()}` is not a run folder (no metrics.csv).")
+            st.warning(f"{appkit.literal(line.strip())} is not a run folder (no metrics.csv).")
     if not found:
         st.info("No run folders found. Write some with `balpm run --policy bal-pm` and `balpm run --policy random`, "
                 "then give their folder here.")
@@ -121,7 +121,7 @@ with tab_runs:
             try:
                 metrics_all, acq_all = _load_runs(tuple(chosen), stamps)
             except (OSError, ValueError, KeyError) as e:
-                st.error(f"Cannot read the runs: {e}")
+                st.error(f"Cannot read the runs: {appkit.literal(e)}")
                 st.stop()
             curves = compare_runs(metrics_all)
             c1, c2 = st.columns(2)

@@ -8,11 +8,14 @@ makes every embedding after the first a cache hit.
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -26,10 +29,10 @@ SMALL = dict(pool="hh-rlhf:harmless-base", max_pairs=100, max_length=64, batch_s
 
 
 @pytest.fixture()
-def sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path) -> Path:
+def sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "sessions"
     monkeypatch.setenv("BALPM_SESSIONS_DIR", str(root))
-    monkeypatch.setenv("BALPM_DATA_DIR", str(shared_data))
+    monkeypatch.setenv("BALPM_DATA_DIR", "none")  # the embedded sample: the same pairs on every machine
     monkeypatch.setenv("BALPM_LABEL_DWELL_S", "0")
     return root
 
@@ -63,6 +66,25 @@ def _frame(at: AppTest, column: str):
 
 def _button(at: AppTest, label: str):
     return next(b for b in at.button if b.label == label)
+
+
+def _set_annotator(at: AppTest, name: str) -> None:
+    """Give the Label page's annotator name, as a person would."""
+    at.text_input(key="annotator").set_value(name).run()
+
+
+_MARKDOWN_KINDS = ("title", "header", "subheader", "markdown", "caption", "success", "info", "warning", "error",
+                   "toast", "exception")
+
+
+def _markdown_bodies(at: AppTest) -> list[str]:
+    """The Markdown source of every element Streamlit renders as Markdown (main area and sidebar)."""
+    return [str(e.value) for kind in _MARKDOWN_KINDS for e in at.get(kind)]
+
+
+def _shown(body: str) -> str:
+    """What the browser shows for a Markdown body made of escaped text (backslash escapes removed)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", body)
 
 
 # ---------------------------------------------------------------------------------------------- Pool
@@ -261,7 +283,7 @@ def test_two_tabs_never_duplicate_and_skip_labelled_pairs(sessions: Path) -> Non
     assert len(events) == 1 and events.iloc[0]["annotator"] == "t1"
     # and tab2 moved on to a pair nobody labelled
     assert any("already labelled" in i.value for i in tab2.info)
-    shown = [c.value for c in tab2.caption if c.value.startswith("Pair `")]
+    shown = [_shown(c.value) for c in tab2.caption if c.value.startswith("Pair ")]
     assert shown and events.iloc[0]["pair_id"] not in shown[0]
 
 
@@ -281,3 +303,44 @@ def test_batch_done_proposes_next_and_exports(sessions: Path) -> None:
     assert nxt is not None and nxt.batch_id != first.batch_id and nxt.round == first.round + 1
     assert not set(nxt.ids) & set(first.ids)
     assert [d.label for d in at.download_button] == ["Download labels (TRL JSONL)", "Download label events (Parquet)"]
+
+
+# ---------------------------------------------------------------------------------------------- user strings are text
+EVIL = "![x](http://127.0.0.1:9/pixel.png)"  # what a hostile id, name or file name looks like
+
+
+def test_user_strings_are_shown_as_text_never_markdown(sessions: Path, tmp_path: Path) -> None:
+    """Pair ids, annotator names and file names reach the browser as text (issue 10, case 5): a Markdown image in
+    any of them would make every browser showing the page fetch its URL."""
+    data = tmp_path / "![f](pixel.png).jsonl"
+    rows = [{"id": f"{EVIL}`{i}", "prompt": f"Question {i}?", "chosen": f"Answer {i}.", "rejected": "No."}
+            for i in range(4)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    s = _session(sessions, pool=str(data), max_pairs=None)
+    s.set_batch(pd.DataFrame({"id": [r["id"] for r in rows[:3]]}))
+
+    def check(at: AppTest) -> list[str]:
+        assert not at.exception, at.exception
+        bodies = _markdown_bodies(at)
+        leaked = [b for b in bodies if "](" in b or "![" in b or "`" in b.replace("\\`", "")]
+        assert not leaked, leaked
+        return [_shown(b) for b in bodies]
+
+    at = _app("pages/4_label.py")
+    _set_annotator(at, EVIL)
+    shown = check(at)
+    first = next(t for t in shown if t.startswith("Pair ") and "of" not in t)
+    assert first == f"Pair {rows[0]['id']}"  # the id is shown, character for character
+    _button(at, "A is better").click()
+    at.run()
+    shown = check(at)
+    assert any(rows[0]["id"] in t and t.startswith("Saved") for t in shown), shown
+    _button(at, "Undo last").click()
+    at.run()
+    shown = check(at)
+    assert any(rows[0]["id"] in t and t.startswith("Undid") for t in shown), shown
+    assert any(data.name in t for t in shown)  # the sidebar names the pool file
+
+    at.switch_page("pages/1_pool.py").run()
+    shown = check(at)
+    assert data.name in shown

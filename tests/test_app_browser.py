@@ -11,6 +11,7 @@ and every server is stopped by a fixture finalizer. The helpers here are reused 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import signal
@@ -24,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,9 +96,7 @@ def app_env(sessions: Path, cache: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(BALPM_SESSIONS_DIR=str(sessions), BALPM_CACHE_DIR=str(cache), PYTHONUNBUFFERED="1",
                STREAMLIT_BROWSER_GATHER_USAGE_STATS="false", **extra)
-    data = REPO.parent / "shared" / "data"
-    if "BALPM_DATA_DIR" not in env and data.is_dir():
-        env["BALPM_DATA_DIR"] = str(data)
+    env.setdefault("BALPM_DATA_DIR", "none")  # the embedded sample: the same pairs on every machine
     return env
 
 
@@ -245,7 +245,7 @@ def _store_labels(session_dir: Path) -> Any:
         return store.active_labels(), store.events()
 
 
-def _labelling_session(servers: list[Server], tmp_path: Path, embed_cache: Path, shared_data: Path, name: str,
+def _labelling_session(servers: list[Server], tmp_path: Path, embed_cache: Path, name: str,
                        **env: str) -> tuple[Any, Server, dict[str, str]]:
     """A human session on a PAIRS-pair harmless-base subset, made the last-opened one, and a server on it."""
     from balpm.session import Session, SessionConfig
@@ -255,7 +255,7 @@ def _labelling_session(servers: list[Server], tmp_path: Path, embed_cache: Path,
                                            batch_size=16, mode="human"), root=sessions)
     (sessions / ".last_session").write_text(str(s.folder))
     s.close()
-    server_env = app_env(sessions, embed_cache, BALPM_DATA_DIR=str(shared_data), **env)
+    server_env = app_env(sessions, embed_cache, BALPM_DATA_DIR="none", **env)
     return s, _start(servers, server_env, tmp_path / "server1.log"), server_env
 
 
@@ -270,11 +270,11 @@ def _start_labelling(page: Any, url: str, annotator: str) -> None:
 
 # ---------------------------------------------------------------------------------------------- tests
 def test_label_by_hand_undo_restart_and_screenshots(page: Any, servers: list[Server], tmp_path: Path,
-                                                    embed_cache: Path, shared_data: Path) -> None:
+                                                    embed_cache: Path) -> None:
     from balpm.session import Session
 
     sessions = tmp_path / "sessions"
-    env = app_env(sessions, embed_cache, BALPM_DATA_DIR=str(shared_data))
+    env = app_env(sessions, embed_cache, BALPM_DATA_DIR="none")
     srv = _start(servers, env, tmp_path / "server1.log")
     page.goto(srv.url, timeout=60_000)
     page.wait_for_selector("[data-testid='stMain'] h1", timeout=60_000)
@@ -353,8 +353,8 @@ def test_label_by_hand_undo_restart_and_screenshots(page: Any, servers: list[Ser
 
 
 def test_kill9_mid_labelling_keeps_every_acknowledged_label(page: Any, servers: list[Server], tmp_path: Path,
-                                                            embed_cache: Path, shared_data: Path) -> None:
-    s, srv, env = _labelling_session(servers, tmp_path, embed_cache, shared_data, "crash")
+                                                            embed_cache: Path) -> None:
+    s, srv, env = _labelling_session(servers, tmp_path, embed_cache, "crash")
     _start_labelling(page, srv.url, "crash-tester")
 
     acknowledged: list[str] = []
@@ -383,10 +383,10 @@ def test_kill9_mid_labelling_keeps_every_acknowledged_label(page: Any, servers: 
 
 
 def test_deep_link_on_a_fresh_server_runs_the_router(page: Any, servers: list[Server], tmp_path: Path,
-                                                    embed_cache: Path, shared_data: Path) -> None:
+                                                    embed_cache: Path) -> None:
     """A bookmark of /label opened on a just-started server shows the Label page inside the app's router, with
     the session sidebar (Streamlit alone would run pages/4_label.py without app.py)."""
-    env = app_env(tmp_path / "sessions", embed_cache, BALPM_DATA_DIR=str(shared_data))
+    env = app_env(tmp_path / "sessions", embed_cache, BALPM_DATA_DIR="none")
     srv = _start(servers, env, tmp_path / "server.log")
     page.goto(f"{srv.url}/label", timeout=60_000)
     page.wait_for_function(
@@ -401,9 +401,9 @@ def test_deep_link_on_a_fresh_server_runs_the_router(page: Any, servers: list[Se
 
 
 def test_two_tabs_on_one_session_never_duplicate_or_lose_a_label(page: Any, servers: list[Server], tmp_path: Path,
-                                                                 embed_cache: Path, shared_data: Path) -> None:
+                                                                 embed_cache: Path) -> None:
     """Two tabs show the same pair; the first verdict wins, the stale tab is told so and moves on."""
-    s, srv, _ = _labelling_session(servers, tmp_path, embed_cache, shared_data, "tabs")
+    s, srv, _ = _labelling_session(servers, tmp_path, embed_cache, "tabs")
     tab1, tab2 = page, page.context.new_page()
     _start_labelling(tab1, srv.url, "tab-one")
     open_label(tab2, srv.url)
@@ -436,9 +436,9 @@ def test_two_tabs_on_one_session_never_duplicate_or_lose_a_label(page: Any, serv
 
 
 def test_held_key_and_double_click_record_one_label_each(page: Any, servers: list[Server], tmp_path: Path,
-                                                         embed_cache: Path, shared_data: Path) -> None:
+                                                         embed_cache: Path) -> None:
     """Key auto-repeat (a press every 40 ms for 0.4 s) and a double click each record exactly one label."""
-    s, srv, _ = _labelling_session(servers, tmp_path, embed_cache, shared_data, "held",
+    s, srv, _ = _labelling_session(servers, tmp_path, embed_cache, "held",
                                    BALPM_LABEL_DWELL_S="0.3")  # the default guard, whatever this shell sets
     _start_labelling(page, srv.url, "holder")
 
@@ -494,13 +494,12 @@ def _non_loopback_local_ip() -> str | None:
     return None if ipaddress.ip_address(ip).is_loopback else ip
 
 
-def test_default_server_listens_on_loopback_only(servers: list[Server], tmp_path: Path, embed_cache: Path,
-                                                  shared_data: Path) -> None:
+def test_default_server_listens_on_loopback_only(servers: list[Server], tmp_path: Path, embed_cache: Path) -> None:
     """``streamlit run app.py`` with the repository's config answers on 127.0.0.1 and nowhere else (issue 10,
     case 12): the Pool page's Path box reads the server's files, so the default must be a private server."""
     if not Path("/proc/net/tcp").is_file():
         pytest.skip("needs Linux /proc/net/tcp to list listening sockets")
-    env = app_env(tmp_path / "sessions", embed_cache, BALPM_DATA_DIR=str(shared_data))
+    env = app_env(tmp_path / "sessions", embed_cache, BALPM_DATA_DIR="none")
     srv = Server(env, tmp_path / "server.log", address=None)
     servers.append(srv)
     srv.wait_ready()  # answers on 127.0.0.1
@@ -522,3 +521,78 @@ def test_config_hides_developer_options_and_tracebacks() -> None:
     assert config["server"]["address"] == "localhost"
     assert config["client"]["toolbarMode"] == "viewer"  # no Deploy, Rerun or Clear cache in the menu
     assert config["client"]["showErrorDetails"] in ("type", "none")  # no message or traceback in the browser
+
+
+# ---------------------------------------------------------------------------------------------- user strings are text
+@pytest.fixture()
+def pixel_server() -> Iterator[tuple[str, list[str]]]:
+    """A local http.server on 127.0.0.1 standing in for a tracker: (its pixel URL, the paths it was asked for)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    hits: list[str] = []
+
+    class Pixel(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            hits.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Pixel)
+    thread = Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/pixel.png", hits
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_markdown_in_ids_names_and_files_is_never_fetched(page: Any, servers: list[Server], tmp_path: Path,
+                                                          embed_cache: Path,
+                                                          pixel_server: tuple[str, list[str]]) -> None:
+    """A pair id, an annotator name and a file name holding a Markdown image are shown as text: the browser
+    never requests the image's URL (issue 10, case 5), on the Label page (caption, flash messages), the sidebar
+    and the Pool page."""
+    from balpm.session import Session, SessionConfig
+
+    url, hits = pixel_server
+    data = tmp_path / "![f](pixel.png).jsonl"
+    rows = [{"id": f"x`![x]({url}?id={i})`", "prompt": f"Question {i}?", "chosen": f"Answer {i}.", "rejected": "No."}
+            for i in range(4)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    sessions = tmp_path / "sessions"
+    s = Session.create("evil", SessionConfig(pool=str(data), max_pairs=None, mode="human"), root=sessions)
+    s.set_batch(pd.DataFrame({"id": [r["id"] for r in rows[:3]]}))
+    (sessions / ".last_session").write_text(str(s.folder))
+    s.close()
+    srv = _start(servers, app_env(sessions, embed_cache, BALPM_DATA_DIR="none"), tmp_path / "server.log")
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+
+    open_label(page, srv.url)
+    set_annotator(page, f"![n]({url}?name)")
+    wait_text(page, r"Pair 1 of 3", timeout=120)
+    texts = [main_text(page)]
+    time.sleep(DWELL_S)
+    page.keyboard.press("a")
+    wait_text(page, "Saved:", timeout=60)
+    wait_idle(page)
+    texts.append(main_text(page))
+    time.sleep(DWELL_S)
+    page.keyboard.press("u")
+    wait_text(page, "Undid the label", timeout=60)
+    wait_idle(page)
+    texts.append(main_text(page))
+    sidebar = page.locator("[data-testid='stSidebarUserContent']").inner_text()
+    goto(page, "Pool")
+    time.sleep(1.0)  # any image the page holds would have been requested by now
+    shoot(page, "user_strings_as_text")
+    assert not [u for u in requested if "pixel.png" in u], requested
+    assert hits == []
+    # and each string is shown, character for character
+    assert f"Pair {rows[0]['id']}" in texts[0]
+    assert f"Saved: left is better (pair {rows[0]['id']})" in texts[1]
+    assert f"Undid the label of pair {rows[0]['id']}" in texts[2]
+    assert data.name in sidebar and data.name in main_text(page)

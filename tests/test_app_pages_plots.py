@@ -26,13 +26,13 @@ ROUNDS = 3
 
 
 @pytest.fixture(scope="module")
-def sim_session(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+def sim_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A simulation session with ROUNDS rounds done and their picks on disk; returns the sessions root."""
     from balpm.embed import Embedder, embed_pool
 
     root = tmp_path_factory.mktemp("sessions")
     mp = pytest.MonkeyPatch()
-    mp.setenv("BALPM_DATA_DIR", str(shared_data))
+    mp.setenv("BALPM_DATA_DIR", "none")  # the embedded sample: the same pairs on every machine
     s = Session.create("sim", SessionConfig(**SMALL), root=root)
     pool = s.load_pool()
     emb = embed_pool(pool, Embedder("default", max_length=64))
@@ -47,9 +47,9 @@ def sim_session(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> 
 
 
 @pytest.fixture()
-def app_env(sim_session: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path, tmp_path: Path) -> Path:
+def app_env(sim_session: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("BALPM_SESSIONS_DIR", str(sim_session))
-    monkeypatch.setenv("BALPM_DATA_DIR", str(shared_data))
+    monkeypatch.setenv("BALPM_DATA_DIR", "none")
     monkeypatch.chdir(tmp_path)  # the Diagnostics page searches ./runs: never the checkout's own run folders
     return sim_session
 

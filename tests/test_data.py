@@ -74,8 +74,8 @@ def test_hh_builtin_counts_and_speed(shared_data: Path) -> None:
     assert len(one) == (pool.pairs["source"] == "hh-rlhf:helpful-online").sum()
 
 
-def test_hh_split_on_real_rows(shared_data: Path, tmp_path: Path) -> None:
-    f = head_gzip(shared_data / HH_FILE, tmp_path / "hh.jsonl.gz", 60)
+def test_hh_split_on_real_rows(sample_data: Path, tmp_path: Path) -> None:
+    f = head_gzip(sample_data / HH_FILE, tmp_path / "hh.jsonl.gz", 60)
     pool = load_pool(f)
     raw = [json.loads(x) for x in gzip.open(f, "rt", encoding="utf-8")]
     assert pool.report.format == "hh-rlhf"
@@ -100,8 +100,8 @@ def test_hh_split_on_real_rows(shared_data: Path, tmp_path: Path) -> None:
     assert rebuilt > len(pool) // 2
 
 
-def test_hh_drop_rules_and_duplicates(shared_data: Path, tmp_path: Path) -> None:
-    with gzip.open(shared_data / HH_FILE, "rt", encoding="utf-8") as fh:
+def test_hh_drop_rules_and_duplicates(sample_data: Path, tmp_path: Path) -> None:
+    with gzip.open(sample_data / HH_FILE, "rt", encoding="utf-8") as fh:
         first = fh.readline()
     bad = [
         {"chosen": "\n\nHuman: hi\n\nAssistant: same", "rejected": "\n\nHuman: hi\n\nAssistant: same"},
@@ -109,7 +109,7 @@ def test_hh_drop_rules_and_duplicates(shared_data: Path, tmp_path: Path) -> None
         {"chosen": "\n\nHuman: hi there", "rejected": "\n\nHuman: hi\n\nAssistant: y"},
         {"chosen": "\n\nHuman: hi\n\nAssistant:  ", "rejected": "\n\nHuman: hi\n\nAssistant: y"},
     ]
-    f = head_gzip(shared_data / HH_FILE, tmp_path / "hh.jsonl.gz", 3, [first] + [json.dumps(x) for x in bad])
+    f = head_gzip(sample_data / HH_FILE, tmp_path / "hh.jsonl.gz", 3, [first] + [json.dumps(x) for x in bad])
     pool = load_pool(f)
     assert pool.report.dropped == {
         "duplicate pair": 1, "identical completions": 1, "prompts differ": 1, "no assistant turn": 1,
@@ -276,8 +276,8 @@ def test_hf_save_to_disk(tmp_path: Path) -> None:
     assert pool.ids.tolist() == load_pool(write_lines(tmp_path / "t.jsonl", TRL[:5])).ids.tolist()
 
 
-def test_folder_of_files(shared_data: Path, tmp_path: Path) -> None:
-    head_gzip(shared_data / HH_FILE, tmp_path / "a.jsonl.gz", 5)
+def test_folder_of_files(sample_data: Path, tmp_path: Path) -> None:
+    head_gzip(sample_data / HH_FILE, tmp_path / "a.jsonl.gz", 5)
     write_lines(tmp_path / "b.v2.jsonl", TRL[:3])
     pool = load_pool(tmp_path)
     assert len(pool) == 8 and set(pool.pairs["source"]) == {"a.jsonl.gz", "b.v2.jsonl"}

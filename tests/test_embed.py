@@ -27,10 +27,10 @@ N_RECORDS = 24
 
 
 @pytest.fixture(scope="module")
-def hh_texts(shared_data: Path) -> list[str]:
+def hh_texts(sample_data: Path) -> list[str]:
     """Prompts and prompt+completion texts from the first HH-RLHF harmless-base records, read straight from gzip."""
     texts: list[str] = []
-    with gzip.open(shared_data / "hh-rlhf" / "harmless-base-test.jsonl.gz", "rt", encoding="utf-8") as f:
+    with gzip.open(sample_data / "hh-rlhf" / "harmless-base-test.jsonl.gz", "rt", encoding="utf-8") as f:
         for i, line in enumerate(f):
             if i >= N_RECORDS:
                 break

@@ -35,17 +35,19 @@ SMALL = dict(dataset="hh-rlhf:harmless-base", max_pairs=240, max_length=64, init
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, shared_data):
+def runs(tmp_path_factory):
     """Two seeds of bal-pm through the library, one random run through the CLI: three real run folders."""
     base = tmp_path_factory.mktemp("runs")
     seen = []
-    dirs = [run_experiment(ExperimentConfig(**SMALL, policy="bal-pm", seed=s, out=str(base / f"balpm-{s}")),
-                           progress=lambda d, t: seen.append((d, t)))
-            for s in (0, 1)]
-    argv = ["run", "--quiet", "--dataset", SMALL["dataset"], "--max-pairs", "240", "--max-length", "64",
-            "--policy", "random", "--initial", "16", "--batch-size", "16", "--rounds", "2", "--seed", "0",
-            "--n-members", "3", "--hidden", "64,16", "--max-epochs", "6", "--out", str(base / "random-0")]
-    assert main(argv) == 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BALPM_DATA_DIR", "none")  # the embedded sample: the same pairs on every machine
+        dirs = [run_experiment(ExperimentConfig(**SMALL, policy="bal-pm", seed=s, out=str(base / f"balpm-{s}")),
+                               progress=lambda d, t: seen.append((d, t)))
+                for s in (0, 1)]
+        argv = ["run", "--quiet", "--dataset", SMALL["dataset"], "--max-pairs", "240", "--max-length", "64",
+                "--policy", "random", "--initial", "16", "--batch-size", "16", "--rounds", "2", "--seed", "0",
+                "--n-members", "3", "--hidden", "64,16", "--max-epochs", "6", "--out", str(base / "random-0")]
+        assert main(argv) == 0
     return dirs + [base / "random-0"], seen
 
 

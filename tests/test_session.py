@@ -22,9 +22,9 @@ TINY = dict(pool="hh-rlhf:harmless-base", max_pairs=60, batch_size=4, n_members=
 
 
 @pytest.fixture()
-def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path) -> Path:
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("BALPM_SESSIONS_DIR", str(tmp_path / "sessions"))
-    monkeypatch.setenv("BALPM_DATA_DIR", str(shared_data))
+    monkeypatch.setenv("BALPM_DATA_DIR", "none")  # the embedded sample: the same pairs on every machine
     return tmp_path / "sessions"
 
 
@@ -194,11 +194,11 @@ def test_upload_is_saved_inside_the_session_and_reopens(root: Path) -> None:
 
 
 def test_demo_session_on_first_start(root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    demo = open_or_create_demo()
-    assert demo is not None and demo.name == "demo" and demo.config.pool == "hh-rlhf:harmless-base"
+    demo = open_or_create_demo()  # no data folder here: the demo labels the embedded sample
+    assert demo.name == "demo" and demo.config.pool == "sample:hh-rlhf:harmless-base"
     assert open_or_create_demo().folder == demo.folder
-    monkeypatch.setenv("BALPM_DATA_DIR", str(tmp_path / "missing"))
-    assert open_or_create_demo(tmp_path / "elsewhere") is None
+    monkeypatch.setenv("BALPM_DATA_DIR", str(tmp_path / "missing"))  # a wrong folder: still a demo, on the sample
+    assert open_or_create_demo(tmp_path / "elsewhere").config.pool == "sample:hh-rlhf:harmless-base"
 
 
 def test_simulation_rounds_store_oracle_labels_and_resume(root: Path) -> None:
