@@ -1,4 +1,4 @@
-"""The ``balpm`` command line: ``balpm validate | embed | run | compare``.
+"""The ``balpm`` command line: ``balpm validate | embed | run | compare | backup``.
 
 Each sub-command is a thin wrapper over the library. A user's mistake (a bad file, an unknown dataset name) is
 printed as one located line on stderr with exit status 2, never as a traceback.
@@ -172,6 +172,32 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Back up a session's label database (SQLite's online backup: safe while the app is labelling)."""
+    import os
+    from pathlib import Path
+
+    from balpm.session import Session
+    from balpm.store import LabelStoreError
+
+    ref = args.session
+    is_folder = os.sep in ref or "/" in ref or ref.startswith("~") or ref in (".", "..")
+    try:
+        session = Session.open(Path(ref) if is_folder else ref)  # only an explicit path is a folder
+        out = session.store.backup(args.out)
+    except (LabelStoreError, OSError, ValueError) as e:  # damaged store, missing session, bad name, --out exists
+        print(f"balpm backup: {e}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+def add_backup_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("session", help="session name (under $BALPM_SESSIONS_DIR) or a session folder path (with a '/')")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="where to write (never overwritten); default SESSION/backups/labels-<UTC time>-manual.sqlite")
+
+
 def add_validate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="pool file (JSONL/JSON/CSV/Parquet), HF save_to_disk folder, or built-in name")
     p.add_argument("--seed", type=int, default=0, help="seed of the coin that decides which completion is A")
@@ -225,6 +251,7 @@ COMMANDS = {
     "embed": (add_embed_args, cmd_embed, "embed a pool with a frozen Hugging Face model (cached)"),
     "run": (add_run_args, cmd_run, "simulate an active-learning run with the dataset's labels as oracle"),
     "compare": (add_compare_args, cmd_compare, "compare run folders: curves and labels saved"),
+    "backup": (add_backup_args, cmd_backup, "back up a session's label database (consistent while labelling)"),
 }
 
 

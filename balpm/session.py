@@ -5,6 +5,9 @@ labels must survive a crash. The folder (default ``~/balpm-sessions/<name>``, ro
 
 - ``session.json``: :class:`SessionConfig` (pool reference, embedding model, policy, batch size, mode, seeds);
 - ``labels.sqlite``: the :class:`balpm.store.LabelStore` (every label committed as it is given);
+- ``labels.count``: how many label events were ever committed, so an emptied or lost ``labels.sqlite`` is refused
+  (:class:`balpm.store.StoreDamagedError`) instead of silently starting over;
+- ``backups/``: copies of ``labels.sqlite`` (``balpm backup SESSION``, and automatically before a schema upgrade);
 - ``learner/``: :meth:`balpm.learner.ActiveLearner.save` (the fitted ensemble, to skip a refit on resume);
 - ``batch.json``: the proposed batch being labelled (shared by every tab on the session);
 - ``metrics.csv``: held-out metrics per round (simulation mode);
@@ -261,7 +264,11 @@ class Session:
 
     @property
     def store(self) -> LabelStore:
-        """The session's label store (opened on first use)."""
+        """The session's label store (opened, and checked, on first use).
+
+        Raises :class:`balpm.store.StoreDamagedError` when the database is damaged or has lost labels (its
+        message says how to restore from ``backups/``): a session in that state cannot record a label.
+        """
         if self._store is None:
             self._store = LabelStore(self.folder / "labels.sqlite")
         return self._store

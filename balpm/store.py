@@ -32,13 +32,24 @@ until its skip is undone.
 
 Table ``meta``: key → JSON value, for session information (pool, policy, seed, the one-person session's
 default annotator, ...).
+
+Damage is found, never papered over: opening a store runs ``PRAGMA integrity_check`` (``quick_check`` does not
+compare an index with its table, and a damaged one-active-label index is exactly what let a second label for one
+pair in) and compares the file with ``<name>.count`` beside it, which records the highest event id ever committed
+(nothing is deleted, so a sound file never holds fewer). A damaged, truncated (0-byte) or missing file with that
+evidence raises :class:`StoreDamagedError` saying how to restore, and nothing is written into it.
+:meth:`LabelStore.backup` copies the database with SQLite's online backup API (a consistent snapshot while others
+write) into ``backups/`` beside it; one is made automatically before any schema upgrade.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import threading
 import unicodedata
+import uuid
 import sqlite3
 import weakref
 from collections.abc import Iterator
@@ -50,7 +61,12 @@ from typing import Any, Literal
 
 import pandas as pd
 
-__all__ = ["LabelStore", "RecordResult", "VERDICTS", "verdict_to_label", "validate_annotator"]
+__all__ = [
+    "LabelStore", "LabelStoreError", "StoreDamagedError", "RecordResult", "VERDICTS", "verdict_to_label",
+    "validate_annotator",
+]
+
+log = logging.getLogger(__name__)
 
 VERDICTS = ("a", "b", "tie", "skip")
 SCHEMA_VERSION = 2
@@ -105,6 +121,58 @@ def verdict_to_label(verdict: str) -> int | None:
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
     return {"a": 1, "b": 0}.get(verdict)
+
+
+class LabelStoreError(RuntimeError):
+    """A label database this balpm cannot use as it is (damaged, or written by a newer balpm)."""
+
+
+class StoreDamagedError(LabelStoreError):
+    """The label database is damaged or has lost labels; the message says how to restore it from a backup.
+
+    Attributes
+    ----------
+    path : Path
+        The damaged database file (left exactly as it was found).
+    backups : list of Path
+        Backups found in its ``backups/`` folder, newest first.
+    """
+
+    def __init__(self, path: Path, problem: str, *, evidence: int | None = None) -> None:
+        self.path = path
+        self.backups = backups_of(path)
+        newest = (f"the newest backup is {self.backups[0]}" if self.backups
+                  else f"no backup was found in {path.parent / 'backups'}")
+        steps = (f"To restore: stop every app or process using it; move {path} aside (keep it: "
+                 f"`sqlite3 {path.name} .recover` may salvage labels from it); copy a backup to {path} ({newest}); "
+                 f"then delete {_count_path(path)}")
+        if evidence:
+            steps += f" (it records that {evidence} label events were written; any given after the backup are lost)"
+        super().__init__(f"{path}: the label database {problem}. Nothing was written to it. {steps}. Backups are "
+                         "made by `balpm backup SESSION` and automatically before a schema upgrade.")
+
+
+def backups_of(path: str | os.PathLike[str]) -> list[Path]:
+    """Backups of the database ``path`` in the ``backups/`` folder beside it, newest first."""
+    path = Path(path)
+    folder = path.parent / "backups"
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.glob(f"{path.stem}-*.sqlite") if p.is_file()]
+    return sorted(found, key=lambda p: (p.stat().st_mtime_ns, p.name), reverse=True)
+
+
+def _count_path(path: Path) -> Path:
+    """``labels.sqlite`` → ``labels.count``: the evidence file beside a database."""
+    return path.with_suffix(".count")
+
+
+def _is_corruption(e: sqlite3.DatabaseError) -> bool:
+    """SQLITE_CORRUPT / SQLITE_NOTADB (a damaged file), as opposed to a lock, a full disk or a permission."""
+    code = getattr(e, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (11, 26)
+    return not isinstance(e, sqlite3.OperationalError)
 
 
 def validate_annotator(name: str | None) -> str:
@@ -179,20 +247,139 @@ class LabelStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.timeout = float(timeout)
+        last_event, version = self._verify()  # before anything is written: a damaged file is left as found
+        if version > SCHEMA_VERSION:
+            raise LabelStoreError(f"{self.path}: label store schema {version} is newer than this balpm "
+                                  f"({SCHEMA_VERSION}); upgrade balpm to open it")
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")  # persistent: a property of the file from now on
         keeper = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False)
         keeper.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()  # opens the WAL and its index
         # closed by close() or when this object is freed (a sqlite3 connection alone waits for the cycle collector)
         self._release_keeper = weakref.finalize(self, keeper.close)
+        if 0 < version < SCHEMA_VERSION:
+            self.backup(reason=f"before-schema-{SCHEMA_VERSION}")
         with self._write() as conn:
             for stmt in _SCHEMA:
                 conn.execute(stmt)
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
+            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version > SCHEMA_VERSION:
-                raise RuntimeError(f"{self.path}: label store schema {version} is newer than this balpm ({SCHEMA_VERSION})")
+        if last_event > (self._evidence() or 0):
+            self._note_events(last_event)  # a store from before the evidence was kept: keep it from now on
+
+    # ------------------------------------------------------------------ damage
+    @property
+    def count_path(self) -> Path:
+        """``<name>.count`` beside the database: the highest event id committed (evidence of labels given)."""
+        return _count_path(self.path)
+
+    def _evidence(self) -> int | None:
+        """The event count ``count_path`` vouches for, or None when it is missing or unreadable (no evidence)."""
+        try:
+            return int(json.loads(self.count_path.read_text(encoding="utf-8"))["events"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _note_events(self, last_event: int) -> None:
+        """Record that events up to ``last_event`` were committed (after the commit: a lower bound, never more).
+
+        Best effort: the label is already durable, so failing to write the evidence is logged, not raised.
+        """
+        tmp = self.count_path.with_name(f".{self.count_path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            tmp.write_text(json.dumps({"events": int(last_event), "database": self.path.name}), encoding="utf-8")
+            os.replace(tmp, self.count_path)
+        except OSError as e:
+            log.warning("%s: could not record the label count beside the database: %s", self.count_path, e)
+            tmp.unlink(missing_ok=True)
+
+    def _verify(self) -> tuple[int, int]:
+        """Check the file before use; returns (highest event id, schema version).
+
+        Raises
+        ------
+        StoreDamagedError
+            ``PRAGMA integrity_check`` fails, the file is not a database, or it holds fewer events than
+            ``count_path`` says were committed (a truncated, emptied or deleted file).
+        """
+        evidence = self._evidence()
+        last_event, version = 0, 0
+        if self.path.exists():
+            try:
+                conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+                try:
+                    problems = [r[0] for r in conn.execute("PRAGMA integrity_check(5)").fetchall()]
+                    if problems != ["ok"]:
+                        raise StoreDamagedError(self.path, "is damaged (integrity check: " + "; ".join(problems)
+                                                + ")", evidence=evidence)
+                    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+                    has_labels = conn.execute(
+                        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'labels'").fetchone()
+                    if has_labels:
+                        last_event = int(conn.execute("SELECT COALESCE(MAX(event_id), 0) FROM labels").fetchone()[0])
+                finally:
+                    conn.close()
+            except sqlite3.DatabaseError as e:
+                if not _is_corruption(e):
+                    raise
+                raise StoreDamagedError(self.path, f"is damaged ({e})", evidence=evidence) from e
+        if evidence is not None and last_event < evidence:
+            state = ("is missing" if not self.path.exists()
+                     else f"holds {last_event} label events" if last_event else "is empty")
+            raise StoreDamagedError(
+                self.path, f"{state} but {self.count_path.name} records that {evidence} label events were "
+                "written: labels have been lost", evidence=evidence)
+        return last_event, version
+
+    def backup(self, dest: str | os.PathLike[str] | None = None, *, reason: str = "manual") -> Path:
+        """Copy the database with SQLite's online backup API; returns the copy's path.
+
+        Why the backup API and not a file copy: it copies one consistent snapshot even while other tabs or
+        processes commit labels (a file copy can tear a page or miss the WAL). The copy is checked
+        (``integrity_check``), made a single self-contained file (rollback journal, no WAL), written under a
+        temporary name and renamed into place, so a backup file is always complete.
+
+        Parameters
+        ----------
+        dest : str or Path, optional
+            Where to write; default ``backups/<stem>-<UTC time>-<reason>.sqlite`` beside the database.
+            Never overwritten.
+        reason : str
+            Part of the default file name (``manual``, ``before-schema-2``).
+
+        Raises
+        ------
+        FileExistsError
+            ``dest`` exists.
+        """
+        if dest is None:
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+            dest = self.path.parent / "backups" / f"{self.path.stem}-{stamp}-{reason}.sqlite"
+        dest = Path(dest)
+        if dest.exists():
+            raise FileExistsError(f"{dest} exists; a backup never overwrites a file")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            with self._connect() as src:
+                out = sqlite3.connect(tmp, isolation_level=None)
+                try:
+                    src.backup(out)  # all pages in one step: one read transaction, one snapshot
+                    out.execute("PRAGMA journal_mode=DELETE")
+                    problems = [r[0] for r in out.execute("PRAGMA integrity_check(5)").fetchall()]
+                finally:
+                    out.close()
+            if problems != ["ok"]:
+                raise LabelStoreError(f"{dest}: the backup of {self.path} failed its check: {'; '.join(problems)}")
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            if dest.exists():  # made by someone else meanwhile
+                raise FileExistsError(f"{dest} exists; a backup never overwrites a file")
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        log.info("backed up %s to %s", self.path, dest)
+        return dest
 
     # ------------------------------------------------------------------ connections
     @contextmanager
@@ -301,7 +488,9 @@ class LabelStore:
                     None if round is None else int(round), batch_id,
                 ),
             )
-            return RecordResult("recorded", int(cur.lastrowid))
+            event_id = int(cur.lastrowid)
+        self._note_events(event_id)  # after the commit: the evidence never claims a label the file lacks
+        return RecordResult("recorded", event_id)
 
     def undo_last(self, annotator: str, *, request_id: str | None = None) -> dict[str, Any] | None:
         """Mark ``annotator``'s most recent active event undone; never deletes, never touches another's event.

@@ -16,6 +16,7 @@ from balpm.data import PoolFormatError
 from balpm.embed import PoolEmbeddings
 from balpm.session import (ORACLE, Session, SessionConfig, list_sessions, open_or_create_demo, sessions_dir,
                            validate_session_name)
+from balpm.store import StoreDamagedError
 
 TINY = dict(pool="hh-rlhf:harmless-base", max_pairs=60, batch_size=4, n_members=2,
             model_params={"hidden": [16], "max_epochs": 3}, initial=6)
@@ -261,3 +262,48 @@ def test_cold_start_batches_have_no_history(root: Path) -> None:
     pool = s.load_pool()
     s.propose(s.make_learner(pool, fake_embeddings(pool)))
     assert s.selections().empty and s.pick_history().empty
+
+
+def test_a_session_whose_labels_vanished_refuses_to_label(root: Path) -> None:
+    """Issue 10 case 11: an emptied labels.sqlite must not open as a fresh session: it says how to restore."""
+    s = Session.create("s", SessionConfig(**TINY))
+    for i in range(3):
+        s.record(f"p{i}", "a", annotator="ann", shown_swapped=False, request_id=f"r{i}")
+    s.close()
+    (s.folder / "labels.sqlite").write_bytes(b"")  # a disk incident
+    for side in ("labels.sqlite-wal", "labels.sqlite-shm"):
+        (s.folder / side).unlink(missing_ok=True)
+    again = Session.open("s")  # the settings still open (the Pool page can show them) ...
+    with pytest.raises(StoreDamagedError, match="restore"):
+        again.record("p9", "a", annotator="ann", shown_swapped=False, request_id="r9")  # ... labelling cannot
+    with pytest.raises(StoreDamagedError, match="3 label events"):
+        again.n_labelled()
+    assert (s.folder / "labels.sqlite").stat().st_size == 0
+
+
+def test_balpm_backup_command(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 10 case 11: `balpm backup SESSION [--out FILE]` on demand; a damaged store is refused in one line."""
+    import sqlite3
+
+    from balpm.cli import main
+
+    s = Session.create("s", SessionConfig(**TINY))
+    s.record("p0", "b", annotator="ann", shown_swapped=False, request_id="r0")
+    assert main(["backup", "s"]) == 0
+    made = Path(capsys.readouterr().out.strip())
+    assert made.parent == s.folder / "backups" and made.is_file()
+    out = root.parent / "elsewhere" / "copy.sqlite"
+    assert main(["backup", str(s.folder), "--out", str(out)]) == 0  # a folder path works too
+    assert sqlite3.connect(out).execute("SELECT pair_id, label, annotator FROM labels").fetchall() == [
+        ("p0", 0, "ann")]
+    assert main(["backup", "s", "--out", str(out)]) == 2  # never overwrites
+    assert "exists" in capsys.readouterr().err
+    assert main(["backup", "no such name!"]) == 2
+    assert "session name" in capsys.readouterr().err
+    s.close()
+    (s.folder / "labels.sqlite").write_bytes(b"")
+    for side in ("labels.sqlite-wal", "labels.sqlite-shm"):
+        (s.folder / side).unlink(missing_ok=True)
+    assert main(["backup", "s"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("balpm backup: ") and err.count("\n") == 1 and "restore" in err.lower()

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from balpm.store import LabelStore, verdict_to_label
+from balpm.store import LabelStore, StoreDamagedError, verdict_to_label
 
 
 def _pool() -> SimpleNamespace:
@@ -299,3 +299,195 @@ def test_kill_9_loses_no_acknowledged_label(tmp_path):
     assert not missing, f"{len(missing)} acknowledged labels lost"
     # at most the one in flight was committed but not yet printed
     assert len(stored) - len(acked) in (0, 1)
+
+
+# ---------------------------------------------------------------------------------------------- damaged files
+def _filled(db, n: int = 3) -> None:
+    with LabelStore(db) as store:
+        for i in range(n):
+            assert store.record(f"pair-{i:06d}", "a" if i % 2 else "b", "ann", False, 0, f"r{i}").recorded
+
+
+def test_truncated_database_with_evidence_of_labels_refuses_to_open(tmp_path):
+    """Issue 10 case 11: a 0-byte labels file (a disk incident) opened as a new empty store, labels gone silently."""
+    db = tmp_path / "labels.sqlite"
+    _filled(db, 3)
+    assert (tmp_path / "labels.count").is_file()  # the evidence kept beside the database
+    backup = LabelStore(db).backup()
+    db.write_bytes(b"")
+    for side in (tmp_path / "labels.sqlite-wal", tmp_path / "labels.sqlite-shm"):
+        side.unlink(missing_ok=True)
+    with pytest.raises(StoreDamagedError) as err:
+        LabelStore(db)
+    msg = str(err.value)
+    assert str(db) in msg and "3 label events" in msg and str(backup) in msg and "restore" in msg.lower()
+    assert err.value.path == db and err.value.backups == [backup]
+    assert db.stat().st_size == 0  # nothing was written into the damaged file
+    db.unlink()  # a deleted database is no better
+    with pytest.raises(StoreDamagedError):
+        LabelStore(db)
+    # the restore the message describes works: the backup back in place, the evidence of later labels dropped
+    db.write_bytes(backup.read_bytes())
+    (tmp_path / "labels.count").unlink()
+    assert LabelStore(db).label_map() == {"pair-000000": 0, "pair-000001": 1, "pair-000002": 0}
+
+
+def test_an_existing_store_gains_its_evidence_on_first_open(tmp_path):
+    """A database written before the label count was kept gets one the first time it is opened."""
+    db = tmp_path / "labels.sqlite"
+    _filled(db, 2)
+    (tmp_path / "labels.count").unlink()
+    LabelStore(db).close()
+    assert json.loads((tmp_path / "labels.count").read_text())["events"] == 2
+    db.write_bytes(b"")
+    with pytest.raises(StoreDamagedError, match="2 label events"):
+        LabelStore(db)
+
+
+def _flip_in_index(db, pair_id: str) -> None:
+    """Flip one bit of ``pair_id``'s key inside the one-active-label index (not in the table): a silent corruption."""
+    conn = sqlite3.connect(db)
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    pages = [r[0] for r in conn.execute("SELECT pageno FROM dbstat WHERE name = 'labels_one_active_per_pair'")]
+    conn.close()
+    data = bytearray(db.read_bytes())
+    for page in pages:
+        at = data.find(pair_id.encode(), (page - 1) * page_size, page * page_size)
+        if at >= 0:
+            data[at + len(pair_id) - 1] ^= 0x40  # the last digit becomes a letter: the index names no such row
+            db.write_bytes(bytes(data))
+            return
+    raise AssertionError(f"{pair_id} not found in the index pages")
+
+
+def test_flipped_bytes_in_the_index_are_found_on_open(tmp_path):
+    """Issue 10 case 11: an index damaged by flipped bytes let a second active label for one pair be recorded."""
+    db = tmp_path / "labels.sqlite"
+    _filled(db, 600)
+    _flip_in_index(db, "pair-000123")
+    with pytest.raises(StoreDamagedError) as err:
+        LabelStore(db)
+    assert "labels_one_active_per_pair" in str(err.value) and str(db) in str(err.value)
+    # what opening it anyway would have allowed: the index no longer sees the pair's active label
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO labels (request_id, pair_id, verdict, label, annotator, created_at)"
+                 " VALUES ('second', 'pair-000123', 'a', 1, 'ann', 'now')")
+    assert conn.execute("SELECT COUNT(*) FROM labels NOT INDEXED WHERE pair_id = 'pair-000123' AND undone = 0"
+                        ).fetchone()[0] == 2
+    conn.close()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_byte_flips_never_pass_unnoticed(tmp_path, seed):
+    """Any damage to a page is either harmless (the file still checks out) or refused on open, never a traceback."""
+    import random
+
+    db = tmp_path / "labels.sqlite"
+    _filled(db, 300)
+    rng = random.Random(seed)
+    data = bytearray(db.read_bytes())
+    page_size = 4096
+    page = rng.randrange(1, len(data) // page_size)  # any page but the header page
+    for _ in range(8):
+        data[page * page_size + rng.randrange(page_size)] ^= 1 << rng.randrange(8)
+    db.write_bytes(bytes(data))
+    try:
+        store = LabelStore(db)
+    except StoreDamagedError as e:
+        assert str(db) in str(e)
+        return
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    conn.close()
+    assert len(store.events()) == 300
+
+
+def _old_schema_store(db) -> None:
+    """A label database as balpm wrote it at schema 1 (before the no-anonymous-label trigger)."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.executescript("""
+        CREATE TABLE labels (
+            event_id INTEGER PRIMARY KEY AUTOINCREMENT, request_id TEXT NOT NULL UNIQUE, pair_id TEXT NOT NULL,
+            verdict TEXT NOT NULL CHECK (verdict IN ('a', 'b', 'tie', 'skip')), label INTEGER CHECK (label IN (0, 1)),
+            annotator TEXT, created_at TEXT NOT NULL,
+            shown_swapped INTEGER NOT NULL DEFAULT 0 CHECK (shown_swapped IN (0, 1)), round INTEGER, batch_id TEXT,
+            undone INTEGER NOT NULL DEFAULT 0 CHECK (undone IN (0, 1)), undone_at TEXT, undo_request_id TEXT UNIQUE);
+        CREATE UNIQUE INDEX labels_one_active_per_pair ON labels (pair_id) WHERE undone = 0;
+        CREATE INDEX labels_annotator ON labels (annotator, undone);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO labels (request_id, pair_id, verdict, label, annotator, created_at)
+            VALUES ('r0', 'p0', 'a', 1, NULL, '2024-01-01T00:00:00+00:00'),
+                   ('r1', 'p1', 'b', 0, 'alice', '2024-01-01T00:00:01+00:00');
+        PRAGMA user_version = 1;
+    """)
+    conn.close()
+
+
+def test_schema_upgrade_backs_up_the_database_first(tmp_path):
+    """Issue 10 case 11: a backup is made (SQLite's online backup) before any schema migration."""
+    db = tmp_path / "labels.sqlite"
+    _old_schema_store(db)
+    store = LabelStore(db)
+    backups = sorted((tmp_path / "backups").glob("*.sqlite"))
+    assert len(backups) == 1 and "before-schema-2" in backups[0].name
+    old = sqlite3.connect(backups[0])
+    assert old.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert old.execute("SELECT pair_id, annotator FROM labels ORDER BY event_id").fetchall() == [
+        ("p0", None), ("p1", "alice")]
+    assert old.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    old.close()
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 2
+    assert store.label_map() == {"p0": 1, "p1": 0}  # the old labels, anonymous one included, are kept
+    with pytest.raises(ValueError, match="annotator"):
+        store.record("p2", "a", None, False, 0, "r2")
+    LabelStore(db).close()
+    assert len(list((tmp_path / "backups").glob("*.sqlite"))) == 1  # no migration, no second backup
+
+
+def test_backup_refuses_to_overwrite(tmp_path):
+    store = LabelStore(tmp_path / "s.db")
+    store.record("p0", "a", "ann", False, 0, "r0")
+    out = store.backup(tmp_path / "copy.sqlite")
+    with pytest.raises(FileExistsError):
+        store.backup(out)
+    assert sqlite3.connect(out).execute("SELECT pair_id FROM labels").fetchall() == [("p0",)]
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_backup_is_consistent_while_another_process_writes(tmp_path):
+    """Issue 10 case 11: backups taken while a second process commits labels are each a complete, clean prefix."""
+    db = tmp_path / "s.db"
+    LabelStore(db).close()
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(db), "w", "1000000"], stdout=subprocess.PIPE,
+                            text=True)
+    acked: list[str] = []
+    reader = threading.Thread(target=lambda: acked.extend(line.strip() for line in proc.stdout), daemon=True)
+    reader.start()
+    store = LabelStore(db)
+    copies = []
+    try:
+        for i in range(5):
+            deadline = time.monotonic() + 60
+            while len(acked) < 50 * (i + 1) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            before = len(acked)
+            copies.append((before, store.backup(tmp_path / f"backup-{i}.sqlite")))
+        assert proc.poll() is None  # every backup was taken while the writer was still writing
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    reader.join(timeout=30)
+    counts = []
+    for before, path in copies:
+        conn = sqlite3.connect(path)
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # one self-contained file
+        rows = conn.execute("SELECT event_id, pair_id FROM labels ORDER BY event_id").fetchall()
+        conn.close()
+        n = len(rows)
+        assert n >= before  # every label acknowledged before the backup began is in it
+        assert rows == [(i + 1, f"w-{i}") for i in range(n)]  # a prefix of the commits, nothing torn or missing
+        counts.append(n)
+    assert counts == sorted(counts) and counts[-1] > counts[0]  # the writer committed between backups
+    assert set(acked) <= set(LabelStore(db).label_map())
