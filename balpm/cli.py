@@ -18,7 +18,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from balpm.data import PoolFormatError, format_summary, load_pool, summarize
 
     try:
-        pool = load_pool(args.source, seed=args.seed, fmt=getattr(args, "format", None))
+        pool = load_pool(args.source, seed=args.seed, fmt=getattr(args, "format", None), strict=args.strict)
     except PoolFormatError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -43,7 +43,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from balpm.embed import EmbeddingModelError, Embedder, embed_pool
 
     try:
-        pool = data.load_pool(args.source, seed=args.seed)
+        pool = data.load_pool(args.source, seed=args.seed, strict=args.strict)
     except (ValueError, OSError) as e:  # PoolFormatError is a ValueError
         print(f"balpm embed: {e}", file=sys.stderr)
         return 2
@@ -206,6 +206,17 @@ def add_validate_args(p: argparse.ArgumentParser) -> None:
         help="file format when the extension does not tell (the record layout is always detected)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_strict_arg(p)
+
+
+def add_strict_arg(p: argparse.ArgumentParser) -> None:
+    """``--strict`` on every command that reads a pool; ``run`` gets it, and its help, from ExperimentConfig."""
+    import dataclasses
+
+    from balpm.experiment import ExperimentConfig
+
+    strict = next(f for f in dataclasses.fields(ExperimentConfig) if f.name == "strict")
+    p.add_argument("--strict", action="store_true", help=strict.metadata["help"])
 
 
 def add_embed_args(p: argparse.ArgumentParser) -> None:
@@ -231,6 +242,7 @@ def add_embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", default=None,
                    help="Ray cluster to join (auto, HOST:6379, ray://HOST:10001); default: start a local one")
     p.add_argument("--workers", type=int, default=2, help="Ray Embedder replicas (one GPU each when there are GPUs)")
+    add_strict_arg(p)
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:

@@ -47,18 +47,31 @@ way round whichever subset or split of a dataset is loaded.
 
 Errors and drops (one rule for every source)
 --------------------------------------------
-*Errors* (:class:`PoolFormatError`, naming file, line/row and field) are things only the file's author can fix:
-unreadable or malformed JSON/CSV, bytes that are not UTF-8, a missing required field, a text field that is not a
-string or is empty/blank, a label outside {0, 1} (a QA ``preference`` outside {0, 1, 2}, a summarize ``choice``
-outside {0, 1}), duplicate explicit ids, an unknown schema. Empty text is an error in every schema where the
-text is a field you wrote, built-in files included.
+The rule: **a record is dropped, not the file, exactly when the format's own published files hold such records
+and they carry no usable comparison**: the text was *derived* by the reader (an HH transcript split) or
+*generated* by a policy (a summarize summary, a QA-Feedback prediction) and came out empty, identical or
+unsplittable, or the annotators gave no preference. Everything else the loader cannot use is an error, because
+only the file's author can fix it. ``load_pool(..., strict=True)`` (``--strict`` on the command line, the
+*Strict* box on the Pool page) turns every drop into an error located at the record.
 
-*Drops* (counted in ``pool.report.dropped`` by reason, never an error) are pairs that are well formed but carry
-no usable comparison: ``"identical completions"``, ``"duplicate pair"`` (same hash id and label as an earlier
-row), ``"conflicting duplicate"`` (same hash id, other label; the first is kept), ``"tie"`` (QA-Feedback), and
-the HH transcript split rules: ``"no assistant turn"``, ``"prompts differ"``, ``"empty completion"`` (a final
-reply that is blank after the split). Transcript rules are drops because the replies are *derived* text: the
-published HH-RLHF files contain such rows and are still valid.
+*Errors* (:class:`PoolFormatError`, naming file, line/row and field): unreadable or malformed JSON/CSV, bytes
+that are not UTF-8 (UTF-16 included; a UTF-8 byte order mark is fine), JSON nested deeper than the parser goes,
+a missing required field, a text field you wrote (prompt, trl/pairs completions, summarize post) that is not a
+string or is empty/blank, a label outside {0, 1} (a QA ``preference`` outside {0, 1, 2}, a summarize ``choice``
+outside {0, 1}), duplicate explicit ids, an unknown schema; for CSV/TSV also a header naming a column twice or
+a column without a name, and a row with fewer values than the header or with values past it (an unquoted
+comma). Empty values past the last named column are trailing separators (spreadsheet exports write one on every
+row) and are ignored; so are rows whose values are all blank.
+
+*Drops*, counted by reason in ``pool.report.dropped`` with the file and line of the first in
+``pool.report.first_dropped`` (the summary prints both): ``"identical completions"``, ``"duplicate pair"`` (same
+hash id and label as an earlier row), ``"conflicting duplicate"`` (same hash id, other label; the first is
+kept), ``"tie"`` (QA-Feedback), ``"empty completion"`` (a blank HH final reply after the split, a blank
+summarize summary text, a blank QA prediction, which drops the three pairs it is in), and the HH transcript
+rules ``"no assistant turn"`` and ``"prompts differ"``.
+
+Missing labels are the same in every container: JSON ``null`` or ``NaN``, an absent field, an empty CSV cell and
+the texts ``NaN``/``nan``/``NA``/``null``/``None`` (:data:`MISSING_LABEL_TEXTS`) all mean *unlabelled*.
 
 Line numbers in errors are 1-based: the physical line for JSON lines, the data row (header not counted) for
 CSV/Parquet/``datasets`` tables, the record number for a JSON list (first record = 1).
@@ -74,6 +87,7 @@ import json
 import math
 import os
 import re
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -87,6 +101,7 @@ __all__ = [
     "BUILTIN_DATASETS",
     "HH_SPLITS",
     "LoadReport",
+    "MISSING_LABEL_TEXTS",
     "PoolFormatError",
     "PreferencePool",
     "SAMPLE_OF",
@@ -164,6 +179,8 @@ class LoadReport:
         Pairs in the pool.
     dropped : dict[str, int]
         Reason -> number of pairs dropped (see the module docstring for the reasons).
+    first_dropped : dict[str, tuple[str, int | None]]
+        Reason -> (file, line) of the first record dropped for it, so a user can look at one.
     format : str
         The detected record schema (``"hh-rlhf"``, ``"trl"``, ``"pairs"``, ``"summarize"``, ``"qa-feedback"``).
     origin : str
@@ -174,6 +191,7 @@ class LoadReport:
     path: str
     kept: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    first_dropped: dict[str, tuple[str, int | None]] = field(default_factory=dict)
     format: str = ""
     origin: str = ""
 
@@ -367,9 +385,16 @@ def _text(rec: dict, key: str, loc: _Loc, *, allow_empty: bool = False, label: s
     return v
 
 
+#: Label texts that mean "no label" (lower-cased, stripped): what a CSV cell holds where JSON has null or NaN.
+MISSING_LABEL_TEXTS = frozenset({"", "nan", "na", "<na>", "null", "none"})
+
+
 def _label(v: Any, loc: _Loc, key: str = "label", allowed: Sequence[int] = (0, 1)) -> int | None:
-    """A label field: None/NaN/"" = missing, else an integer value in ``allowed``."""
-    if _is_missing(v) or (isinstance(v, str) and not v.strip()):
+    """A label field: missing (None, NaN, or a text in :data:`MISSING_LABEL_TEXTS`), else a value in ``allowed``.
+
+    ``NaN`` in a JSON line and ``NaN`` in a CSV cell mean the same: no label.
+    """
+    if _is_missing(v) or (isinstance(v, str) and v.strip().lower() in MISSING_LABEL_TEXTS):
         return None
     x: Any = v
     if isinstance(v, str):
@@ -408,24 +433,30 @@ class _Row:
 class _Builder:
     """Collects rows, drops duplicates, counts drops, builds the table."""
 
-    def __init__(self) -> None:
+    def __init__(self, strict: bool = False) -> None:
         self.rows: list[_Row] = []
         self.dropped: Counter[str] = Counter()
+        self.first_dropped: dict[str, tuple[str, int | None]] = {}
+        self.strict = strict
         self._seen: dict[str, _Row] = {}
 
-    def drop(self, reason: str, n: int = 1) -> None:
+    def drop(self, reason: str, loc: _Loc, fld: str | None = None, n: int = 1) -> None:
+        """Count ``n`` pairs dropped for ``reason`` at ``loc``; in strict mode, refuse the file there instead."""
+        if self.strict:
+            raise loc.error(fld, f"{reason}: the record would be dropped, and strict mode turns every drop into an error")
         self.dropped[reason] += n
+        self.first_dropped.setdefault(reason, (loc.path, loc.line))
 
     def add(self, row: _Row) -> None:
         if row.a == row.b:
-            self.drop("identical completions")
+            self.drop("identical completions", row.loc)
             return
         prev = self._seen.get(row.id)
         if prev is not None:
             if row.explicit_id or prev.explicit_id:
                 first = f" (first at line {prev.loc.line})" if prev.loc.line is not None else ""
                 raise row.loc.error("id", f"duplicate id {row.id!r}{first}")
-            self.drop("duplicate pair" if prev.label == row.label else "conflicting duplicate")
+            self.drop("duplicate pair" if prev.label == row.label else "conflicting duplicate", row.loc)
             return
         self._seen[row.id] = row
         self.rows.append(row)
@@ -545,7 +576,7 @@ def _read_hh(b: _Builder, rec: dict, loc: _Loc, source: str, seed: int) -> None:
     rejected = _text(rec, "rejected", loc)
     parts = split_hh_transcript(chosen, rejected)
     if isinstance(parts, str):
-        b.drop(parts)
+        b.drop(parts, loc)
         return
     prompt, rc, rr = parts
     rid, src, grp, meta = _generic_extras(rec, loc, source)
@@ -581,7 +612,7 @@ def _read_summarize(b: _Builder, rec: dict, loc: _Loc, source: str, seed: int, c
     for i, s in enumerate(sums):
         if not isinstance(s, dict):
             raise loc.error(f"summaries[{i}]", f"expected an object, got {type(s).__name__}")
-        texts.append(_text(s, "text", loc, label=f"summaries[{i}].text"))
+        texts.append(_text(s, "text", loc, label=f"summaries[{i}].text", allow_empty=True))
         policies.append(_optional_str(s.get("policy")))
         notes.append(_optional_str(s.get("note")))
     if "choice" not in rec:
@@ -592,7 +623,11 @@ def _read_summarize(b: _Builder, rec: dict, loc: _Loc, source: str, seed: int, c
     extra = rec.get("extra")
     conf = extra.get("confidence") if isinstance(extra, dict) else None
     k = counts[info_id]
-    counts[info_id] += 1
+    counts[info_id] += 1  # a dropped comparison keeps its number, so ids never depend on what was dropped
+    blank = [i for i, t in enumerate(texts) if not t.strip()]
+    if blank:  # a policy produced nothing: the published files hold such comparisons
+        b.drop("empty completion", loc, f"summaries[{blank[0]}].text")
+        return
     meta = {
         "worker": _optional_str(rec.get("worker")),
         "policy_a": policies[0],
@@ -638,7 +673,7 @@ def _literal(v: Any, loc: _Loc, key: str) -> Any:
 
 def _read_qa(b: _Builder, rec: dict, loc: _Loc, source: str, seed: int) -> None:
     question = _text(rec, "question", loc)
-    answers = [_text(rec, f"prediction {i}", loc) for i in range(1, 5)]
+    answers = [_text(rec, f"prediction {i}", loc, allow_empty=True) for i in range(1, 5)]
     try:
         pref = _literal(rec.get("preference"), loc, "preference")
     except PoolFormatError:
@@ -664,9 +699,12 @@ def _read_qa(b: _Builder, rec: dict, loc: _Loc, source: str, seed: int) -> None:
         if v is None:
             raise loc.error("preference", "missing verdict")
         if v == 0:
-            b.drop("tie")
+            b.drop("tie", loc, "preference")
             continue
         a, c = answers[i - 1], answers[j - 1]
+        if not a.strip() or not c.strip():  # model output, like a summary: the pair is dropped, not the file
+            b.drop("empty completion", loc, f"prediction {i if not a.strip() else j}")
+            continue
         pid = pair_id(question, a, c)  # source order, so the id never depends on the seed
         first_better = v == 1
         # The annotators preferred the lower-numbered prediction 61% of the time; a Bradley-Terry model has no
@@ -807,8 +845,12 @@ def _read_bytes(path: Path) -> bytes:
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as e:
+        except (OSError, EOFError, zlib.error) as e:
             raise PoolFormatError(path, None, None, f"broken gzip file: {e}") from None
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise PoolFormatError(path, None, None, "UTF-16 text: save the file as UTF-8")
+    if data[:3] == b"\xef\xbb\xbf":  # a UTF-8 byte order mark (Excel, Notepad): not part of the data
+        data = data[3:]
     return data
 
 
@@ -1131,7 +1173,9 @@ def _is_builtin(source: str) -> bool:
     return name in BUILTIN_DATASETS or name.startswith("hh-rlhf:")
 
 
-def load_pool(source: str | os.PathLike, *, seed: int = 0, fmt: str | None = None) -> PreferencePool:
+def load_pool(
+    source: str | os.PathLike, *, seed: int = 0, fmt: str | None = None, strict: bool = False
+) -> PreferencePool:
     """Read a preference pool from a file, folder, built-in name or ``hf:NAME[:split]``.
 
     Parameters
@@ -1143,6 +1187,9 @@ def load_pool(source: str | os.PathLike, *, seed: int = 0, fmt: str | None = Non
         Seed of the coin that decides which completion of a chosen/rejected pair is shown as A.
     fmt : {None, "jsonl", "json", "csv", "tsv", "parquet"}
         The container format when the file extension does not tell; the record schema is always detected.
+    strict : bool
+        Refuse the source at the first record the format's rules would drop (a located PoolFormatError naming
+        the reason) instead of dropping and counting it; see "Errors and drops" in the module docstring.
 
     Returns
     -------
@@ -1155,7 +1202,7 @@ def load_pool(source: str | os.PathLike, *, seed: int = 0, fmt: str | None = Non
     """
     src = str(source)
     path = Path(src).expanduser()
-    b = _Builder()
+    b = _Builder(strict)
     schemas: set[str] = set()
     origin = ""
     if path.exists():
@@ -1206,7 +1253,8 @@ def load_pool(source: str | os.PathLike, *, seed: int = 0, fmt: str | None = Non
     if not b.rows:
         raise PoolFormatError(src, None, None, "no usable pairs" + (f" (dropped: {dict(b.dropped)})" if b.dropped else ""))
     pairs = b.frame()
-    report = LoadReport(path=src, kept=len(pairs), dropped=dict(b.dropped), format="+".join(sorted(schemas)),
+    report = LoadReport(path=src, kept=len(pairs), dropped=dict(b.dropped), first_dropped=dict(b.first_dropped),
+                        format="+".join(sorted(schemas)),
                         origin=origin)
     return PreferencePool(pairs, name=name, report=report)
 
@@ -1238,6 +1286,7 @@ def summarize(pool: PreferencePool) -> dict:
         ``name``, ``path``, ``format``, ``origin`` (built-ins: embedded sample or full split), ``pairs``,
         ``source_pairs`` (pairs kept when the source was read),
         ``is_subset`` (``pairs < source_pairs``), ``dropped`` (reason -> count, whole source file),
+        ``first_dropped`` (reason -> ``{"path", "line"}`` of its first dropped record),
         ``dropped_total`` (whole source file), ``labelled``, ``unlabelled``, ``a_preferred``, ``b_preferred``, ``a_preferred_fraction`` (NaN when
         nothing is labelled), ``groups``, ``repeated_prompt_groups`` (groups with more than one pair),
         ``pairs_in_repeated_groups``, ``sources`` (source -> pairs) and ``lengths`` (``prompt``/``completion_a``/
@@ -1260,6 +1309,7 @@ def summarize(pool: PreferencePool) -> dict:
         "source_pairs": int(pool.report.kept),
         "is_subset": len(df) < int(pool.report.kept),
         "dropped": dict(pool.report.dropped),
+        "first_dropped": {k: {"path": f, "line": n} for k, (f, n) in pool.report.first_dropped.items()},
         "dropped_total": pool.report.dropped_total,
         "labelled": n_lab,
         "unlabelled": len(df) - n_lab,
@@ -1279,6 +1329,22 @@ def summarize(pool: PreferencePool) -> dict:
     }
 
 
+def _where(first: dict, pool_path: str) -> str:
+    """``line 22`` in the pool's own file, ``name:22`` in a file of a folder or of a built-in dataset."""
+    f, line = Path(first["path"]), first["line"]
+    base = Path(pool_path).expanduser()
+    if f == base:
+        name = ""
+    else:
+        try:
+            name = str(f.relative_to(base))
+        except ValueError:
+            name = f.name
+    if line is None:
+        return name or "the file"
+    return f"{name}:{line}" if name else f"line {line}"
+
+
 def format_summary(d: dict) -> str:
     """The summary of :func:`summarize` as plain text (``pairs: N`` on its own line, N a plain number).
 
@@ -1291,7 +1357,11 @@ def format_summary(d: dict) -> str:
     lines.append(f"pairs: {d['pairs']}")
     dropped = f"dropped while reading the source file: {d['dropped_total']}"
     if d["dropped_total"]:
-        dropped += " (" + ", ".join(f"{k}: {v}" for k, v in sorted(d["dropped"].items())) + ")"
+        first = d.get("first_dropped", {})
+        dropped += " (" + "; ".join(
+            f"{k}: {v}" + (f", first at {_where(first[k], d['path'])}" if k in first else "")
+            for k, v in sorted(d["dropped"].items())
+        ) + ")"
     if d.get("is_subset"):
         dropped += f"; the file gave {d['source_pairs']} pairs, this pool is a subset of {d['pairs']}"
     lines.append(dropped)

@@ -97,6 +97,9 @@ class ExperimentConfig:
     batch_size: int = field(default=32, metadata={"help": "pairs acquired per round"})
     rounds: int = field(default=10, metadata={"help": "acquisition rounds after the initial set"})
     seed: int = field(default=0, metadata={"help": "seed of the initial set, the picks and the ensemble training"})
+    strict: bool = field(default=False, metadata={
+        "help": "refuse a pool at the first record its format would drop (empty completion, tie, duplicate ...) "
+                "instead of dropping and counting it"})
     data_seed: int = field(default=0, metadata={
         "help": "seed of the A/B coin, the pool sample and the train/test split: fixed across --seed values so "
                 "that every seed is scored on the same test set"})
@@ -162,7 +165,7 @@ def policy_params_for(config: ExperimentConfig) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------ running
-def load_labelled_sample(source: str, max_pairs: int | None = None, seed: int = 0) -> Any:
+def load_labelled_sample(source: str, max_pairs: int | None = None, seed: int = 0, strict: bool = False) -> Any:
     """The labelled pairs of a pool, sampled down to about ``max_pairs`` pairs by whole prompt groups.
 
     Parameters
@@ -173,6 +176,8 @@ def load_labelled_sample(source: str, max_pairs: int | None = None, seed: int = 
         Cap on the pairs (whole groups, :meth:`PreferencePool.sample_groups`); None or 0 keeps them all.
     seed : int
         Seed of the A/B coin of the loader and of the group sample (a run's ``data_seed``).
+    strict : bool
+        Refuse the source at its first record the format would drop (:func:`balpm.data.load_pool`).
 
     Returns
     -------
@@ -181,7 +186,7 @@ def load_labelled_sample(source: str, max_pairs: int | None = None, seed: int = 
     """
     from balpm.data import load_pool
 
-    pool = load_pool(source, seed=seed)
+    pool = load_pool(source, seed=seed, strict=strict)
     pool = pool.subset(~np.isnan(pool.labels))
     return pool.sample_groups(int(max_pairs), seed) if max_pairs else pool
 
@@ -209,11 +214,11 @@ def load_experiment_pools(config: ExperimentConfig) -> tuple[Any, Any, Any | Non
     Every pool is :func:`load_labelled_sample` of its source with ``data_seed``, so every ``seed`` of a
     comparison sees the same sample and test set.
     """
-    pool = load_labelled_sample(config.dataset, config.max_pairs, config.data_seed)
+    pool = load_labelled_sample(config.dataset, config.max_pairs, config.data_seed, config.strict)
     train, test = pool.split_by_group(config.test_fraction, config.data_seed)
     ood = None
     if config.ood_dataset:
-        ood = load_labelled_sample(config.ood_dataset, config.ood_max_pairs, config.data_seed)
+        ood = load_labelled_sample(config.ood_dataset, config.ood_max_pairs, config.data_seed, config.strict)
     return train, test, ood
 
 
@@ -712,6 +717,10 @@ def add_config_arguments(parser: Any, cls: type = ExperimentConfig) -> None:
     """One ``--option`` per dataclass field, with its help text and default (like trl's ``HfArgumentParser``)."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if hints[f.name] is bool:  # a flag: off unless given
+            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, action="store_true",
+                                default=f.default, help=f.metadata.get("help", ""))
+            continue
         conv, _ = _field_type(f, hints)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default

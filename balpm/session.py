@@ -125,6 +125,7 @@ class SessionConfig:
     pool: str = "hh-rlhf:harmless-base"
     pool_seed: int = 0
     max_pairs: int | None = 500
+    strict: bool = False  # refuse a pool file with any record its format would drop (balpm.data.load_pool)
     model: str = "default"
     max_length: int = 256
     embed_batch_size: int = 32
@@ -349,7 +350,7 @@ class Session:
         from balpm.data import load_pool
 
         c = self.config
-        pool = load_pool(self.pool_source(), seed=int(c.pool_seed))
+        pool = load_pool(self.pool_source(), seed=int(c.pool_seed), strict=bool(c.strict))
         if c.mode == "simulation":
             pool = pool.subset(~np.isnan(pool.labels))
         if c.max_pairs:

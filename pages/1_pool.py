@@ -57,7 +57,8 @@ if submitted:
     if not new_source:
         st.error("Choose a dataset, upload a file or give a path first.")
     else:
-        changes = {"pool": new_source, "max_pairs": int(max_pairs) or None, "pool_seed": int(seed), "strict": bool(strict)}
+        changes = {"pool": new_source, "max_pairs": int(max_pairs) or None, "pool_seed": int(seed),
+                   "strict": bool(strict)}
         trial = Session(session.folder, dataclasses.replace(session.config, **changes))
         try:  # validate before switching, so a bad file never replaces a good pool
             appkit.get_pool(trial)

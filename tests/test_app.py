@@ -68,9 +68,27 @@ def _button(at: AppTest, label: str):
     return next(b for b in at.button if b.label == label)
 
 
-def _set_annotator(at: AppTest, name: str) -> None:
-    """Give the Label page's annotator name, as a person would."""
-    at.text_input(key="annotator").set_value(name).run()
+def _set_annotator(at: AppTest, name: str, *, as_default: bool = False) -> None:
+    """Give the Label page's annotator name, as a person would: type it in the name form and submit it."""
+    at.text_input(key="annotator_name").input(name)
+    if as_default:
+        at.checkbox(key="annotator_default").check()
+    _button(at, "Start labelling").click()
+    at.run()
+    assert not at.exception, at.exception
+
+
+def _label_buttons(at: AppTest) -> dict[str, bool]:
+    """Label page button → disabled."""
+    return {b.label: b.disabled for b in at.button if b.label in ("A is better", "B is better", "Tie", "Skip",
+                                                                    "Undo last")}
+
+
+def _small_batch(s: Session, n: int = 6) -> list[str]:
+    """Make the first ``n`` pairs of the session's pool its current batch (no embedding or model needed)."""
+    ids = [str(i) for i in s.load_pool().ids[:n]]
+    s.set_batch(pd.DataFrame({"id": ids}))
+    return ids
 
 
 _MARKDOWN_KINDS = ("title", "header", "subheader", "markdown", "caption", "success", "info", "warning", "error",
@@ -114,6 +132,28 @@ def test_bad_path_shows_located_error_not_traceback(sessions: Path, tmp_path: Pa
     assert not at.exception
     assert any("bad.jsonl:2" in e.value for e in at.error), [e.value for e in at.error]
     assert Session.open(sessions / "t").config.pool == "hh-rlhf:harmless-base"  # the good pool is kept
+
+
+def test_strict_box_refuses_a_file_with_drops_and_keeps_the_pool(sessions: Path, tmp_path: Path) -> None:
+    _session(sessions)
+    dups = tmp_path / "dups.jsonl"
+    rows = [{"prompt": f"p{i}", "chosen": "x", "rejected": "y"} for i in (1, 2, 1)]
+    dups.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    at = _app()
+    at.radio(key="pool_source_kind").set_value("Path").run()
+    at.text_input(key="pool_path").set_value(str(dups))
+    at.checkbox(key="pool_strict").check()
+    _button(at, "Load pool").click()
+    at.run()
+    assert not at.exception
+    assert any("dups.jsonl:3" in _shown(e.value) and "duplicate pair" in e.value for e in at.error), at.error
+    assert Session.open(sessions / "t").config.pool == "hh-rlhf:harmless-base"  # the good pool is kept
+    at.checkbox(key="pool_strict").uncheck()
+    _button(at, "Load pool").click()
+    at.run()
+    assert not at.exception and not at.error, at.error
+    assert _metric(at, "Dropped from file") == "1" and "duplicate pair: 1, first at line 3" in at.code[0].value
+    assert Session.open(sessions / "t").config.strict is False
 
 
 def test_bad_upload_shows_located_error_and_good_upload_is_saved_in_session(sessions: Path) -> None:
@@ -210,7 +250,7 @@ def test_simulation_runs_rounds_and_grows_the_curve(sessions: Path) -> None:
 def test_label_two_pairs_then_undo_leaves_one_in_store(sessions: Path) -> None:
     s = _session(sessions)
     at = _app("pages/4_label.py")
-    at.text_input(key="annotator").set_value("alice").run()
+    _set_annotator(at, "alice")
     _button(at, "Propose a batch").click()
     at.run()
     assert not at.exception, at.exception
@@ -234,7 +274,139 @@ def test_label_two_pairs_then_undo_leaves_one_in_store(sessions: Path) -> None:
     assert not at.exception, at.exception
     assert len(s.store.active_labels()) == 1
     assert any("Undid" in x.value for x in at.success)
-    assert s.store.get_meta("last_annotator") == "alice"
+
+
+def test_name_is_settled_before_labelling_and_no_box_is_left_to_type_into(sessions: Path) -> None:
+    """Issue 10, case 1: the label buttons are disabled until the name is submitted; once it is, the name is
+    shown as text with a Change name button and the page holds no text box a shortcut key could type into."""
+    s = _session(sessions)
+    _small_batch(s)
+    at = _app("pages/4_label.py")
+    assert set(_label_buttons(at).values()) == {True}, _label_buttons(at)  # no name yet: nothing to press
+    at.text_input(key="annotator_name").input("alice")  # typed, not submitted: still not settled
+    assert set(_label_buttons(at).values()) == {True}
+    _button(at, "Start labelling").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert not [t for t in at.main.text_input], "a text box is left on the Label page"
+    assert set(_label_buttons(at).values()) == {False}
+    assert any(m.value.startswith("Labelling as **alice**") for m in at.markdown), [m.value for m in at.markdown]
+    _button(at, "A is better").click()
+    at.run()
+    assert list(s.store.active_labels()["annotator"]) == ["alice"]
+    _button(at, "Change name").click()
+    at.run()
+    assert set(_label_buttons(at).values()) == {True}  # a name being changed is not settled
+    assert at.text_input(key="annotator_name").value == "alice"  # the box starts from the current name
+    _set_annotator(at, "bob")
+    _button(at, "A is better").click()
+    at.run()
+    assert list(s.store.active_labels()["annotator"]) == ["alice", "bob"]
+
+
+def test_switching_sessions_asks_for_the_name_again_and_restores_it_on_return(sessions: Path) -> None:
+    """Issue 10, case 2: the annotator belongs to the tab *and* the session."""
+    other = _session(sessions, "other")
+    _small_batch(other)
+    s = _session(sessions, "first")  # the one the app opens
+    _small_batch(s)
+    at = _app("pages/4_label.py")
+    _set_annotator(at, "alice")
+    at.sidebar.selectbox(key="sb_open_name").set_value("other")
+    at.sidebar.button(key="sb_open").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert "other" in " ".join(m.value for m in at.sidebar.markdown)
+    assert set(_label_buttons(at).values()) == {True}, "the previous session's name must not carry over"
+    assert at.text_input(key="annotator_name").value == ""
+    _button(at, "A is better").click()  # even a click that reaches the server records nothing without a name
+    at.run()
+    assert len(other.store) == 0
+    _set_annotator(at, "bob")
+    _button(at, "A is better").click()
+    at.run()
+    assert list(other.store.active_labels()["annotator"]) == ["bob"]
+    at.sidebar.selectbox(key="sb_open_name").set_value("first")
+    at.sidebar.button(key="sb_open").click()
+    at.run()
+    assert any(m.value.startswith("Labelling as **alice**") for m in at.markdown)  # restored, and shown
+    _button(at, "A is better").click()
+    at.run()
+    assert list(s.store.active_labels()["annotator"]) == ["alice"]
+
+
+def test_no_label_or_undo_without_a_name_and_undo_is_only_ones_own(sessions: Path) -> None:
+    """Issue 10, case 3: no label without an annotator, and Undo never reaches another person's label."""
+    s = _session(sessions)
+    _small_batch(s)
+    nameless = _app("pages/4_label.py")
+    _button(nameless, "A is better").click()
+    nameless.run()
+    assert not nameless.exception, nameless.exception
+    assert len(s.store.events()) == 0
+    alice = _app("pages/4_label.py")
+    _set_annotator(alice, "alice")
+    _button(alice, "A is better").click()
+    alice.run()
+    bob = _app("pages/4_label.py")
+    _set_annotator(bob, "bob")
+    _button(bob, "B is better").click()
+    bob.run()
+    assert sorted(s.store.active_labels()["annotator"]) == ["alice", "bob"]
+    nameless.run()
+    _button(nameless, "Undo last").click()  # no name: undoes nothing (it used to undo bob's, the latest)
+    nameless.run()
+    assert sorted(s.store.active_labels()["annotator"]) == ["alice", "bob"]
+    _button(alice, "Undo last").click()  # alice's Undo takes back alice's label, not bob's later one
+    alice.run()
+    assert not alice.exception, alice.exception
+    assert list(s.store.active_labels()["annotator"]) == ["bob"]
+
+
+def test_one_person_session_sets_its_default_name_once(sessions: Path) -> None:
+    """Issue 10, case 3: a one-person session may name its annotator once; new tabs then label as that name,
+    and say so on the page."""
+    s = _session(sessions)
+    _small_batch(s)
+    at = _app("pages/4_label.py")
+    _set_annotator(at, "dana", as_default=True)
+    assert s.store.default_annotator() == "dana"
+    later = _app("pages/4_label.py")  # a new tab, or the app after a restart
+    assert set(_label_buttons(later).values()) == {False}
+    assert any(m.value.startswith("Labelling as **dana**") and "default" in m.value for m in later.markdown)
+    assert not [c for c in later.checkbox if c.key == "annotator_default"]
+    _button(later, "Change name").click()
+    later.run()
+    assert not [c for c in later.checkbox if c.key == "annotator_default"]  # set once: not offered again
+    _set_annotator(later, "erin")
+    _button(later, "A is better").click()
+    later.run()
+    assert list(s.store.active_labels()["annotator"]) == ["erin"] and s.store.default_annotator() == "dana"
+
+
+def test_double_press_after_undo_records_one_label(sessions: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 10, case 4: U, U, then A twice in quick succession records one label. The second U re-shows an
+    older pair; after the first A the pair the first U re-showed comes back into view, and it gets a fresh
+    dwell window (it used to keep the time it was first shown, so the second A labelled it)."""
+    s = _session(sessions)
+    ids = _small_batch(s)
+    monkeypatch.setenv("BALPM_LABEL_DWELL_S", "1.0")
+    at = _app("pages/4_label.py")
+    _set_annotator(at, "ulla")
+    for label in ("A is better", "B is better", "Undo last", "Undo last"):
+        time.sleep(1.1)  # a deliberate press each time
+        _button(at, label).click()
+        at.run()
+        assert not at.exception, at.exception
+    assert len(s.store.active_labels()) == 0
+    time.sleep(1.1)
+    _button(at, "A is better").click()
+    at.run()
+    _button(at, "A is better").click()  # the double press: the next pair appeared a moment ago
+    at.run()
+    assert not at.exception, at.exception
+    assert list(s.store.active_labels()["pair_id"]) == [ids[0]]
+    assert any("Ignored" in w.value for w in at.warning)
 
 
 def test_double_record_with_same_token_stores_one(sessions: Path) -> None:
@@ -251,7 +423,7 @@ def test_held_key_within_dwell_records_one_label(sessions: Path, monkeypatch: py
     s = _session(sessions)
     monkeypatch.setenv("BALPM_LABEL_DWELL_S", "1.0")
     at = _app("pages/4_label.py")
-    at.text_input(key="annotator").set_value("bob").run()
+    _set_annotator(at, "bob")
     _button(at, "Propose a batch").click()
     at.run()
     time.sleep(1.1)  # the person reads the pair
@@ -268,11 +440,11 @@ def test_held_key_within_dwell_records_one_label(sessions: Path, monkeypatch: py
 def test_two_tabs_never_duplicate_and_skip_labelled_pairs(sessions: Path) -> None:
     s = _session(sessions)
     tab1 = _app("pages/4_label.py")
-    tab1.text_input(key="annotator").set_value("t1").run()
+    _set_annotator(tab1, "t1")
     _button(tab1, "Propose a batch").click()
     tab1.run()
     tab2 = _app("pages/4_label.py")
-    tab2.text_input(key="annotator").set_value("t2").run()
+    _set_annotator(tab2, "t2")
     _button(tab1, "A is better").click()
     tab1.run()
     # tab2 still shows the pair tab1 just labelled: its click must not add a second label
@@ -290,7 +462,7 @@ def test_two_tabs_never_duplicate_and_skip_labelled_pairs(sessions: Path) -> Non
 def test_batch_done_proposes_next_and_exports(sessions: Path) -> None:
     s = _session(sessions, batch_size=2)
     at = _app("pages/4_label.py")
-    at.text_input(key="annotator").set_value("carol").run()
+    _set_annotator(at, "carol")
     _button(at, "Propose a batch").click()
     at.run()
     first = s.current_batch()

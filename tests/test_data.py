@@ -533,3 +533,86 @@ def test_qa_feedback_string_too_deep_to_parse_is_a_located_error(text: str, tmp_
     assert_located(f, 2, "passages", "too deeply nested")
     f.write_text(json.dumps([QA_RECORD | {"preference": text}]), encoding="utf-8")
     assert_located(f, 1, "preference", "too deeply nested")
+
+
+# ------------------------------------------------------------------------------------------------- drops (issue 10 case 8)
+
+
+def test_summarize_empty_summary_is_dropped_counted_and_located(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    post = {"id": "t3_abc", "post": "My cat ate my homework.", "title": "Help", "subreddit": "pets"}
+    f = write_lines(tmp_path / "batch7.json", [
+        summarize_record(post, (" cat ate it", " homework gone"), 0),
+        summarize_record(post, (" cat ate it", ""), 1),  # a policy produced nothing: the published files have these
+        summarize_record(post, ("  ", " gone"), 1),
+        summarize_record(post, (" the cat", " homework gone"), 1),
+    ])
+    pool = load_pool(f)
+    assert len(pool) == 2 and pool.report.dropped == {"empty completion": 2}
+    assert pool.report.first_dropped == {"empty completion": (str(f), 2)}
+    d = summarize(pool)
+    assert d["first_dropped"] == {"empty completion": {"path": str(f), "line": 2}}
+    assert "dropped while reading the source file: 2 (empty completion: 2, first at line 2)" in format_summary(d)
+    # strict: any drop is a located error
+    with pytest.raises(PoolFormatError) as e:
+        load_pool(f, strict=True)
+    assert (e.value.path, e.value.line, e.value.field) == (str(f), 2, "summaries[1].text")
+    assert "empty completion" in str(e.value) and "strict" in str(e.value)
+    assert main(["validate", str(f)]) == 0 and "first at line 2" in capsys.readouterr().out
+    assert main(["validate", "--strict", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert f"{f}:2: field 'summaries[1].text':" in err and "Traceback" not in err
+
+
+def test_every_reader_records_where_each_drop_reason_first_happened(shared_data: Path, tmp_path: Path) -> None:
+    bad = [
+        {"chosen": "\n\nHuman: hi\n\nAssistant: x", "rejected": "\n\nHuman: ho\n\nAssistant: y"},
+        {"chosen": "\n\nHuman: hi\n\nAssistant:  ", "rejected": "\n\nHuman: hi\n\nAssistant: y"},
+        {"chosen": "\n\nHuman: hi\n\nAssistant: ", "rejected": "\n\nHuman: hi\n\nAssistant: z"},
+    ]
+    f = head_gzip(shared_data / HH_FILE, tmp_path / "hh.jsonl.gz", 3, [json.dumps(x) for x in bad])
+    pool = load_pool(f)
+    assert pool.report.dropped == {"prompts differ": 1, "empty completion": 2}
+    assert pool.report.first_dropped == {"prompts differ": (str(f), 4), "empty completion": (str(f), 5)}
+    with pytest.raises(PoolFormatError) as e:
+        load_pool(f, strict=True)
+    assert e.value.line == 4 and "prompts differ" in str(e.value)
+    # QA-Feedback: a blank prediction drops the three pairs it is in (model output, like a summary), ties counted
+    qa = tmp_path / "qa.json"
+    qa.write_text(json.dumps([QA_RECORD, QA_RECORD | {"question": "Why?", "prediction 3": " ", "preference": [0, 1, 1, 2, 1, 2]}]),
+                  encoding="utf-8")
+    pool = load_pool(qa)
+    assert len(pool) == 6 + 2 and pool.report.dropped == {"tie": 1, "empty completion": 3}
+    assert pool.report.first_dropped == {"tie": (str(qa), 2), "empty completion": (str(qa), 2)}
+    assert not pool.pairs["pair"].iloc[6:].str.contains("3").any()
+    # a folder: the first drop names its file relative to the folder
+    folder = tmp_path / "many"
+    folder.mkdir()
+    write_lines(folder / "a.jsonl", TRL[:2])
+    write_lines(folder / "b.jsonl", [TRL[0], TRL[0]])
+    text = format_summary(summarize(load_pool(folder)))
+    assert "duplicate pair: 2, first at b.jsonl:1" in text
+    with pytest.raises(PoolFormatError) as e:
+        load_pool(folder, strict=True)
+    assert (e.value.path, e.value.line) == (str(folder / "b.jsonl"), 1)
+
+
+def test_nan_label_means_missing_in_every_container(tmp_path: Path) -> None:
+    j = tmp_path / "nan.jsonl"
+    j.write_text(json.dumps(GOOD) + "\n" + '{"prompt": "q", "completion_a": "a", "completion_b": "b", "label": NaN}\n'
+                 + '{"prompt": "r", "completion_a": "a", "completion_b": "b", "label": null}\n', encoding="utf-8")
+    c = write_csv(tmp_path / "nan.csv", f"{HEADER}\np,a,b,1\nq,a,b,NaN\nr,a,b,\n")
+    c2 = write_csv(tmp_path / "nan2.csv", f"{HEADER}\np,a,b,1\nq,a,b,nan\nr,a,b,null\n")
+    pools = [load_pool(x) for x in (j, c, c2)]
+    for p in pools:
+        assert p.pairs["label"].tolist()[0] == 1 and p.pairs["label"].isna().tolist() == [False, True, True]
+    assert pools[0].ids.tolist() == pools[1].ids.tolist() == pools[2].ids.tolist()
+    assert_located(write_csv(tmp_path / "inf.csv", f"{HEADER}\np,a,b,inf\n"), 1, "label", "expected one of")
+
+
+def test_strict_reaches_every_command_that_reads_a_pool(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = write_lines(tmp_path / "dups.jsonl", [GOOD, GOOD | {"prompt": "q"}, GOOD])
+    assert len(load_pool(f)) == 2
+    for argv in (["validate"], ["embed", "--no-cache", "--quiet"], ["run", "--quiet", "--out", str(tmp_path / "run"), "--dataset"]):
+        assert main([*argv, str(f), "--strict"]) == 2, argv
+        err = capsys.readouterr().err
+        assert f"{f}:3:" in err and "duplicate pair" in err and "Traceback" not in err, argv
