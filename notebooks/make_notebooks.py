@@ -4,9 +4,10 @@
     python notebooks/make_notebooks.py --check    # exit 1 if a committed notebook differs from this script
 
 Every notebook reads ``BALPM_NOTEBOOK_MODE`` (``quick``, the default, or ``full``) in its first cell. Quick mode
-uses small whole-prompt-group samples (the same samples in all three notebooks, so the embedding cache is shared)
-and finishes each notebook in a few minutes on a busy 2-core CPU; full mode uses whole datasets and the paper's
-number of seeds. ``tests/test_notebooks.py`` executes all three in quick mode.
+reads the sample embedded in balpm (``sample:`` names, no data folder needed), takes small whole-prompt-group
+samples of it (the same in all three notebooks, so the embedding cache is shared) and finishes each notebook in a
+few minutes on a busy 2-core CPU; full mode uses whole datasets from the data folder and the paper's number of
+seeds. ``tests/test_notebooks.py`` executes all three in quick mode.
 """
 
 from __future__ import annotations
@@ -51,7 +52,10 @@ import numpy as np
 
 # Pools as balpm.experiment.run_experiment draws them: labelled pairs, then whole prompt groups sampled with
 # data seed 0 (quick mode) or everything (full mode). Same texts in every notebook: one embedding cache serves all.
-POOL_PAIRS = {"qa-feedback": 240, "hh-rlhf": 150} if QUICK else {"qa-feedback": None, "hh-rlhf": None}
+# Quick mode reads the real pairs embedded in balpm (`sample:` names: no data folder needed, the same pairs on
+# every machine); full mode the whole datasets from the data folder ($BALPM_DATA_DIR).
+QA, HH = ("sample:qa-feedback", "sample:hh-rlhf:harmless-base") if QUICK else ("qa-feedback", "hh-rlhf")
+POOL_PAIRS = {QA: 240, HH: 150} if QUICK else {QA: None, HH: None}
 MAX_LENGTH = 128 if QUICK else 256   # tokens per embedded text (left-truncated: the end of a dialogue is kept)'''
 
 
@@ -108,7 +112,7 @@ AllenAI QA-Feedback: every question has four answers and up to six human pairwis
 appears up to six times** in the pool. `group` identifies the prompt.
 '''),
         code('''
-pool = load_labelled_sample("qa-feedback", POOL_PAIRS["qa-feedback"])
+pool = load_labelled_sample(QA, POOL_PAIRS[QA])
 print(format_summary(summarize(pool)))
 pool.pairs[["group", "prompt", "completion_a", "completion_b", "label"]].head(3)'''),
         md('''
@@ -240,7 +244,7 @@ distances: BAL-PM's picks are a little further apart. QA-Feedback, with its six 
 redundancy is plainest.
 '''),
         code('''
-hh_pool = load_labelled_sample("hh-rlhf", POOL_PAIRS["hh-rlhf"])
+hh_pool = load_labelled_sample(HH, POOL_PAIRS[HH])
 hh_emb = embed_pool(hh_pool, embedder)
 print(format_summary(summarize(hh_pool)).splitlines()[1], "| embedding stats:", hh_emb.stats)
 hh_picks, hh_bald = pick_both(hh_pool, hh_emb)
@@ -400,13 +404,13 @@ for dataset, max_pairs in POOL_PAIRS.items():
     for policy in POLICIES:
         for seed in SEEDS:
             cfg = ExperimentConfig(dataset=dataset, max_pairs=max_pairs, policy=policy, seed=seed,
-                                   out=str(RUNS_DIR / f"{dataset}-{policy}-seed{seed}"), **RUN)
+                                   out=str(RUNS_DIR / f"{dataset.replace(':', '-')}-{policy}-seed{seed}"), **RUN)
             t0 = time.perf_counter()
             if not finished_with(cfg):
                 run_experiment(cfg)
             run_dirs.append(cfg.out_dir())
             final = load_run(cfg.out_dir())[1].query("split == 'test'").iloc[-1]
-            print(f"{dataset:12s} {policy:14s} seed {seed}: {int(final.n_labeled):4d} labels, "
+            print(f"{dataset:30s} {policy:14s} seed {seed}: {int(final.n_labeled):4d} labels, "
                   f"test log-lik {final.log_likelihood:.4f}, acc {final.accuracy:.3f} "
                   f"({time.perf_counter() - t0:.1f}s)")
 print(f"{len(run_dirs)} runs in {time.perf_counter() - t_all:.0f}s")
@@ -506,7 +510,7 @@ from balpm.store import LabelStore'''),
         code(SAMPLES + '''
 
 
-DATASET = "hh-rlhf"
+DATASET = HH
 INITIAL = 16 if QUICK else 64      # random pairs labelled first, so there is a model to ask
 BATCH = 8                          # pairs per suggestion (a person's sitting)
 MODEL = {"n_members": 3 if QUICK else 5}
