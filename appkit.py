@@ -312,6 +312,8 @@ def get_learner(session: Session, parts: Split) -> Any:
     if held is not None and held[0] == key:
         return session.sync(held[1])
     learner = session.make_learner(parts.train, parts.train_emb)
+    if session.last_warning:  # a damaged saved state was moved aside and refit from the database's labels
+        st.warning(literal(session.last_warning))
     st.session_state[_LEARNER] = (key, learner)
     return learner
 

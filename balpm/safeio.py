@@ -100,7 +100,8 @@ def _atomic_write(path: Path, write: Any, suffix: str = "") -> Path:
     """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then ``os.replace`` it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=suffix)
+    # the target's name in the temporary one: a writer that cleans up after a killed one can tell whose it was
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}-", suffix=suffix)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

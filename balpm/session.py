@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from balpm.safeio import atomic_write_text as _atomic_write_text
 from balpm.store import LabelStore
 
 __all__ = [
@@ -193,12 +194,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _file_fingerprint(path: Path) -> str:
     """Size + mtime of a file or of every file in a folder: changes when the pool file is replaced."""
     if path.is_file():
@@ -219,6 +214,8 @@ class Session:
         self.folder = Path(folder)
         self.config = config
         self._store: LabelStore | None = None
+        self.last_warning: str | None = None
+        """What :meth:`make_learner` had to repair (a damaged learner state), for the page to show; else None."""
 
     # ------------------------------------------------------------------ life cycle
     @classmethod
@@ -381,23 +378,35 @@ class Session:
         """The session's :class:`balpm.learner.ActiveLearner` on ``pool``, labelled set rebuilt from the store.
 
         The saved learner is reused (its fitted ensemble saves a refit) when it belongs to this pool and
-        embedding model; the current config's policy and batch size always win. Otherwise a fresh learner.
+        embedding model; the current config's policy and batch size always win. Otherwise a fresh learner. A
+        damaged saved state (:class:`balpm.learner.LearnerStateError`) never stops labelling: the folder is moved
+        into ``quarantine/``, the learner is rebuilt from the store's labels and :attr:`last_warning` says so.
         """
-        from balpm.learner import ActiveLearner
+        from balpm.learner import ActiveLearner, LearnerStateError
+        from balpm.safeio import quarantine
 
         params = self.learner_params()
         learner = None
+        damaged: tuple[str, Path | None] | None = None
+        self.last_warning = None
         d = self.learner_dir
         if (d / "learner.json").exists():
             try:
-                meta = json.loads((d / "learner.json").read_text())
-                if meta.get("embeddings_model_id") == getattr(embeddings, "model_id", None):
-                    learner = ActiveLearner.load(d, pool, embeddings, knn_cache_dir=knn_cache_dir, **params)
+                learner = ActiveLearner.load(d, pool, embeddings, knn_cache_dir=knn_cache_dir, **params)
+            except LearnerStateError as e:
+                damaged = (e.reason, quarantine(d, e.reason, "the model is refit from the labels in the database"))
             except (ValueError, KeyError, OSError):
-                learner = None  # another pool or a damaged file: the store still has every label
+                learner = None  # another pool or embedding model: the store still has every label
         if learner is None:
             learner = ActiveLearner(pool, embeddings, knn_cache_dir=knn_cache_dir, **params)
         self.sync(learner)
+        if damaged is not None:
+            where = f"moved to {damaged[1]}" if damaged[1] is not None else "left in place (it could not be moved)"
+            self.last_warning = (
+                f"The saved learner state was damaged ({damaged[0]}) and was {where}. The model will be refit "
+                f"from the {learner.n_labeled_} labels in the database, which are the source of truth; no label is "
+                "lost and labelling goes on."
+            )
         return learner
 
     def sync(self, learner: Any) -> Any:
@@ -466,10 +475,12 @@ class Session:
         The saved history (:meth:`selections`), completed by the learner's last selection and the current batch
         (sessions made before the history was kept have only those two); later sources win per (round, id).
         """
+        from balpm.learner import saved_selection
+
         frames = [self.selections()]
-        last = self.learner_dir / "last_selection.csv"
-        if last.is_file():
-            frames.append(pd.read_csv(last, dtype={"id": str}))
+        last = saved_selection(self.learner_dir)
+        if last is not None:
+            frames.append(last)
         batch = self.current_batch()
         if batch is not None and len(batch.table) and not batch.cold_start:
             frames.append(batch.table.assign(round=batch.round, pick=np.arange(len(batch.table))))

@@ -249,3 +249,162 @@ def test_sync_from_store(data, tmp_path):
     assert learner.labels_dict() == {ids[0]: 1, ids[1]: 0}
     assert learner.decided_mask.sum() == 3 and learner.acquired_round_[2] == 2
     assert ids[2] not in set(learner.suggest(5)["id"])
+
+
+# ------------------------------------------------------------------------------------------ damaged state (issue 10, case 9)
+def _flip(path, at: float = 0.5) -> None:
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * at)] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _saved(directory, stem: str):
+    """The one file of a saved learner whose name starts with ``stem`` (state / ensemble)."""
+    (path,) = sorted(directory.glob(f"{stem}*.npz"))
+    return path
+
+
+@pytest.mark.parametrize("part", ["state", "ensemble", "learner.json"])
+@pytest.mark.parametrize("how", ["flip", "truncate"])
+def test_damaged_learner_state_is_a_learner_state_error(data, tmp_path, part, how):
+    """Used to be a raw BadZipFile / JSONDecodeError (or a silently wrong learner) in the page."""
+    from balpm.learner import LearnerStateError
+
+    pool, emb, _, _ = data
+    learner = ActiveLearner(pool, emb, policy="bald", model_params=MODEL, batch_size=8, seed=1)
+    learner.initialize(16)
+    learner.fit()
+    learner.save(tmp_path / "s")
+    path = tmp_path / "s" / "learner.json" if part == "learner.json" else _saved(tmp_path / "s", part)
+    if how == "flip":
+        _flip(path, 0.3 if part == "learner.json" else 0.5)
+    else:
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(LearnerStateError) as e:
+        ActiveLearner.load(tmp_path / "s", pool, emb)
+    assert str(tmp_path / "s") in str(e.value)
+    assert isinstance(e.value, ValueError)  # callers that caught ValueError still do
+
+
+def test_session_refits_from_the_store_when_the_learner_state_is_damaged(data, tmp_path):
+    """Session.make_learner quarantines a damaged state, rebuilds from the database's labels and says so."""
+    from balpm.safeio import QUARANTINE_DIR, DamagedFileWarning
+    from balpm.session import Session, SessionConfig
+
+    pool, emb, _, _ = data
+    session = Session.create(tmp_path / "sess", SessionConfig(policy="bald", policy_params={}, model_params=MODEL,
+                                                              n_members=3, batch_size=8))
+    for i, pid in enumerate(pool.ids[:12]):
+        session.record(str(pid), "a" if i % 3 else "b", annotator="alice", shown_swapped=False,
+                       request_id=f"r{i}", round=0)
+    learner = session.make_learner(pool, emb)
+    session.propose(learner)  # fits and saves the learner
+    assert session.last_warning is None
+    ens = _saved(session.learner_dir, "ensemble")
+    ens.write_bytes(ens.read_bytes()[:100])  # truncated: BadZipFile out of make_learner before the fix
+    session.close()
+
+    again = Session.open(tmp_path / "sess")
+    with pytest.warns(DamagedFileWarning, match="refit from the labels in the database") as rec:
+        healed = again.make_learner(pool, emb)
+    assert len([w for w in rec if issubclass(w.category, DamagedFileWarning)]) == 1
+    assert healed.labels_dict() == learner.labels_dict()  # the labels come from the database
+    msg = again.last_warning
+    assert msg is not None and "damaged" in msg and "refit from the 12 labels in the database" in msg
+    assert "labelling" in msg.lower()
+    moved = list((tmp_path / "sess" / QUARANTINE_DIR).iterdir())
+    assert len(moved) == 1 and moved[0].name.endswith("learner")
+    assert not again.learner_dir.exists()
+    batch = again.propose(healed)  # labelling goes on, and the state saved again is sound
+    assert len(batch.ids) == 8
+    np.testing.assert_array_equal(ActiveLearner.load(again.learner_dir, pool, emb).labels_, healed.labels_)
+    again.close()
+
+
+def test_learner_saved_before_manifests_still_loads(data, tmp_path):
+    """A learner folder written by an older balpm (learner.json, state.npz, ensemble.npz) still resumes."""
+    import json
+
+    pool, emb, _, _ = data
+    learner = ActiveLearner(pool, emb, policy="bald", model_params=MODEL, batch_size=8, seed=1)
+    learner.initialize(16)
+    learner.fit()
+    d = tmp_path / "old"
+    d.mkdir()
+    meta = {"format_version": 1, "params": learner.get_params(), "pool_name": pool.name, "n_pairs": len(pool.ids),
+            "ids_sha256": __import__("balpm.learner", fromlist=["_ids_digest"])._ids_digest(learner.ids),
+            "embeddings_model_id": emb.model_id, "fitted_key": learner._fitted_key, "fit_round": learner._fit_round,
+            "timings": {}}
+    (d / "learner.json").write_text(json.dumps(meta, default=list))
+    np.savez(d / "state.npz", labels=learner.labels_, acquired_round=learner.acquired_round_)
+    np.savez(d / "ensemble.npz", **learner.ensemble_.state_dict())
+    loaded = ActiveLearner.load(d, pool, emb)
+    assert not loaded.is_stale
+    np.testing.assert_array_equal(loaded.member_proba(), learner.member_proba())
+
+
+# ------------------------------------------------------------------------------------------ torn save (issue 10, case 10)
+def _save_forever(variants, folder, ready) -> None:
+    """Child process: save the variants in turn as fast as possible until killed (bounded in case nobody does)."""
+    import os
+    import time
+
+    deadline = time.monotonic() + 60
+    i = 0
+    while time.monotonic() < deadline:
+        variants[i % len(variants)].save(folder)
+        if i == 0:
+            ready.set()
+        i += 1
+    os._exit(0)
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGKILL"), reason="needs kill -9 (POSIX)")
+def test_kill_minus_9_during_save_never_leaves_a_mixed_state(data, tmp_path):
+    """A process saving learners of three different rounds is killed with SIGKILL at seeded random moments;
+    every load afterwards is one complete save (round, labels, ensemble and last selection together)."""
+    import multiprocessing
+    import os
+    import signal
+    import time
+
+    pool, emb, _, _ = data
+    kw = dict(policy="bald", model_params=MODEL, batch_size=8, seed=3)
+    variants, refs = [], {}
+    for rounds in range(3):
+        learner = ActiveLearner(pool, emb, **kw)
+        learner.initialize(12)
+        for _ in range(rounds):
+            learner.oracle_step()
+        learner.suggest()  # fits on this round's labels and keeps the selection
+        variants.append(learner)
+        refs[learner._labels_key()] = (learner._fit_round, learner.ensemble_.predict_member_proba(emb.a, emb.b),
+                                       list(learner.last_selection_["id"]))
+    assert len(refs) == 3
+    folder = tmp_path / "learner"
+    ctx = multiprocessing.get_context("fork")
+    rng = np.random.default_rng(2024)
+    seen = set()
+    for kill in range(10):
+        ready = ctx.Event()
+        child = ctx.Process(target=_save_forever, args=(variants, folder, ready), daemon=True)
+        child.start()
+        assert ready.wait(60), "the saving process never finished a first save"
+        time.sleep(float(rng.uniform(0.0, 0.15)))
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(30)
+        assert child.exitcode == -signal.SIGKILL
+        loaded = ActiveLearner.load(folder, pool, emb)
+        key = loaded._labels_key()
+        assert key in refs, f"kill {kill}: labels from no save"
+        fit_round, proba, picks = refs[key]
+        assert not loaded.is_stale, f"kill {kill}: fitted key and labels from different saves"
+        assert loaded._fit_round == fit_round, f"kill {kill}: round from another save"
+        np.testing.assert_array_equal(loaded.ensemble_.predict_member_proba(emb.a, emb.b), proba,
+                                      err_msg=f"kill {kill}: ensemble from another save")
+        assert list(loaded.last_selection_["id"]) == picks, f"kill {kill}: selection from another save"
+        seen.add(key)
+    assert len(seen) >= 2  # the kills landed at different points of the loop
+    variants[0].save(folder)  # the next complete save clears what the killed ones left behind
+    assert sorted(p.name.split("-")[0] for p in folder.iterdir()) == [
+        "ensemble", "last_selection", "learner.json", "state"]
