@@ -247,7 +247,7 @@ class LabelStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.timeout = float(timeout)
-        last_event, version = self._verify()  # before anything is written: a damaged file is left as found
+        last_event, version, has_labels = self._verify()  # before any write: a damaged file is left as found
         if version > SCHEMA_VERSION:
             raise LabelStoreError(f"{self.path}: label store schema {version} is newer than this balpm "
                                   f"({SCHEMA_VERSION}); upgrade balpm to open it")
@@ -257,7 +257,7 @@ class LabelStore:
         keeper.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()  # opens the WAL and its index
         # closed by close() or when this object is freed (a sqlite3 connection alone waits for the cycle collector)
         self._release_keeper = weakref.finalize(self, keeper.close)
-        if 0 < version < SCHEMA_VERSION:
+        if has_labels and version < SCHEMA_VERSION:
             self.backup(reason=f"before-schema-{SCHEMA_VERSION}")
         with self._write() as conn:
             for stmt in _SCHEMA:
@@ -293,8 +293,8 @@ class LabelStore:
             log.warning("%s: could not record the label count beside the database: %s", self.count_path, e)
             tmp.unlink(missing_ok=True)
 
-    def _verify(self) -> tuple[int, int]:
-        """Check the file before use; returns (highest event id, schema version).
+    def _verify(self) -> tuple[int, int, bool]:
+        """Check the file before use; returns (highest event id, schema version, whether it has a labels table).
 
         Raises
         ------
@@ -303,7 +303,7 @@ class LabelStore:
             ``count_path`` says were committed (a truncated, emptied or deleted file).
         """
         evidence = self._evidence()
-        last_event, version = 0, 0
+        last_event, version, has_labels = 0, 0, False
         if self.path.exists():
             try:
                 conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
@@ -314,7 +314,7 @@ class LabelStore:
                                                 + ")", evidence=evidence)
                     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
                     has_labels = conn.execute(
-                        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'labels'").fetchone()
+                        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'labels'").fetchone() is not None
                     if has_labels:
                         last_event = int(conn.execute("SELECT COALESCE(MAX(event_id), 0) FROM labels").fetchone()[0])
                 finally:
@@ -329,7 +329,7 @@ class LabelStore:
             raise StoreDamagedError(
                 self.path, f"{state} but {self.count_path.name} records that {evidence} label events were "
                 "written: labels have been lost", evidence=evidence)
-        return last_event, version
+        return last_event, version, has_labels
 
     def backup(self, dest: str | os.PathLike[str] | None = None, *, reason: str = "manual") -> Path:
         """Copy the database with SQLite's online backup API; returns the copy's path.

@@ -348,8 +348,12 @@ def _flip_in_index(db, pair_id: str) -> None:
     """Flip one bit of ``pair_id``'s key inside the one-active-label index (not in the table): a silent corruption."""
     conn = sqlite3.connect(db)
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-    pages = [r[0] for r in conn.execute("SELECT pageno FROM dbstat WHERE name = 'labels_one_active_per_pair'")]
-    conn.close()
+    try:
+        pages = [r[0] for r in conn.execute("SELECT pageno FROM dbstat WHERE name = 'labels_one_active_per_pair'")]
+    except sqlite3.OperationalError:
+        pytest.skip("this SQLite has no dbstat table to locate the index pages")
+    finally:
+        conn.close()
     data = bytearray(db.read_bytes())
     for page in pages:
         at = data.find(pair_id.encode(), (page - 1) * page_size, page * page_size)
@@ -378,8 +382,11 @@ def test_flipped_bytes_in_the_index_are_found_on_open(tmp_path):
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_random_byte_flips_never_pass_unnoticed(tmp_path, seed):
-    """Any damage to a page is either harmless (the file still checks out) or refused on open, never a traceback."""
+def test_random_byte_flips_are_refused_or_leave_a_sound_file(tmp_path, seed):
+    """Flipped bits in a page are refused on open, or left the file's structure sound; never another exception.
+
+    (SQLite keeps no checksum of row contents: a flip inside a stored text is not detectable by any check.)
+    """
     import random
 
     db = tmp_path / "labels.sqlite"
@@ -402,7 +409,7 @@ def test_random_byte_flips_never_pass_unnoticed(tmp_path, seed):
     assert len(store.events()) == 300
 
 
-def _old_schema_store(db) -> None:
+def _old_schema_store(db, version: int = 1) -> None:
     """A label database as balpm wrote it at schema 1 (before the no-anonymous-label trigger)."""
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -419,20 +426,21 @@ def _old_schema_store(db) -> None:
         INSERT INTO labels (request_id, pair_id, verdict, label, annotator, created_at)
             VALUES ('r0', 'p0', 'a', 1, NULL, '2024-01-01T00:00:00+00:00'),
                    ('r1', 'p1', 'b', 0, 'alice', '2024-01-01T00:00:01+00:00');
-        PRAGMA user_version = 1;
     """)
+    conn.execute(f"PRAGMA user_version = {int(version)}")
     conn.close()
 
 
-def test_schema_upgrade_backs_up_the_database_first(tmp_path):
+@pytest.mark.parametrize("version", [1, 0])  # 0: tables without a version number
+def test_schema_upgrade_backs_up_the_database_first(tmp_path, version):
     """Issue 10 case 11: a backup is made (SQLite's online backup) before any schema migration."""
     db = tmp_path / "labels.sqlite"
-    _old_schema_store(db)
+    _old_schema_store(db, version)
     store = LabelStore(db)
     backups = sorted((tmp_path / "backups").glob("*.sqlite"))
     assert len(backups) == 1 and "before-schema-2" in backups[0].name
     old = sqlite3.connect(backups[0])
-    assert old.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert old.execute("PRAGMA user_version").fetchone()[0] == version
     assert old.execute("SELECT pair_id, annotator FROM labels ORDER BY event_id").fetchall() == [
         ("p0", None), ("p1", "alice")]
     assert old.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
