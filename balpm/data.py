@@ -847,8 +847,10 @@ def _read_bytes(path: Path) -> bytes:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as e:
             raise PoolFormatError(path, None, None, f"broken gzip file: {e}") from None
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        raise PoolFormatError(path, None, None, "UTF-16 text: save the file as UTF-8")
+    if data[:4] in (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff"):
+        raise PoolFormatError(path, None, None, "UTF-32 text: save the file as UTF-8")
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(data) > 1 and b"\x00" in data[:2]):
+        raise PoolFormatError(path, None, None, "UTF-16 text (or another encoding with NUL bytes): save it as UTF-8")
     if data[:3] == b"\xef\xbb\xbf":  # a UTF-8 byte order mark (Excel, Notepad): not part of the data
         data = data[3:]
     return data
@@ -977,6 +979,14 @@ def _iter_csv(path: Path, data: bytes, sep: str) -> Iterator[tuple[_Loc, dict]]:
         where[name] = k
     if not header:
         raise PoolFormatError(path, None, None, "header names no columns")
+    if len(header) == 1:  # another separator: "prompt;chosen;rejected" is one column to a comma reader
+        other = next((c for c in (";", "|", ",", "\t") if c != sep and c in header[0]), None)
+        if other is not None:
+            raise PoolFormatError(
+                path, None, None,
+                f"the header is one column {header[0][:60]!r}: separated by {other!r}? balpm reads ',' in .csv and "
+                "tab in .tsv files",
+            )
     if bad is not None and not all(_utf8_ok(h) for h in header):
         raise PoolFormatError(path, None, None, f"header: not valid UTF-8 (byte 0x{data[bad.start]:02x})")
     width = len(header)

@@ -616,3 +616,24 @@ def test_strict_reaches_every_command_that_reads_a_pool(tmp_path: Path, capsys: 
         assert main([*argv, str(f), "--strict"]) == 2, argv
         err = capsys.readouterr().err
         assert f"{f}:3:" in err and "duplicate pair" in err and "Traceback" not in err, argv
+
+
+def test_encodings_and_separators_are_named(tmp_path: Path) -> None:
+    text = "prompt,chosen,rejected\ncafé,ja,nein\n"
+    bom = tmp_path / "bom.csv"  # Excel's "CSV UTF-8" starts with a byte order mark: read as UTF-8
+    bom.write_bytes(text.encode("utf-8-sig"))
+    assert load_pool(bom).pairs["prompt"].tolist() == ["café"]
+    bom_jsonl = tmp_path / "bom.jsonl"
+    bom_jsonl.write_bytes(jsonl_bytes := ("\ufeff" + json.dumps(GOOD) + "\n").encode("utf-8"))
+    assert jsonl_bytes.startswith(b"\xef\xbb\xbf") and len(load_pool(bom_jsonl)) == 1
+    for codec, name in (("utf-16", "UTF-16"), ("utf-16-le", "UTF-16"), ("utf-32", "UTF-32")):
+        f = tmp_path / f"{codec}.csv"
+        f.write_bytes(text.encode(codec))
+        assert_located(f, None, None, f"{name} text")
+    semi = write_csv(tmp_path / "semi.csv", "prompt;chosen;rejected\nq;a, b;c\n")
+    assert_located(semi, None, None, "separated by ';'?")
+    gz = tmp_path / "broken.jsonl.gz"
+    data = bytearray(gzip.compress(b"".join(json.dumps(GOOD | {"prompt": f"p{i}"}).encode() + b"\n" for i in range(50))))
+    data[20] ^= 0xFF  # the deflate stream itself (zlib.error, not an OSError)
+    gz.write_bytes(bytes(data))
+    assert_located(gz, None, None, "broken gzip file")
