@@ -408,3 +408,46 @@ def test_kill_minus_9_during_save_never_leaves_a_mixed_state(data, tmp_path):
     variants[0].save(folder)  # the next complete save clears what the killed ones left behind
     assert sorted(p.name.split("-")[0] for p in folder.iterdir()) == [
         "ensemble", "last_selection", "learner.json", "state"]
+
+
+def test_acquire_page_says_what_happens_to_a_damaged_learner_state_and_goes_on(tmp_path, monkeypatch):
+    """The page showed the raw BadZipFile; now a warning says the state is refit from the database's labels."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from balpm.session import Session, SessionConfig
+
+    root = tmp_path / "sessions"
+    monkeypatch.setenv("BALPM_SESSIONS_DIR", str(root))
+    monkeypatch.setenv("BALPM_DATA_DIR", "none")  # the embedded sample
+    s = Session.create("t", SessionConfig(pool="hh-rlhf:harmless-base", max_pairs=60, max_length=64, batch_size=6,
+                                          n_members=2, model_params={"hidden": [16], "max_epochs": 3}), root=root)
+    (root / ".last_session").write_text(str(s.folder))
+    app = str(Path(__file__).resolve().parents[1] / "app.py")
+    step = "Step: fit, score and propose a batch"
+
+    def acquire_page() -> AppTest:
+        at = AppTest.from_file(app, default_timeout=600)
+        at.run()
+        at.switch_page("pages/3_acquire.py").run()
+        assert not at.exception, at.exception
+        return at
+
+    at = acquire_page()
+    next(b for b in at.button if b.label == step).click()
+    at.run()
+    assert not at.exception, at.exception
+    batch = s.current_batch()
+    for pid in batch.ids:
+        s.record(pid, "a", annotator="t", shown_swapped=False, request_id=f"r-{pid}", round=0)
+    state = _saved(s.learner_dir, "state")
+    state.write_bytes(state.read_bytes()[:50])
+
+    at = acquire_page()  # a new tab: the learner is made from the saved state
+    warned = [w.value for w in at.warning if "damaged" in w.value]
+    assert len(warned) == 1 and "refit from the 6 labels in the database" in warned[0], [w.value for w in at.warning]
+    next(b for b in at.button if b.label == step).click()
+    at.run()  # labelling goes on: the next batch is scored by an ensemble fitted on the database's labels
+    assert not at.exception, at.exception
+    assert np.isfinite(s.current_batch().table["score"]).all()
