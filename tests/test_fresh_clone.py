@@ -27,6 +27,7 @@ at = AppTest.from_file("app.py", default_timeout=300)
 at.run()
 assert not at.exception, at.exception
 print("APP-OK", " | ".join(m.value for m in at.sidebar.markdown))
+print("SUMMARY", " | ".join(c.value for c in at.code))
 """
 
 
@@ -81,5 +82,6 @@ def test_app_first_page_opens_the_demo_on_the_sample(clone: tuple[Path, dict[str
     r = _run(clone, "-c", APP_FIRST_PAGE)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "APP-OK" in r.stdout and "demo" in r.stdout
+    assert "pool: sample:hh-rlhf:harmless-base (embedded sample, 600 of 2,303 pairs" in r.stdout  # the Pool page
     demo = json.loads((Path(clone[1]["BALPM_SESSIONS_DIR"]) / "demo" / "session.json").read_text())
     assert demo["pool"] == "sample:hh-rlhf:harmless-base"
