@@ -3,7 +3,8 @@
 Why a disk cache: a UMAP fit of a few thousand points costs seconds to tens of seconds on a laptop CPU (plus the
 numba compilation of the first call in a process), and the page is opened again and again on the same pool.
 The projection only depends on the vectors and the parameters, so it is fitted once per (embedding model, pool
-ids, parameters) and read back afterwards, across reruns, sessions and server restarts.
+ids, parameters) and read back afterwards, across reruns, sessions and server restarts. The file is written
+atomically with a checksum (:mod:`balpm.safeio`); a damaged one is quarantined with one warning and refit.
 
 Past ``max_points`` a seeded uniform sample of the rows is projected (and the caller is told which rows), because
 UMAP's cost grows with N and a browser cannot usefully draw hundreds of thousands of WebGL markers anyway.
@@ -16,12 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from balpm.safeio import DamagedFileError, load_npz, quarantine, save_npz
 
 __all__ = ["umap_coords", "projection_cache_path", "sample_rows", "LAST_STATS"]
 
@@ -140,26 +142,20 @@ def umap_coords(
                                  max_points=max_points, metric=metric, cache_dir=cache_dir)
     t0 = time.perf_counter()
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if str(z["digest"]) == digest and np.array_equal(z["index"], index):
-                coords = z["coords"].astype(np.float32)
-                LAST_STATS.clear()
-                LAST_STATS.update(cached=True, seconds=time.perf_counter() - t0, n=len(index), path=str(path))
-                return coords, index
-    except (OSError, KeyError, ValueError):
-        pass  # missing, partial or foreign file: refit
+        z = load_npz(path, required=("coords", "index", "digest"))
+        if str(z["digest"]) == digest and np.array_equal(z["index"], index) and z["coords"].shape == (len(index), 2):
+            coords = z["coords"].astype(np.float32)
+            LAST_STATS.clear()
+            LAST_STATS.update(cached=True, seconds=time.perf_counter() - t0, n=len(index), path=str(path))
+            return coords, index
+    except DamagedFileError as e:
+        quarantine(path, e.reason, "the map is refit")
+    except OSError:
+        pass  # missing or unreadable: refit
     coords = _fit_umap(x, seed, n_neighbors, min_dist, metric)
     seconds = time.perf_counter() - t0
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, coords=coords, index=index, digest=np.array(digest))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        save_npz(path, {"coords": coords, "index": index, "digest": np.array(digest)})
     except OSError:
         pass  # read-only cache: keep the result in memory only
     LAST_STATS.clear()

@@ -91,3 +91,30 @@ def test_tiny_pools_and_corrupt_cache(tmp_path: Path) -> None:
     path.write_bytes(b"not an npz")  # a torn write from another process must not break the page
     coords, _ = projection.umap_coords(emb, cache_dir=tmp_path)
     assert coords.shape == (40, 2) and projection.LAST_STATS["cached"] is False
+
+
+@pytest.mark.parametrize("how", ["truncate", "flip"])
+def test_damaged_cache_is_quarantined_once_and_refit(tmp_path: Path, count_fits: list[int], how: str) -> None:
+    """Issue 10 case 9: a damaged UMAP cache raised BadZipFile into the Feature space page; now it heals."""
+    import warnings
+
+    from balpm.safeio import QUARANTINE_DIR, DamagedFileWarning
+
+    emb = _emb(60)
+    first, _ = projection.umap_coords(emb, seed=1, n_neighbors=10, cache_dir=tmp_path)
+    path = Path(projection.LAST_STATS["path"])
+    data = bytearray(path.read_bytes())
+    if how == "truncate":
+        del data[len(data) // 2 :]
+    else:
+        data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.warns(DamagedFileWarning, match="refit") as rec:
+        coords, _ = projection.umap_coords(emb, seed=1, n_neighbors=10, cache_dir=tmp_path)
+    assert len([w for w in rec if issubclass(w.category, DamagedFileWarning)]) == 1
+    assert len(count_fits) == 2 and np.array_equal(coords, first)  # refit, and seeded: the same map
+    assert len(list((path.parent / QUARANTINE_DIR).iterdir())) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DamagedFileWarning)
+        projection.umap_coords(emb, seed=1, n_neighbors=10, cache_dir=tmp_path)
+    assert len(count_fits) == 2 and projection.LAST_STATS["cached"] is True
