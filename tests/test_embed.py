@@ -369,3 +369,21 @@ def test_damaged_embeddings_file_names_the_file(minilm: Embedder, hh_texts: list
     _chunk_damage(path, "flip")
     with pytest.raises(DamagedFileError, match="embeddings.npz"):
         PoolEmbeddings.load(path)
+
+
+def test_cli_embed_heals_a_damaged_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`balpm embed` after a chunk was damaged: exit 0, one warning naming it, the texts embedded again."""
+    from balpm.cli import main
+    from balpm.safeio import DamagedFileWarning
+
+    args = ["embed", "hh-rlhf:harmless-base", "--max-pairs", "4", "--out", str(tmp_path / "run"), "--quiet",
+            "--cache-dir", str(tmp_path / "cache")]
+    assert main(args) == 0
+    (chunk,) = (tmp_path / "cache" / "embeddings").rglob("chunk-*.npz")
+    _chunk_damage(chunk, "truncate")
+    capsys.readouterr()
+    with pytest.warns(DamagedFileWarning, match=chunk.name):
+        assert main(args) == 0
+    assert "12 unique texts: 0 cached, 12 computed" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "12 cached, 0 computed" in capsys.readouterr().out
