@@ -44,6 +44,7 @@ from balpm.safeio import (
     load_npz,
     quarantine,
     save_npz,
+    verified,
 )
 
 Progress = Callable[[int, int], None]
@@ -590,20 +591,20 @@ class EmbeddingCache:
         for path in self._chunks(key):
             try:
                 with np.load(path, allow_pickle=False) as z:
-                    h = z["hashes"]  # a cheap first look: chunks that serve nothing are never read further
-                if h.ndim != 1 or h.dtype != want.dtype:
-                    raise DamagedFileError(path, f"hashes are {h.dtype}{h.shape}, not S{_HASH_BYTES} text digests")
-                pos = np.minimum(np.searchsorted(want, h), len(want) - 1)
-                if not ((want[pos] == h) & ~got[pos]).any():
-                    continue
-                h, v = _read_chunk(path, dim)  # verified: checksum (or, for old chunks, shapes)
+                    h = z["hashes"]  # a first look: chunks that serve nothing are not read further
+                    if h.ndim != 1 or h.dtype != want.dtype:
+                        raise DamagedFileError(path, f"hashes are {h.dtype}{h.shape}, not S{_HASH_BYTES} digests")
+                    pos = np.minimum(np.searchsorted(want, h), len(want) - 1)
+                    if not ((want[pos] == h) & ~got[pos]).any():
+                        continue
+                    arrays = {k: h if k == "hashes" else z[k] for k in z.files}
+                h, v = _chunk_arrays(path, verified(path, arrays), dim)  # checksum (or, for old chunks, shapes)
             except FileNotFoundError:
                 continue  # moved or cleared by another process meanwhile
             except READ_ERRORS as e:
                 reason = e.reason if isinstance(e, DamagedFileError) else f"unreadable ({type(e).__name__}: {e})"
                 quarantine(path, reason, "its texts are embedded again", stacklevel=2)
                 continue
-            pos = np.minimum(np.searchsorted(want, h), len(want) - 1)
             hit = (want[pos] == h) & ~got[pos]
             rows[pos[hit]] = v[hit]
             got[pos[hit]] = True
@@ -673,13 +674,14 @@ class EmbeddingCache:
         shutil.rmtree(target, ignore_errors=True)
 
 
-def _read_chunk(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(hashes, vectors)`` of a chunk, verified; :class:`balpm.safeio.DamagedFileError` if it is not sound.
+def _chunk_arrays(path: Path, z: dict[str, np.ndarray], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(hashes, vectors)`` of a verified chunk; :class:`balpm.safeio.DamagedFileError` if they do not fit.
 
     Chunks written before checksums existed carry none: their shapes are checked instead (one ``S32`` hash per
     row of ``dim`` float32 values), so an old cache keeps serving without a recompute.
     """
-    z = load_npz(path, required=("hashes", "vectors"))
+    if "hashes" not in z or "vectors" not in z:
+        raise DamagedFileError(path, f"holds {sorted(z)}, not hashes and vectors")
     h, v = z["hashes"], z["vectors"]
     if h.ndim != 1 or h.dtype != np.dtype(f"S{_HASH_BYTES}") or v.shape != (len(h), dim) or v.dtype != np.float32:
         raise DamagedFileError(path, f"hashes {h.dtype}{h.shape} and vectors {v.dtype}{v.shape} do not fit "

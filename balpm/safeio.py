@@ -48,6 +48,7 @@ __all__ = [
     "sha256_file",
     "save_npz",
     "load_npz",
+    "verified",
     "quarantine",
 ]
 
@@ -187,6 +188,16 @@ def load_npz(path: str | os.PathLike[str], required: Iterable[str] = ()) -> dict
         raise  # not there or not ours to read: not damage
     except READ_ERRORS as e:
         raise DamagedFileError(path, f"unreadable ({type(e).__name__}: {e})") from e
+    return verified(path, arrays, required)
+
+
+def verified(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], required: Iterable[str] = ()
+             ) -> dict[str, np.ndarray]:
+    """``arrays`` (every array of the ``.npz`` at ``path``, as read) without the checksum, once verified.
+
+    For a caller that already holds the file open (:func:`load_npz` is the usual way in).
+    """
+    arrays = dict(arrays)
     stored = arrays.pop(CHECKSUM_KEY, None)
     if stored is not None:
         if stored.shape != () or str(stored) != arrays_digest(arrays):
