@@ -560,7 +560,9 @@ class ActiveLearner:
         the manifest naming those files with their sha256. Replacing the manifest is the one atomic step that
         switches to the new save; files no manifest names any more are removed afterwards. A save killed before
         that step (kill -9, power cut) leaves the previous save in force; :meth:`load` verifies every file
-        against the manifest. Of two processes saving at once, the later save wins.
+        against the manifest. Of two processes saving at once the later save normally wins; should the earlier
+        commit after the later one cleared its files (a narrow race), :meth:`load` reports a
+        :class:`LearnerStateError` and the session refits from the label database.
 
         The random state needs no file: it is a function of ``(seed, round)`` (module docstring).
         """

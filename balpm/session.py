@@ -13,6 +13,7 @@ labels must survive a crash. The folder (default ``~/balpm-sessions/<name>``, ro
 - ``metrics.csv``: held-out metrics per round (simulation mode);
 - ``selections.csv``: every scored batch's picks with BALD, β·Ĥ, score and ratio (the ratio-over-rounds view);
 - ``uploads/``: pool files uploaded through the app, so the session can reopen them.
+- ``quarantine/``: a damaged learner state moved aside by :meth:`Session.make_learner` (kept for inspection).
 
 The label store is the source of truth: :meth:`Session.make_learner` rebuilds the learner's labelled set from the
 store's active labels, so a crash between "label committed" and "learner saved" loses nothing.
