@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from balpm.safeio import atomic_write_text
+
 __all__ = [
     "ExperimentConfig",
     "run_experiment",
@@ -223,15 +225,11 @@ def load_experiment_pools(config: ExperimentConfig) -> tuple[Any, Any, Any | Non
 
 
 def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_write_text(path, df.to_csv(index=False))
 
 
 def _atomic_json(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str))
 
 
 def _selection_stats(sel: pd.DataFrame | None) -> dict[str, float]:
