@@ -187,8 +187,18 @@ def load_npz(path: str | os.PathLike[str], required: Iterable[str] = ()) -> dict
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise  # not there or not ours to read: not damage
     except READ_ERRORS as e:
+        if _head(path) != b"PK\x03\x04":  # numpy's own message would talk about pickles
+            raise DamagedFileError(path, "not an .npz file (no zip header)") from e
         raise DamagedFileError(path, f"unreadable ({type(e).__name__}: {e})") from e
     return verified(path, arrays, required)
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4)
+    except OSError:
+        return b""
 
 
 def verified(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], required: Iterable[str] = ()

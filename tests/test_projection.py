@@ -89,7 +89,10 @@ def test_tiny_pools_and_corrupt_cache(tmp_path: Path) -> None:
                                             cache_dir=tmp_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"not an npz")  # a torn write from another process must not break the page
-    coords, _ = projection.umap_coords(emb, cache_dir=tmp_path)
+    from balpm.safeio import DamagedFileWarning
+
+    with pytest.warns(DamagedFileWarning, match="not an .npz file"):
+        coords, _ = projection.umap_coords(emb, cache_dir=tmp_path)
     assert coords.shape == (40, 2) and projection.LAST_STATS["cached"] is False
 
 

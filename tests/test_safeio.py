@@ -68,6 +68,8 @@ def test_every_damage_is_a_damaged_file_error_naming_the_file(tmp_path: Path, da
     with pytest.raises(DamagedFileError) as e:
         load_npz(path)
     assert str(path) in str(e.value) and e.value.path == path
+    if damage == "empty":
+        assert "not an .npz file" in str(e.value)
 
 
 def test_checksum_catches_damage_that_zip_cannot_see(tmp_path: Path) -> None:
