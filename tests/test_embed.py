@@ -295,7 +295,7 @@ def test_cli_module_entry_point(tmp_path: Path) -> None:
     assert r.returncode == 0 and "--max-pairs" in r.stdout and "--truncation-side" in r.stdout
 
 
-# ------------------------------------------------------------------------------------------ damaged cache (issue 10, case 9)
+# ------------------------------------------------------------------------------------- damaged cache (issue 10, case 9)
 def _chunk_damage(path: Path, how: str) -> None:
     data = bytearray(path.read_bytes())
     if how == "flip":
@@ -346,7 +346,9 @@ def test_damaged_cache_chunk_is_quarantined_reported_once_and_recomputed(
     np.testing.assert_allclose(again, truth, atol=1e-5)
 
 
-def test_cache_chunks_written_before_checksums_still_serve(minilm: Embedder, hh_texts: list[str], tmp_path: Path) -> None:
+def test_cache_chunks_written_before_checksums_still_serve(
+    minilm: Embedder, hh_texts: list[str], tmp_path: Path
+) -> None:
     """A user's cache from an older balpm (plain np.savez, no checksum) is used, not recomputed."""
     from balpm.embed import _hash_array
 

@@ -251,7 +251,7 @@ def test_sync_from_store(data, tmp_path):
     assert ids[2] not in set(learner.suggest(5)["id"])
 
 
-# ------------------------------------------------------------------------------------------ damaged state (issue 10, case 9)
+# ------------------------------------------------------------------------------------- damaged state (issue 10, case 9)
 def _flip(path, at: float = 0.5) -> None:
     data = bytearray(path.read_bytes())
     data[int(len(data) * at)] ^= 0xFF
@@ -343,7 +343,7 @@ def test_learner_saved_before_manifests_still_loads(data, tmp_path):
     np.testing.assert_array_equal(loaded.member_proba(), learner.member_proba())
 
 
-# ------------------------------------------------------------------------------------------ torn save (issue 10, case 10)
+# ---------------------------------------------------------------------------------------- torn save (issue 10, case 10)
 def _save_forever(variants, folder, ready) -> None:
     """Child process: save the variants in turn as fast as possible until killed (bounded in case nobody does)."""
     import os

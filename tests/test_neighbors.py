@@ -154,7 +154,7 @@ def test_tiny_sets_clamp_k():
     assert g.k == 3 and (g.ball_sizes == 3).all()
 
 
-# ------------------------------------------------------------------------------------------ damaged cache (issue 10, case 9)
+# ------------------------------------------------------------------------------------- damaged cache (issue 10, case 9)
 def _damage(path, how: str) -> None:
     data = bytearray(path.read_bytes())
     if how == "flip":
