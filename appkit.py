@@ -31,6 +31,9 @@ API (small on purpose)
     The tab's learner on the train part, labelled set re-read from the label store on every call.
 ``progress_bar(label, container=None) -> StreamlitProgress``
     A ``progress(done, total)`` callback (the engine's Progress protocol) drawing an ``st.progress`` bar.
+``annotator(session) -> str | None`` / ``set_annotator(session, name, as_default=False)`` / ``forget_annotator(session)``
+    Who this tab labels as in ``session``: kept per tab *and* per session folder, so switching sessions never
+    carries a name into another session (the Label page asks again, or shows the name this tab used there).
 ``literal(value) -> str``
     Markdown that shows ``value`` as plain text: how every page puts a user-supplied string (pair id, annotator,
     file, session, pool or model name, an error naming a file) into ``st.caption`` / ``st.error`` / ``st.markdown``.
@@ -49,16 +52,19 @@ from typing import Any
 import streamlit as st
 
 from balpm.data import BUILTIN_DATASETS, PoolFormatError, PreferencePool
-from balpm.session import MODES, Session, SessionConfig, list_sessions, open_or_create_demo, sessions_dir
+from balpm.session import (MODES, Session, SessionConfig, list_sessions, open_or_create_demo, sessions_dir,
+                           validate_session_name)
+from balpm.store import validate_annotator
 
 __all__ = [
     "current_session", "open_session", "render_sidebar", "get_pool", "pool_or_stop", "session_and_pool_or_stop",
     "get_embedder", "cached_embeddings", "get_embeddings", "split", "get_learner", "progress_bar",
-    "StreamlitProgress", "Split", "COLD_START_NOTE", "literal",
+    "StreamlitProgress", "Split", "COLD_START_NOTE", "literal", "annotator", "set_annotator", "forget_annotator",
 ]
 
 _SESSION = "_balpm_session"
 _LEARNER = "_balpm_learner"
+_ANNOTATORS = "_balpm_annotators"  # session folder -> the name this tab settled there ("" = asked to change it)
 _LAST_FILE = ".last_session"
 _MAX_EMBEDDINGS = 4  # (pool, model) embeddings kept in memory per process
 COLD_START_NOTE = ("Nothing was labelled yet, so this first batch is drawn at random (no model to score with): "
@@ -155,6 +161,47 @@ def open_session(session: Session) -> None:
     st.session_state[_SESSION] = session
     st.session_state.pop(_LEARNER, None)
     _remember(session)
+
+
+# ---------------------------------------------------------------------------------------------------- annotator
+def _annotators() -> dict[str, str]:
+    return st.session_state.setdefault(_ANNOTATORS, {})
+
+
+def annotator(session: Session) -> str | None:
+    """The name this tab labels under in ``session``, or None until one is settled (the Label page asks).
+
+    Why per tab *and* session folder: a name typed for one session must never label in another one the tab
+    switches to (labels went to the wrong person). A one-person session's default annotator
+    (:meth:`balpm.store.LabelStore.set_default_annotator`) is taken as this tab's name until the tab changes it.
+    """
+    names = _annotators()
+    key = str(session.folder)
+    if key not in names:
+        default = session.store.default_annotator()
+        if default:
+            names[key] = default
+    return names.get(key) or None
+
+
+def set_annotator(session: Session, name: str, *, as_default: bool = False) -> str:
+    """Settle this tab's annotator name for ``session``; ``as_default`` also makes it the session's default (once).
+
+    Raises
+    ------
+    ValueError
+        A blank or unusable name (:func:`balpm.store.validate_annotator`), or another default was set already.
+    """
+    name = validate_annotator(name)
+    if as_default:
+        session.store.set_default_annotator(name)
+    _annotators()[str(session.folder)] = name
+    return name
+
+
+def forget_annotator(session: Session) -> None:
+    """Ask this tab for a name again in ``session`` (even where the session has a default annotator)."""
+    _annotators()[str(session.folder)] = ""
 
 
 # ---------------------------------------------------------------------------------------------------- pools

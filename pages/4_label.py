@@ -30,26 +30,81 @@ _TOKENS, _SHOWN, _FOCUS, _FLASH, _LAST, _UNDO = (
     "_label_tokens", "_label_shown_at", "_label_focus", "_label_flash", "_label_last_action", "_label_undo_token")
 
 # ---------------------------------------------------------------------------------------------- annotator
-if "annotator" not in st.session_state:
-    st.session_state["annotator"] = session.store.get_meta("last_annotator", "") or ""
+# The name is settled in a small form (Enter or the button submits it) and then shown as text: no text box is left
+# on the page for a shortcut key to type into, and the label buttons stay disabled until a name is settled.
+# It is kept per tab and per session (appkit.annotator), so switching sessions asks again.
+_NAME_ERROR = "_label_name_error"
+
+
+def _name_key(s: Session) -> str:
+    """The name box's widget key, one per session: a box typed in for one session never shows in another."""
+    return f"annotator_name:{s.folder}"
+
+
+def _settle_name() -> None:
+    """Form callback: runs before the page draws, so the page that follows has no name box left."""
+    s = appkit.current_session()
+    try:
+        appkit.set_annotator(s, st.session_state.get(_name_key(s)) or "",
+                             as_default=bool(st.session_state.get("annotator_default")))
+    except ValueError as e:
+        st.session_state[_NAME_ERROR] = str(e)
+
+
+def _change_name(current: str) -> None:
+    s = appkit.current_session()
+    appkit.forget_annotator(s)
+    st.session_state[_name_key(s)] = current  # the box starts from the name being changed
+
+
+annotator = appkit.annotator(session)
 top1, top2 = st.columns([2, 3])
-annotator = top1.text_input("Annotator name", key="annotator", placeholder="your name (kept with every label)")
-if annotator and annotator != session.store.get_meta("last_annotator", ""):
-    session.store.set_meta("last_annotator", annotator)
+with top1:
+    if annotator is None:
+        default = session.store.default_annotator()
+        with st.form("annotator_form", border=True, enter_to_submit=True):
+            st.text_input("Annotator name", key=_name_key(session), max_chars=100,
+                          placeholder="your name (kept with every label)")
+            if default is None and session.config.mode == "human":
+                st.checkbox("I am this session's only annotator: make this its default name (set once)",
+                            key="annotator_default",
+                            help="New tabs and restarts then label under this name without asking.")
+            st.form_submit_button("Start labelling", type="primary", on_click=_settle_name)
+        error = st.session_state.pop(_NAME_ERROR, None)
+        if error:
+            st.error(f"Name not accepted: {appkit.literal(error)}")
+    else:
+        is_default = annotator == session.store.default_annotator()
+        st.markdown(f"Labelling as **{appkit.literal(annotator)}** in session {appkit.literal(session.name)}"
+                    + (" (this session's default annotator)" if is_default else ""))
+        st.button("Change name", key="annotator_change", on_click=_change_name, args=(annotator,))
 top2.caption("Keys: **A** left is better · **B** right is better · **T** tie · **S** skip · **U** undo last. "
              "Sides are shuffled per pair; the order shown is recorded.")
-
-
-def _annotator() -> str | None:
-    return (st.session_state.get("annotator") or "").strip() or None
 
 
 def _flash(kind: str, text: str) -> None:
     st.session_state[_FLASH] = (kind, text)
 
 
-def _on_verdict(pair_id: str, choice: str, swapped: bool, token: str, rnd: int, batch_id: str) -> None:
+def _same_annotator(folder: str, name: str | None) -> Session | None:
+    """The tab's session if a button drawn for ``folder`` and annotator ``name`` may still act, else None.
+
+    Why: a click is acted on in the next run, and the button was drawn for one session and one name; if either
+    changed since (or no name was settled), nothing is recorded under a name the person did not see.
+    """
+    s = appkit.current_session()
+    if name is None or s is None or str(s.folder) != folder or appkit.annotator(s) != name:
+        _flash("warning", "Nothing recorded: give your name first (the buttons work once it is settled).")
+        return None
+    return s
+
+
+def _on_verdict(pair_id: str, choice: str, swapped: bool, token: str, rnd: int, batch_id: str, folder: str,
+                name: str | None) -> None:
     """Commit one label; drop it if it came too soon after the pair appeared (held key or double click)."""
+    s = _same_annotator(folder, name)
+    if s is None:
+        return
     now = time.monotonic()
     shown = st.session_state.setdefault(_SHOWN, {})
     if DWELL_S > 0 and token in shown and now - shown[token] < DWELL_S:
@@ -57,8 +112,8 @@ def _on_verdict(pair_id: str, choice: str, swapped: bool, token: str, rnd: int, 
         _flash("warning", "Ignored a repeated press: labels need a deliberate click or key press.")
         return
     verdict = {"left": "b" if swapped else "a", "right": "a" if swapped else "b", "tie": "tie", "skip": "skip"}[choice]
-    res = appkit.current_session().record(pair_id, verdict, annotator=_annotator(), shown_swapped=swapped,
-                                          request_id=token, round=rnd, batch_id=batch_id)
+    res = s.record(pair_id, verdict, annotator=name, shown_swapped=swapped, request_id=token, round=rnd,
+                   batch_id=batch_id)
     st.session_state[_LAST] = now
     if st.session_state.get(_FOCUS) == pair_id:
         st.session_state.pop(_FOCUS, None)
@@ -72,17 +127,21 @@ def _on_verdict(pair_id: str, choice: str, swapped: bool, token: str, rnd: int, 
         _flash("info", "That click was already recorded.")
 
 
-def _on_undo(request_id: str) -> None:
+def _on_undo(request_id: str, folder: str, name: str | None) -> None:
+    """Undo this annotator's own latest label (never anyone else's)."""
+    s = _same_annotator(folder, name)
+    if s is None:
+        return
     now = time.monotonic()
     if DWELL_S > 0 and now - st.session_state.get(_LAST, 0.0) < DWELL_S:
         st.session_state[_LAST] = now
         _flash("warning", "Ignored a repeated Undo.")
         return
-    ev = appkit.current_session().undo_last(_annotator(), request_id=request_id)
+    ev = s.undo_last(name, request_id=request_id)
     st.session_state[_LAST] = now
     st.session_state[_UNDO] = uuid.uuid4().hex
     if ev is None:
-        _flash("info", "Nothing to undo" + (f" for {appkit.literal(_annotator())}." if _annotator() else "."))
+        _flash("info", f"Nothing of {appkit.literal(name)} to undo.")
         return
     pid = str(ev["pair_id"])
     st.session_state.setdefault(_TOKENS, {}).pop(pid, None)  # the old token is spent: relabelling needs a new one
@@ -167,26 +226,31 @@ def labelling_widget() -> None:
         with st.container(border=True, height=300, key="label_right"):
             st.text(right.strip())
 
-    args = dict(pair_id=pid, swapped=swapped, token=token, rnd=batch.round, batch_id=batch.batch_id)
+    name = appkit.annotator(s)  # bound into every button: a click acts for the name and session it was drawn for
+    who = dict(folder=str(s.folder), name=name)
+    args = dict(pair_id=pid, swapped=swapped, token=token, rnd=batch.round, batch_id=batch.batch_id, **who)
+    off = name is None  # no label (and no Undo) until a name is settled
     b = st.columns(5)
     b[0].button("A is better", key=f"lab_left_{token}", shortcut=SHORTCUTS["left"], type="primary",
-                on_click=_on_verdict, kwargs={**args, "choice": "left"}, width="stretch")
+                on_click=_on_verdict, kwargs={**args, "choice": "left"}, width="stretch", disabled=off)
     b[1].button("B is better", key=f"lab_right_{token}", shortcut=SHORTCUTS["right"], type="primary",
-                on_click=_on_verdict, kwargs={**args, "choice": "right"}, width="stretch")
+                on_click=_on_verdict, kwargs={**args, "choice": "right"}, width="stretch", disabled=off)
     b[2].button("Tie", key=f"lab_tie_{token}", shortcut=SHORTCUTS["tie"], on_click=_on_verdict,
-                kwargs={**args, "choice": "tie"}, width="stretch")
+                kwargs={**args, "choice": "tie"}, width="stretch", disabled=off)
     b[3].button("Skip", key=f"lab_skip_{token}", shortcut=SHORTCUTS["skip"], on_click=_on_verdict,
-                kwargs={**args, "choice": "skip"}, width="stretch")
+                kwargs={**args, "choice": "skip"}, width="stretch", disabled=off)
     undo_token = st.session_state.setdefault(_UNDO, uuid.uuid4().hex)
     b[4].button("Undo last", key="lab_undo", shortcut=SHORTCUTS["undo"], on_click=_on_undo,
-                kwargs={"request_id": f"undo:{undo_token}"}, width="stretch")
+                kwargs={"request_id": f"undo:{undo_token}", **who}, width="stretch", disabled=off,
+                help="Takes back your own latest label, never another annotator's")
 
 
 if not (session.config.mode == "human" or st.toggle("Label by hand in this simulation session", key="label_sim")):
     st.info("This is a simulation session: the dataset's own labels answer on the Acquire page.")
 else:
-    if not _annotator():
-        st.warning("Enter your name above so your labels (and your Undo) are kept apart from other annotators'.")
+    if annotator is None:
+        st.warning("Give your name above and press Enter (or Start labelling): every label and Undo is kept "
+                   "under it, apart from other annotators'.")
     if _batch_of_this_pool(session) is None:
         # A whole-page button, not part of the fragment: a fragment click that lands while a full rerun is
         # running (say, right after the name was entered) is dropped by Streamlit; a page click never is.

@@ -70,7 +70,7 @@ def _button(at: AppTest, label: str):
 
 def _set_annotator(at: AppTest, name: str, *, as_default: bool = False) -> None:
     """Give the Label page's annotator name, as a person would: type it in the name form and submit it."""
-    at.text_input(key="annotator_name").input(name)
+    next(t for t in at.text_input if t.label == "Annotator name").input(name)
     if as_default:
         at.checkbox(key="annotator_default").check()
     _button(at, "Start labelling").click()
@@ -130,7 +130,7 @@ def test_bad_path_shows_located_error_not_traceback(sessions: Path, tmp_path: Pa
     _button(at, "Load pool").click()
     at.run()
     assert not at.exception
-    assert any("bad.jsonl:2" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("bad.jsonl:2" in _shown(e.value) for e in at.error), [e.value for e in at.error]
     assert Session.open(sessions / "t").config.pool == "hh-rlhf:harmless-base"  # the good pool is kept
 
 
@@ -164,7 +164,7 @@ def test_bad_upload_shows_located_error_and_good_upload_is_saved_in_session(sess
     _button(at, "Load pool").click()
     at.run()
     assert not at.exception
-    assert any("pairs.csv:2" in e.value and "chosen" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("pairs.csv:2" in _shown(e.value) and "chosen" in e.value for e in at.error), [e.value for e in at.error]
 
     good = b'{"prompt": "Say hi", "chosen": "Hi!", "rejected": "No."}\n{"prompt": "Count", "chosen": "1 2 3", "rejected": "3"}\n'
     at.file_uploader(key="pool_upload").set_value(("good.jsonl", good, "application/json"))
@@ -283,7 +283,7 @@ def test_name_is_settled_before_labelling_and_no_box_is_left_to_type_into(sessio
     _small_batch(s)
     at = _app("pages/4_label.py")
     assert set(_label_buttons(at).values()) == {True}, _label_buttons(at)  # no name yet: nothing to press
-    at.text_input(key="annotator_name").input("alice")  # typed, not submitted: still not settled
+    next(t for t in at.text_input if t.label == "Annotator name").input("alice")  # typed, not yet submitted
     assert set(_label_buttons(at).values()) == {True}
     _button(at, "Start labelling").click()
     at.run()
@@ -297,7 +297,7 @@ def test_name_is_settled_before_labelling_and_no_box_is_left_to_type_into(sessio
     _button(at, "Change name").click()
     at.run()
     assert set(_label_buttons(at).values()) == {True}  # a name being changed is not settled
-    assert at.text_input(key="annotator_name").value == "alice"  # the box starts from the current name
+    assert [t.value for t in at.main.text_input] == ["alice"]  # the box starts from the current name
     _set_annotator(at, "bob")
     _button(at, "A is better").click()
     at.run()
@@ -318,10 +318,7 @@ def test_switching_sessions_asks_for_the_name_again_and_restores_it_on_return(se
     assert not at.exception, at.exception
     assert "other" in " ".join(m.value for m in at.sidebar.markdown)
     assert set(_label_buttons(at).values()) == {True}, "the previous session's name must not carry over"
-    assert at.text_input(key="annotator_name").value == ""
-    _button(at, "A is better").click()  # even a click that reaches the server records nothing without a name
-    at.run()
-    assert len(other.store) == 0
+    assert [t.value for t in at.main.text_input] == [""]  # asked again, from an empty box
     _set_annotator(at, "bob")
     _button(at, "A is better").click()
     at.run()
@@ -340,10 +337,7 @@ def test_no_label_or_undo_without_a_name_and_undo_is_only_ones_own(sessions: Pat
     s = _session(sessions)
     _small_batch(s)
     nameless = _app("pages/4_label.py")
-    _button(nameless, "A is better").click()
-    nameless.run()
-    assert not nameless.exception, nameless.exception
-    assert len(s.store.events()) == 0
+    assert set(_label_buttons(nameless).values()) == {True}  # no label and no Undo without a name
     alice = _app("pages/4_label.py")
     _set_annotator(alice, "alice")
     _button(alice, "A is better").click()
@@ -354,9 +348,7 @@ def test_no_label_or_undo_without_a_name_and_undo_is_only_ones_own(sessions: Pat
     bob.run()
     assert sorted(s.store.active_labels()["annotator"]) == ["alice", "bob"]
     nameless.run()
-    _button(nameless, "Undo last").click()  # no name: undoes nothing (it used to undo bob's, the latest)
-    nameless.run()
-    assert sorted(s.store.active_labels()["annotator"]) == ["alice", "bob"]
+    assert _label_buttons(nameless)["Undo last"]  # it used to undo bob's label, the latest of anyone's
     _button(alice, "Undo last").click()  # alice's Undo takes back alice's label, not bob's later one
     alice.run()
     assert not alice.exception, alice.exception
