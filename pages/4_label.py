@@ -3,8 +3,10 @@
 Why it is shaped like this: the label store is the truth (re-read on every rerun, so two tabs never lose or
 duplicate a label), every displayed pair carries a request token (``LabelStore.record`` is idempotent on it, so a
 double click records once), and a verdict that arrives within ``BALPM_LABEL_DWELL_S`` seconds (default 0.3) of a
-pair appearing is dropped and restarts that clock, so a held key records exactly one label. The widget is an
-``st.fragment``: a click reruns only it.
+pair appearing is dropped and restarts that clock, so a held key records exactly one label. The clock belongs to
+what is on screen now, not to a pair's first display: every pair that comes into view (the next one, one re-shown
+by Undo, one coming back after Undo moved it aside) starts a fresh window. The widget is an ``st.fragment``: a
+click reruns only it.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ session, pool = appkit.session_and_pool_or_stop()
 
 DWELL_S = float(os.environ.get("BALPM_LABEL_DWELL_S", "0.3"))
 SHORTCUTS = {"left": "A", "right": "B", "tie": "T", "skip": "S", "undo": "U"}
-_TOKENS, _SHOWN, _FOCUS, _FLASH, _LAST, _UNDO = (
-    "_label_tokens", "_label_shown_at", "_label_focus", "_label_flash", "_label_last_action", "_label_undo_token")
+_TOKENS, _ON_SCREEN, _FOCUS, _FLASH, _LAST, _UNDO = (
+    "_label_tokens", "_label_on_screen", "_label_focus", "_label_flash", "_label_last_action", "_label_undo_token")
 
 # ---------------------------------------------------------------------------------------------- annotator
 # The name is settled in a small form (Enter or the button submits it) and then shown as text: no text box is left
@@ -106,9 +108,9 @@ def _on_verdict(pair_id: str, choice: str, swapped: bool, token: str, rnd: int, 
     if s is None:
         return
     now = time.monotonic()
-    shown = st.session_state.setdefault(_SHOWN, {})
-    if DWELL_S > 0 and token in shown and now - shown[token] < DWELL_S:
-        shown[token] = now  # a held key keeps restarting the clock: one press, one label
+    on_screen = st.session_state.get(_ON_SCREEN)  # (token, when it came into view)
+    if DWELL_S > 0 and on_screen is not None and on_screen[0] == token and now - on_screen[1] < DWELL_S:
+        st.session_state[_ON_SCREEN] = (token, now)  # a held key keeps restarting the clock: one press, one label
         _flash("warning", "Ignored a repeated press: labels need a deliberate click or key press.")
         return
     verdict = {"left": "b" if swapped else "a", "right": "a" if swapped else "b", "tie": "tie", "skip": "skip"}[choice]
@@ -205,7 +207,8 @@ def labelling_widget() -> None:
     left, right = (comp_b, comp_a) if swapped else (comp_a, comp_b)
     tokens = st.session_state.setdefault(_TOKENS, {})
     token = tokens.get(pid) or tokens.setdefault(pid, f"{batch.batch_id}:{pid}:{uuid.uuid4().hex[:12]}")
-    st.session_state.setdefault(_SHOWN, {}).setdefault(token, time.monotonic())
+    if st.session_state.get(_ON_SCREEN, (None,))[0] != token:  # a pair comes into view: its dwell window starts
+        st.session_state[_ON_SCREEN] = (token, time.monotonic())
 
     done = len([i for i in batch.ids if i in texts]) - len(pending)
     st.progress(done / max(len(batch.ids), 1),

@@ -151,11 +151,12 @@ def current_pair(page: Any) -> str | None:
 
 
 def set_annotator(page: Any, name: str) -> None:
+    """Type the annotator name in the Label page's name form and press Enter; wait until the page shows it."""
     box = page.locator("[data-testid='stMain']").get_by_label("Annotator name")
     box.fill(name)
     box.press("Enter")
+    wait_text(page, "Labelling as " + re.escape(name), timeout=60)
     wait_idle(page)
-    page.locator("[data-testid='stMain'] h1").first.click()  # leave the text box: letters are shortcuts again
 
 
 BUTTONS = {"a": "A is better", "b": "B is better", "t": "Tie", "s": "Skip"}
@@ -596,3 +597,128 @@ def test_markdown_in_ids_names_and_files_is_never_fetched(page: Any, servers: li
     assert f"Saved: left is better (pair {rows[0]['id']})" in texts[1]
     assert f"Undid the label of pair {rows[0]['id']}" in texts[2]
     assert data.name in sidebar and data.name in main_text(page)
+
+
+# ---------------------------------------------------------------------------------------------- who gave the label
+def _tiny_session(sessions: Path, name: str, n: int = 8) -> Any:
+    """A human session on an ``n``-pair JSONL file with its first six pairs as the current batch (no embedding)."""
+    import hashlib
+
+    from balpm.session import Session, SessionConfig
+
+    data = sessions.parent / f"{name}.jsonl"
+    rows = [{"id": hashlib.sha256(f"{name}{i}".encode()).hexdigest()[:16], "prompt": f"{name}: question {i}?",
+             "chosen": f"Answer {i}.", "rejected": "No."} for i in range(n)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    s = Session.create(name, SessionConfig(pool=str(data), max_pairs=None, mode="human"), root=sessions)
+    s.set_batch(pd.DataFrame({"id": [r["id"] for r in rows[:6]]}))
+    return s
+
+
+def _tiny_server(servers: list[Server], tmp_path: Path, embed_cache: Path, shared_data: Path,
+                 *names: str) -> tuple[list[Any], Server]:
+    """Tiny sessions ``names`` (the first one is the one the app opens) and a server (the default 0.3 s guard)."""
+    sessions = tmp_path / "sessions"
+    made = [_tiny_session(sessions, n) for n in names]
+    (sessions / ".last_session").write_text(str(made[0].folder))
+    for s in made:
+        s.close()
+    env = app_env(sessions, embed_cache, BALPM_DATA_DIR=str(shared_data), BALPM_LABEL_DWELL_S="0.3")
+    return made, _start(servers, env, tmp_path / "server.log")
+
+
+def _name_boxes(page: Any) -> int:
+    return page.locator("[data-testid='stMain']").get_by_label("Annotator name").count()
+
+
+def test_key_right_after_enter_in_the_name_box_never_edits_the_name(page: Any, servers: list[Server],
+                                                                    tmp_path: Path, embed_cache: Path,
+                                                                    shared_data: Path) -> None:
+    """Issue 10, case 1: Enter in the name box, then `A` at once: the name stays "alice" (it became "alicea")
+    and no label is ever stored under another name."""
+    (s,), srv = _tiny_server(servers, tmp_path, embed_cache, shared_data, "focus")
+    open_label(page, srv.url)
+    wait_text(page, r"Pair 1 of 6", timeout=60)
+    box = page.locator("[data-testid='stMain']").get_by_label("Annotator name")
+    box.fill("alice")
+    box.press("Enter")
+    page.keyboard.press("a")  # the person goes straight on to label
+    time.sleep(1.0)
+    wait_idle(page)
+    shoot(page, "name_then_key")
+    text = main_text(page)
+    assert "Labelling as alice in session focus" in text, text
+    assert _name_boxes(page) == 0, "a name box is left on the page for shortcut keys to type into"
+    labelled, _, _ = press_label(page, "a")  # a deliberate press labels under the settled name
+    active, events = _store_labels(s.folder)
+    assert labelled in set(active["pair_id"])
+    assert set(events["annotator"]) == {"alice"}, events[["pair_id", "annotator"]]
+
+
+def _open_in_sidebar(page: Any, name: str) -> None:
+    """Open session ``name`` through the sidebar's Sessions expander, as a person would."""
+    side = page.locator("[data-testid='stSidebarUserContent']")
+    box = side.get_by_role("combobox", name="Open or resume a session")
+    if not box.is_visible():
+        side.get_by_text("Sessions", exact=True).click()
+    box.click()
+    page.get_by_role("option", name=name, exact=True).click()
+    side.get_by_role("button", name="Open session").click()
+    page.wait_for_function(
+        "([n]) => { const s = document.querySelector(\"[data-testid='stSidebarUserContent']\");"
+        " return s && s.innerText.includes('Session: ' + n + ' '); }", arg=[name], timeout=60_000, polling="raf")
+    wait_idle(page)
+
+
+def test_switching_sessions_asks_for_the_name_again(page: Any, servers: list[Server], tmp_path: Path,
+                                                    embed_cache: Path, shared_data: Path) -> None:
+    """Issue 10, case 2: a name given in one session never labels in another the tab switches to; coming back
+    shows this tab's name for that session again."""
+    (first, other), srv = _tiny_server(servers, tmp_path, embed_cache, shared_data, "first", "other")
+    open_label(page, srv.url)
+    set_annotator(page, "alice")
+    _open_in_sidebar(page, "other")
+    wait_text(page, r"Pair 1 of 6", timeout=60)
+    shoot(page, "switched_session")
+    assert "Labelling as alice" not in main_text(page)
+    assert _name_boxes(page) == 1  # asked again
+    page.locator("[data-testid='stMain'] h1").first.click()  # focus out of the box: letters are shortcuts
+    time.sleep(DWELL_S)
+    page.keyboard.press("a")  # no name settled here: nothing is recorded
+    time.sleep(1.0)
+    wait_idle(page)
+    assert len(_store_labels(other.folder)[1]) == 0
+    set_annotator(page, "bob")
+    press_label(page, "a")
+    _open_in_sidebar(page, "first")
+    wait_text(page, "Labelling as alice in session first", timeout=60)  # restored for this tab, and shown
+    press_label(page, "b")
+    assert list(_store_labels(other.folder)[1]["annotator"]) == ["bob"]
+    assert list(_store_labels(first.folder)[1]["annotator"]) == ["alice"]
+
+
+def test_double_press_after_two_undos_records_one_label(page: Any, servers: list[Server], tmp_path: Path,
+                                                        embed_cache: Path, shared_data: Path) -> None:
+    """Issue 10, case 4: U, U, then A twice 150 ms apart records exactly one new label (the pair that comes
+    back into view after the first A gets a fresh dwell window; it kept its first display time)."""
+    (s,), srv = _tiny_server(servers, tmp_path, embed_cache, shared_data, "undo")
+    open_label(page, srv.url)
+    set_annotator(page, "ulla")
+    first, _, _ = press_label(page, "a")
+    second, _, _ = press_label(page, "b")
+    for undone in (second, first):
+        time.sleep(DWELL_S)
+        page.keyboard.press("u")
+        wait_text(page, f"Undid the label of pair {undone}", timeout=60)
+        wait_idle(page)
+    assert len(_store_labels(s.folder)[0]) == 0 and current_pair(page) == first
+    time.sleep(DWELL_S)
+    page.keyboard.press("a")
+    time.sleep(0.15)
+    page.keyboard.press("a")
+    time.sleep(1.5)
+    wait_idle(page)
+    shoot(page, "double_press_after_undo")
+    active, events = _store_labels(s.folder)
+    assert list(active["pair_id"]) == [first], active[["pair_id", "created_at"]]
+    assert len(events) == 3  # two labels undone, one new
