@@ -401,20 +401,28 @@ def _session_controls(session: Session | None) -> None:
                 else:
                     st.rerun()
         st.divider()
-        name = st.text_input("New session name", key="sb_new_name", placeholder="e.g. alice-hh")
+        name = st.text_input("New session name", key="sb_new_name", placeholder="e.g. alice-hh",
+                             help="Letters, digits, '.', '_' and '-': a folder under the sessions directory, "
+                                  "never a path")
+        valid: str | None = None
+        if name.strip():
+            try:  # checked as typed: the library's rule, said before anything is created
+                valid = validate_session_name(name)
+            except ValueError as e:
+                st.error(literal(e))
         mode = st.radio("Mode", MODES, key="sb_new_mode", horizontal=True,
                         help="human: a person labels; simulation: the dataset's own labels answer")
         options = list(BUILTIN_DATASETS)
         pool = st.selectbox("Pool", options, index=options.index("hh-rlhf:harmless-base"), key="sb_new_pool",
                             help="Choose a file later on the Pool page")
         max_pairs = st.number_input("Max pairs (0 = all)", min_value=0, value=500, step=100, key="sb_new_max")
-        if st.button("Create session", key="sb_create"):
+        if st.button("Create session", key="sb_create", disabled=valid is None):
             try:
                 base = session.config if session is not None else SessionConfig()
                 cfg = SessionConfig(pool=pool, max_pairs=int(max_pairs) or None, mode=mode, model=base.model,
                                     max_length=base.max_length, policy=base.policy,
                                     policy_params=dict(base.policy_params), batch_size=base.batch_size)
-                open_session(Session.create(name.strip(), cfg))
+                open_session(Session.create(valid, cfg))  # a str is a name under sessions_dir(), never a path
             except (OSError, ValueError) as e:
                 st.error(f"Cannot create session: {literal(e)}")
             else:

@@ -401,6 +401,32 @@ def test_double_press_after_undo_records_one_label(sessions: Path, monkeypatch: 
     assert any("Ignored" in w.value for w in at.warning)
 
 
+@pytest.mark.parametrize("bad", ["../../x", "/abs/x", "~/x", "a/b", ".."])
+def test_sidebar_refuses_a_session_name_that_is_a_path(sessions: Path, tmp_path: Path, bad: str) -> None:
+    """Issue 10, case 13 (sidebar): the New session name box is checked as it is typed
+    (``validate_session_name``): a clear error, Create disabled, and no folder is made anywhere."""
+    _session(sessions)
+    before = sorted(p for p in tmp_path.rglob("*") if p.is_dir())
+    at = _app()
+    at.sidebar.text_input(key="sb_new_name").input(bad)
+    at.run()
+    assert not at.exception, at.exception
+    errors = [_shown(e.value) for e in at.sidebar.error]
+    assert any("not allowed" in e and bad in e for e in errors), errors
+    create = at.sidebar.button(key="sb_create")
+    assert create.disabled
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_dir()) == before
+    assert not Path(bad).expanduser().resolve().joinpath("session.json").exists()
+    at.sidebar.text_input(key="sb_new_name").input("  alice-hh  ")  # a good name (blanks trimmed) still works
+    at.run()
+    assert not at.sidebar.error and not at.sidebar.button(key="sb_create").disabled
+    at.sidebar.button(key="sb_create").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert (sessions / "alice-hh" / "session.json").is_file()
+    assert "alice-hh" in " ".join(_shown(m.value) for m in at.sidebar.markdown)
+
+
 def test_double_record_with_same_token_stores_one(sessions: Path) -> None:
     s = _session(sessions)
     first = s.record("p1", "a", annotator="a", shown_swapped=False, request_id="tok-1")
