@@ -19,6 +19,9 @@ API (small on purpose)
     ``get_pool`` that shows a located ``st.error`` (never a traceback) and stops the page on a bad pool.
 ``session_and_pool_or_stop() -> (Session, PreferencePool)``
     What a page that needs a pool starts with: ``current_session`` then ``pool_or_stop`` (stops on either).
+``store_or_stop(session) -> LabelStore``
+    The session's label store, or the library's restore steps in an ``st.error`` and ``st.stop()`` when the
+    database is damaged or lost its labels (:class:`balpm.store.LabelStoreError`): nothing is written into it.
 ``get_embedder(model, device, batch_size, max_length) -> Embedder``
     Loaded once per process (``st.cache_resource``).
 ``cached_embeddings(session) -> PoolEmbeddings | None``
@@ -54,10 +57,11 @@ import streamlit as st
 from balpm.data import BUILTIN_DATASETS, PoolFormatError, PreferencePool
 from balpm.session import (MODES, Session, SessionConfig, list_sessions, open_or_create_demo, sessions_dir,
                            validate_session_name)
-from balpm.store import validate_annotator
+from balpm.store import LabelStore, LabelStoreError, validate_annotator
 
 __all__ = [
     "current_session", "open_session", "render_sidebar", "get_pool", "pool_or_stop", "session_and_pool_or_stop",
+    "store_or_stop",
     "get_embedder", "cached_embeddings", "get_embeddings", "split", "get_learner", "progress_bar",
     "StreamlitProgress", "Split", "COLD_START_NOTE", "literal", "annotator", "set_annotator", "forget_annotator",
 ]
@@ -237,6 +241,22 @@ def session_and_pool_or_stop() -> tuple[Session, PreferencePool]:
     if session is None:
         st.stop()
     return session, pool_or_stop(session)
+
+
+def store_or_stop(session: Session, action: str = "Labelling") -> LabelStore:
+    """The session's label store, opened and checked; or the restore steps in the page and ``st.stop()``.
+
+    Why: a damaged or emptied label database must stop labelling with what to do about it (restore a backup),
+    never show a traceback, and never be written into.
+    """
+    try:
+        store = session.store
+        store.default_annotator()  # a first read: the open check runs here at the latest
+        return store
+    except LabelStoreError as e:
+        st.error(f"{action} is stopped: {literal(e)}")
+        st.stop()
+        raise  # unreachable: st.stop raises
 
 
 # ---------------------------------------------------------------------------------------------------- embeddings

@@ -25,6 +25,7 @@ from balpm.session import Batch, Session
 appkit.run_through_router()
 st.title("Label")
 session, pool = appkit.session_and_pool_or_stop()
+appkit.store_or_stop(session)  # a damaged or emptied label database stops here, with how to restore it
 
 DWELL_S = float(os.environ.get("BALPM_LABEL_DWELL_S", "0.3"))
 SHORTCUTS = {"left": "A", "right": "B", "tie": "T", "skip": "S", "undo": "U"}

@@ -427,6 +427,22 @@ def test_sidebar_refuses_a_session_name_that_is_a_path(sessions: Path, tmp_path:
     assert "alice-hh" in " ".join(_shown(m.value) for m in at.sidebar.markdown)
 
 
+def test_label_page_stops_with_the_restore_steps_when_the_label_database_lost_its_labels(sessions: Path) -> None:
+    """Issue 10, case 11 (page): a label database emptied by a disk incident stops labelling with the library's
+    message (how to restore from a backup), not a traceback, and nothing is written into it."""
+    s = _session(sessions)
+    _small_batch(s)
+    s.record("x1", "a", annotator="ann", shown_swapped=False, request_id="r1")
+    s.close()
+    (s.folder / "labels.sqlite").write_bytes(b"")  # truncated to 0 bytes; labels.count remembers the label
+    at = _app("pages/4_label.py")
+    assert not at.exception, at.exception
+    errors = [_shown(e.value) for e in at.error]
+    assert any(e.startswith("Labelling is stopped") and "restore" in e for e in errors), errors
+    assert not [b for b in at.button if b.label == "A is better"]
+    assert (s.folder / "labels.sqlite").stat().st_size == 0
+
+
 def test_double_record_with_same_token_stores_one(sessions: Path) -> None:
     s = _session(sessions)
     first = s.record("p1", "a", annotator="a", shown_swapped=False, request_id="tok-1")
