@@ -399,6 +399,8 @@ def test_deep_link_on_a_fresh_server_runs_the_router(page: Any, servers: list[Se
     assert any("Feature space" in t for t in links)
     assert not any(t.strip().lower() == "app" for t in links)  # the file-name navigation of pages/ is not used
     assert page.url.endswith("/label")
+    # a private app: no Deploy button (client.toolbarMode = "viewer"), even for a browser on this machine
+    assert page.get_by_role("button", name="Deploy").count() == 0
 
 
 def test_two_tabs_on_one_session_never_duplicate_or_lose_a_label(page: Any, servers: list[Server], tmp_path: Path,
