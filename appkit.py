@@ -34,7 +34,7 @@ API (small on purpose)
     The tab's learner on the train part, labelled set re-read from the label store on every call.
 ``progress_bar(label, container=None) -> StreamlitProgress``
     A ``progress(done, total)`` callback (the engine's Progress protocol) drawing an ``st.progress`` bar.
-``annotator(session) -> str | None`` / ``set_annotator(session, name, as_default=False)`` / ``forget_annotator(session)``
+``annotator(session) -> str | None``, ``set_annotator(session, name, as_default=False)``, ``forget_annotator``
     Who this tab labels as in ``session``: kept per tab *and* per session folder, so switching sessions never
     carries a name into another session (the Label page asks again, or shows the name this tab used there).
 ``literal(value) -> str``
@@ -218,7 +218,8 @@ def _load_pool_cached(folder: str, config_json: str, identity: str) -> Preferenc
 def get_pool(session: Session) -> PreferencePool:
     """The session's pool (cached by pool identity). Raises PoolFormatError for a file the user must fix."""
     if not session.config.pool:
-        raise PoolFormatError(None, None, None, "no pool chosen yet: pick a built-in dataset, upload a file or give a path")
+        raise PoolFormatError(None, None, None,
+                              "no pool chosen yet: pick a built-in dataset, upload a file or give a path")
     c = session.config
     pool_fields = {k: getattr(c, k) for k in ("pool", "pool_seed", "max_pairs", "strict", "mode", "test_fraction")}
     return _load_pool_cached(str(session.folder), json.dumps(pool_fields, sort_keys=True), session.pool_identity())
@@ -403,7 +404,8 @@ def render_sidebar(session: Session | None) -> None:
             except Exception as e:  # a locked or damaged store must not hide the rest of the page
                 st.error(f"Label store unreadable: {literal(e)}")
             else:
-                st.markdown(f"**Labelled:** {n_lab} pairs" + (f" ({n_dec - n_lab} ties/skips)" if n_dec > n_lab else ""))
+                st.markdown(f"**Labelled:** {n_lab} pairs"
+                            + (f" ({n_dec - n_lab} ties/skips)" if n_dec > n_lab else ""))
         _session_controls(session)
 
 

@@ -61,7 +61,8 @@ if go:
 
 emb = appkit.cached_embeddings(session)
 if emb is None:
-    st.info(f"The pool ({len(pool)} pairs) is not embedded with {appkit.literal(session.config.model)} yet: press **Embed pool**. "
+    st.info(f"The pool ({len(pool)} pairs) is not embedded with {appkit.literal(session.config.model)} yet: "
+            "press **Embed pool**. "
             "Texts already in the disk cache are skipped.")
     st.stop()
 

@@ -32,7 +32,8 @@ st.title("Feature space")
 session, pool = appkit.session_and_pool_or_stop()
 emb = appkit.cached_embeddings(session)
 if emb is None:
-    st.info(f"The pool is not embedded with {appkit.literal(session.config.model)} in this server yet. Embed it on the Embed page, "
+    st.info(f"The pool is not embedded with {appkit.literal(session.config.model)} in this server yet. "
+            "Embed it on the Embed page, "
             "or load it here (texts already in the disk cache are not recomputed).")
     c1, c2 = st.columns([1, 3])
     c2.page_link("pages/2_embed.py", label="Go to the Embed page", icon="🧮")
