@@ -109,12 +109,29 @@ class KnnGraph:
         return self.t_indices[self.t_indptr[j] : self.t_indptr[j + 1]]
 
     def count_in_ball(self, mask: ArrayLike) -> np.ndarray:
-        """(N,) int64: for every point, how many points of ``mask`` lie in its ball (``n(x)`` of BAL-PM)."""
+        """(N,) int64: for every point, how many points of ``mask`` lie in its ball (``n(x)`` of BAL-PM).
+
+        Read through the transpose: each masked point adds one to the balls that hold it, so the cost is the
+        masked points' member lists (the acquired set, a few % of N), not all N balls.
+        """
         m = np.asarray(mask, dtype=bool)
         if m.shape != (self.n_points,):
             raise ValueError(f"mask must have shape ({self.n_points},), got {m.shape}")
-        rows = np.repeat(np.arange(self.n_points), self.ball_sizes)
-        return np.bincount(rows, weights=m[self.indices], minlength=self.n_points).astype(np.int64)
+        js = np.flatnonzero(m)
+        starts, lens = self.t_indptr[js], self.t_indptr[js + 1] - self.t_indptr[js]
+        # positions starts[q] .. starts[q] + lens[q] - 1 of every masked q, concatenated
+        pos = np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(starts - np.cumsum(lens) + lens, lens)
+        return np.bincount(self.t_indices[pos], minlength=self.n_points).astype(np.int64)
+
+    def log_radius(self, eps: float) -> np.ndarray:
+        """(N,) float64 ``log(2 r_k + ε)``, the radius part of BAL-PM's Ĥ; computed once per ``eps`` and kept
+        (the radii never change, and at 1M points the log is a good part of a batch's selection time)."""
+        cache = self.__dict__.setdefault("_log_radius", {})
+        if eps not in cache:
+            cache.clear()
+            cache[eps] = np.log(2.0 * self.radius.astype(np.float64) + eps)
+            cache[eps].flags.writeable = False
+        return cache[eps]
 
     # -- persistence -------------------------------------------------------------------------------------------
 

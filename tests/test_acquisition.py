@@ -246,3 +246,43 @@ def test_any_float_dtype_in():
     assert len(a) == 10 and len(b) == 10
     c = balpm_select(pool, np.empty((0, pool.shape[1])), U, 10)
     assert len(c) == 10
+
+
+# ------------------------------------------------------------------ issue 14: the faster selection, same picks
+
+from greedy_oracle import greedy_oracle  # noqa: E402  (tests/greedy_oracle.py: balpm_greedy before issue 14)
+
+
+def _assert_same_as_oracle(g, U, cand, acq, B, **kw):
+    want = greedy_oracle(g, U, cand, acq, B, **kw)
+    for method in ("heap", "argmax"):
+        got = balpm_greedy(g, U, cand, acq, B, method=method, **kw)
+        for w, h in zip(want, got):
+            np.testing.assert_array_equal(h, w)  # bit for bit: picks, U, β·Ĥ and scores
+
+
+@pytest.mark.parametrize("kind,seed", CASES)
+@pytest.mark.parametrize("beta,weight", [(0.01, 1.0), (0.5, 1.0), (0.0, 1.0), (1.0, 0.0)])
+def test_selection_equals_the_pre_issue_14_oracle_on_the_oracle_cases(kind, seed, beta, weight):
+    pool, acquired, U = make_case(kind, seed)
+    X = np.concatenate([pool, acquired])
+    cand = np.arange(len(X)) < len(pool)
+    U = np.concatenate([U, np.full(len(acquired), 9.0)])
+    g = build_knn_graph(X, k=7)
+    for B in (1, 30, int(cand.sum())):  # the whole pool: the sorted prefix must be extended several times
+        _assert_same_as_oracle(g, U, cand, ~cand, B, beta=beta, uncertainty_weight=weight)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_selection_equals_the_oracle_with_many_exact_ties(seed):
+    rng = np.random.default_rng(seed)
+    X = repeated(int(rng.integers(40, 120)), int(rng.integers(2, 6)), seed)  # distance-0 balls, ties at r_k
+    g = build_knn_graph(X, k=int(rng.integers(3, 14)))
+    U = np.round(rng.uniform(0, 0.02, len(X)), int(rng.integers(1, 4)))  # many equal U
+    acq = rng.uniform(size=len(X)) < rng.uniform(0, 0.3)
+    cand = rng.uniform(size=len(X)) < 0.9
+    cand[: int(rng.integers(0, 5))] = False
+    beta = float(rng.choice([0.0, 0.01, 0.3, 2.0]))
+    B = int(rng.integers(1, len(X) + 5))
+    _assert_same_as_oracle(g, U, cand, acq, B, beta=beta, d=float(rng.choice([1.0, 3.0])))
+    _assert_same_as_oracle(g, None, cand, acq, B, beta=1.0, uncertainty_weight=0.0)  # entropy: ties everywhere

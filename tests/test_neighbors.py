@@ -95,6 +95,8 @@ def test_count_in_ball():
     mask = np.random.default_rng(0).uniform(size=len(X)) < 0.3
     expect = np.array([mask[g.ball(i)].sum() for i in range(len(X))])
     np.testing.assert_array_equal(g.count_in_ball(mask), expect)
+    np.testing.assert_array_equal(g.count_in_ball(np.zeros(len(X), bool)), 0)
+    np.testing.assert_array_equal(g.count_in_ball(np.ones(len(X), bool)), g.ball_sizes)
 
 
 def test_save_load_round_trip(tmp_path):
