@@ -21,7 +21,13 @@ shown_swapped   1 if the pool's B was shown on the left (A on the right), else 0
 round           INTEGER active-learning round the pair was suggested in (may be NULL)
 batch_id        TEXT id of the suggested batch (may be NULL)
 undone          0 / 1; ``undone_at`` and ``undo_request_id`` say when and by which Undo click
+note            TEXT: the annotator's optional free-text note on this label (schema 3)
+supersedes      INTEGER: the event this one corrects (:meth:`LabelStore.revise`), else NULL (schema 3)
 ==============  ==========================================================================================
+
+A correction never edits a label: :meth:`LabelStore.revise` marks the old event undone and commits a new one that
+names it in ``supersedes``, in one transaction, and :meth:`LabelStore.withdraw` marks an event undone; so the audit
+trail keeps every verdict ever given and the one-active-label-per-pair index below still holds.
 
 A trigger refuses an event without an annotator (schema 2), so even a writer that bypasses this class cannot
 record an anonymous label, and Undo (:meth:`LabelStore.undo_last`) only ever undoes its caller's own events.
@@ -59,18 +65,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 __all__ = [
     "LabelStore", "LabelStoreError", "StoreDamagedError", "RecordResult", "VERDICTS", "verdict_to_label",
-    "validate_annotator",
+    "validate_annotator", "validate_note",
 ]
 
 log = logging.getLogger(__name__)
 
 VERDICTS = ("a", "b", "tie", "skip")
-SCHEMA_VERSION = 2
-"""1: the tables; 2: the ``labels_need_annotator`` trigger (no anonymous label)."""
+SCHEMA_VERSION = 3
+"""1: the tables; 2: the ``labels_need_annotator`` trigger (no anonymous label); 3: ``note`` and ``supersedes``."""
 
 _DEFAULT_ANNOTATOR_KEY = "default_annotator"
 _MAX_ANNOTATOR = 100
@@ -107,10 +114,13 @@ BEGIN
     SELECT RAISE(ABORT, 'labels.annotator is required: no label without an annotator');
 END""",
 ]
+_ADDED_COLUMNS = [("note", "TEXT"), ("supersedes", "INTEGER")]
+"""Schema 3: appended with ALTER TABLE (old and new files then have one column order)."""
+_MAX_NOTE = 2000
 
 _COLUMNS = [
     "event_id", "request_id", "pair_id", "verdict", "label", "annotator", "created_at", "shown_swapped",
-    "round", "batch_id", "undone", "undone_at", "undo_request_id",
+    "round", "batch_id", "undone", "undone_at", "undo_request_id", "note", "supersedes",
 ]
 
 Status = Literal["recorded", "duplicate", "already_labelled"]
@@ -196,6 +206,24 @@ def validate_annotator(name: str | None) -> str:
     return name
 
 
+def validate_note(note: str | None) -> str | None:
+    """A label's free-text note as stored: None for no note (or a blank one), else the text without outer blanks.
+
+    Raises
+    ------
+    ValueError
+        Longer than 2,000 characters (a note, not a document) or not a string.
+    """
+    if note is None:
+        return None
+    if not isinstance(note, str):
+        raise ValueError(f"a note is text, got {type(note).__name__}")
+    note = note.strip()
+    if len(note) > _MAX_NOTE:
+        raise ValueError(f"note is {len(note)} characters long; at most {_MAX_NOTE}")
+    return note or None
+
+
 def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
@@ -262,6 +290,10 @@ class LabelStore:
         with self._write() as conn:
             for stmt in _SCHEMA:
                 conn.execute(stmt)
+            have = {r[1] for r in conn.execute("PRAGMA table_info(labels)").fetchall()}
+            for col, kind in _ADDED_COLUMNS:
+                if col not in have:
+                    conn.execute(f"ALTER TABLE labels ADD COLUMN {col} {kind}")
             if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         if last_event > (self._evidence() or 0):
@@ -438,6 +470,7 @@ class LabelStore:
         request_id: str | None = None,
         *,
         batch_id: str | None = None,
+        note: str | None = None,
     ) -> RecordResult:
         """Commit one label event, at most once per ``request_id`` and at most one active event per pair.
 
@@ -456,6 +489,8 @@ class LabelStore:
         request_id : str
             Idempotency token minted by the UI for one displayed pair; required so a replay is recognised.
         batch_id : str, optional
+        note : str, optional
+            The annotator's free-text note on this label (:func:`validate_note`).
 
         Returns
         -------
@@ -468,6 +503,7 @@ class LabelStore:
             No ``request_id``, an unknown verdict or no annotator; nothing is written.
         """
         annotator = validate_annotator(annotator)
+        note = validate_note(note)
         if not request_id:
             raise ValueError("record() needs a request_id (one token per displayed pair) to make writes idempotent")
         label = verdict_to_label(verdict)
@@ -482,10 +518,10 @@ class LabelStore:
                 return RecordResult("already_labelled", int(row[0]))
             cur = conn.execute(
                 "INSERT INTO labels (request_id, pair_id, verdict, label, annotator, created_at, shown_swapped,"
-                " round, batch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " round, batch_id, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     str(request_id), str(pair_id), verdict, label, annotator, _utc_now(), int(bool(shown_swapped)),
-                    None if round is None else int(round), batch_id,
+                    None if round is None else int(round), batch_id, note,
                 ),
             )
             event_id = int(cur.lastrowid)
@@ -536,7 +572,124 @@ class LabelStore:
             out = conn.execute("SELECT * FROM labels WHERE event_id = ?", (row[0],)).fetchone()
             return dict(zip(_COLUMNS, out))
 
+    def _own_event(self, conn: sqlite3.Connection, event_id: int, annotator: str) -> dict[str, Any]:
+        """Event ``event_id`` as a dict, checked to be ``annotator``'s (a person corrects only their own labels)."""
+        row = conn.execute("SELECT * FROM labels WHERE event_id = ?", (int(event_id),)).fetchone()
+        if row is None:
+            raise KeyError(f"no label event {event_id} in {self.path}")
+        event = dict(zip(_COLUMNS, row))
+        if event["annotator"] != annotator:
+            raise ValueError(f"label event {event_id} is {event['annotator']!r}'s, not {annotator!r}'s: "
+                             "a label is changed or withdrawn only by whoever gave it")
+        return event
+
+    def revise(self, event_id: int, annotator: str, *, request_id: str, verdict: str | None = None,
+               note: str | None = None) -> RecordResult:
+        """Change an active label: mark event ``event_id`` undone and commit a new event that supersedes it.
+
+        Why a new event: nothing is ever edited or deleted, so the audit trail shows the first verdict, the
+        correction and when each was given; both happen in one transaction, so the pair never has two active
+        labels nor none in between.
+
+        Parameters
+        ----------
+        event_id : int
+            The active event to change (the caller's own).
+        annotator : str
+            Who changes it: must be the event's annotator.
+        request_id : str
+            Idempotency token of the click: a replay returns ``"duplicate"`` and writes nothing.
+        verdict : {"a", "b", "tie", "skip"}, optional
+            The new verdict; default: keep the old one (a note-only change).
+        note : str, optional
+            The new note; default keeps the old note, ``""`` clears it.
+
+        Returns
+        -------
+        RecordResult
+            ``recorded`` with the new event's id, or ``duplicate`` for a replayed request.
+
+        Raises
+        ------
+        KeyError
+            No such event.
+        ValueError
+            Another annotator's event, an event no longer active (changed or withdrawn since), a bad verdict
+            or note; nothing is written.
+        """
+        annotator = validate_annotator(annotator)
+        if not request_id:
+            raise ValueError("revise() needs a request_id (one token per click) to make writes idempotent")
+        new_note = None if note is None else validate_note(note)
+        with self._write() as conn:
+            row = conn.execute("SELECT event_id FROM labels WHERE request_id = ?", (request_id,)).fetchone()
+            if row is not None:
+                return RecordResult("duplicate", int(row[0]))
+            old = self._own_event(conn, event_id, annotator)
+            if old["undone"]:
+                raise ValueError(f"label event {event_id} (pair {old['pair_id']!r}) was already changed or "
+                                 "withdrawn: change its newest version")
+            verdict = old["verdict"] if verdict is None else verdict
+            label = verdict_to_label(verdict)
+            now = _utc_now()
+            conn.execute("UPDATE labels SET undone = 1, undone_at = ?, undo_request_id = ? WHERE event_id = ?",
+                         (now, f"revise:{request_id}", int(event_id)))
+            cur = conn.execute(
+                "INSERT INTO labels (request_id, pair_id, verdict, label, annotator, created_at, shown_swapped,"
+                " round, batch_id, note, supersedes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (str(request_id), old["pair_id"], verdict, label, annotator, now, int(old["shown_swapped"]),
+                 old["round"], old["batch_id"], old["note"] if note is None else new_note, int(event_id)),
+            )
+            new_id = int(cur.lastrowid)
+        self._note_events(new_id)
+        return RecordResult("recorded", new_id)
+
+    def withdraw(self, event_id: int, annotator: str, *, request_id: str) -> dict[str, Any]:
+        """Withdraw an active label of ``annotator`` (any one, not only the last): it is marked undone, not deleted.
+
+        The pair is then undecided again (offered for labelling). A replayed ``request_id`` withdraws nothing
+        more. Returns the withdrawn event.
+
+        Raises
+        ------
+        KeyError
+            No such event.
+        ValueError
+            Another annotator's event, or one already changed or withdrawn by another request.
+        """
+        annotator = validate_annotator(annotator)
+        if not request_id:
+            raise ValueError("withdraw() needs a request_id (one token per click) to make writes idempotent")
+        with self._write() as conn:
+            event = self._own_event(conn, event_id, annotator)
+            if event["undone"]:
+                if event["undo_request_id"] == request_id:
+                    return event  # a replay of this same click
+                raise ValueError(f"label event {event_id} (pair {event['pair_id']!r}) was already changed or "
+                                 "withdrawn")
+            conn.execute("UPDATE labels SET undone = 1, undone_at = ?, undo_request_id = ? WHERE event_id = ?",
+                         (_utc_now(), request_id, int(event_id)))
+            return dict(zip(_COLUMNS, conn.execute("SELECT * FROM labels WHERE event_id = ?",
+                                                   (int(event_id),)).fetchone()))
+
     # ------------------------------------------------------------------ reads
+    def history(self, annotator: str, *, include_inactive: bool = False) -> pd.DataFrame:
+        """``annotator``'s label events, newest first, with a ``state`` column: what the History list shows.
+
+        ``state`` is ``active``, ``changed`` (a later event supersedes it) or ``withdrawn`` (undone or withdrawn).
+        By default only the active ones (one per pair): the labels that count now.
+        """
+        annotator = validate_annotator(annotator)
+        ev = self.events()
+        ev = ev[ev["annotator"] == annotator]
+        replaced = set(ev["supersedes"].dropna().astype(int))
+        state = np.where(~ev["undone"].to_numpy(bool), "active",
+                         np.where(ev["event_id"].isin(replaced).to_numpy(), "changed", "withdrawn"))
+        ev = ev.assign(state=state)
+        if not include_inactive:
+            ev = ev[ev["state"] == "active"]
+        return ev.sort_values("event_id", ascending=False).reset_index(drop=True)
+
     def events(self, *, include_undone: bool = True) -> pd.DataFrame:
         """Every label event in commit order (the audit log)."""
         sql = "SELECT * FROM labels" + ("" if include_undone else " WHERE undone = 0") + " ORDER BY event_id"
@@ -545,6 +698,7 @@ class LabelStore:
         df["round"] = df["round"].astype("Int64")
         df["shown_swapped"] = df["shown_swapped"].astype(bool)
         df["undone"] = df["undone"].astype(bool)
+        df["supersedes"] = df["supersedes"].astype("Int64")
         return df
 
     def active_labels(self) -> pd.DataFrame:
@@ -615,41 +769,94 @@ class LabelStore:
         return self.get_meta(_DEFAULT_ANNOTATOR_KEY)
 
     # ------------------------------------------------------------------ exports
-    def export_trl(self, pool: Any, path: str | os.PathLike[str]) -> int:
-        """Write the active a/b labels as TRL reward-trainer JSONL (``prompt``, ``chosen``, ``rejected``).
+    def training_table(self, pool: Any) -> pd.DataFrame:
+        """The active a/b labels as a training table, one row per labelled pair in label order.
 
-        Parameters
-        ----------
-        pool : PreferencePool
-            Holds the texts; every labelled pair id must be in it.
-        path : str or Path
-            Written atomically (temporary file, then rename).
+        Columns ``id``, ``prompt``, ``chosen``, ``rejected`` (texts exactly as the pool holds them, so a trl reward
+        trainer reads them as they are), ``annotator``, ``labelled_at`` (UTC ISO-8601), ``round``, ``note``. Ties
+        and skips are left out: no preference to learn from.
 
-        Returns
-        -------
-        int
-            Number of lines written. Ties and skips are left out (no preference to learn from).
+        Raises
+        ------
+        KeyError
+            A labelled pair id is not in ``pool`` (labels of another pool).
         """
-        labels = self.label_map()
+        ev = self.active_labels()
+        ev = ev[ev["label"].notna()]
         pairs = pool.pairs.set_index("id", drop=False)
-        missing = [i for i in labels if i not in pairs.index]
+        missing = [i for i in ev["pair_id"] if i not in pairs.index]
         if missing:
             raise KeyError(f"{len(missing)} labelled pair ids are not in pool {getattr(pool, 'name', '')!r}: "
                            f"{missing[:5]}")
+        rows = pairs.loc[ev["pair_id"].tolist()]
+        a_won = (ev["label"].astype(int) == 1).to_numpy()
+        a, b = rows["completion_a"].to_numpy(dtype=object), rows["completion_b"].to_numpy(dtype=object)
+        return pd.DataFrame({
+            "id": ev["pair_id"].astype(str).to_numpy(),
+            "prompt": rows["prompt"].to_numpy(dtype=object),
+            "chosen": np.where(a_won, a, b),
+            "rejected": np.where(a_won, b, a),
+            "annotator": ev["annotator"].to_numpy(dtype=object),
+            "labelled_at": ev["created_at"].to_numpy(dtype=object),
+            "round": ev["round"].to_numpy(),
+            "note": ev["note"].to_numpy(dtype=object),
+        })
+
+    def export_trl(self, pool: Any, path: str | os.PathLike[str]) -> int:
+        """Write the active a/b labels as TRL reward-trainer JSONL; returns the number of lines.
+
+        Each line: ``id``, ``prompt``, ``chosen``, ``rejected``, ``annotator``, ``labelled_at`` (and ``note``
+        when one was given), from :meth:`training_table`. Written atomically (temporary file, then rename).
+        """
+        table = self.training_table(pool)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for pid, lab in labels.items():
-                row = pairs.loc[pid]
-                chosen, rejected = (row["completion_a"], row["completion_b"]) if lab == 1 else (
-                    row["completion_b"], row["completion_a"])
-                fh.write(json.dumps({"prompt": row["prompt"], "chosen": chosen, "rejected": rejected},
-                                    ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        return len(labels)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                for r in table.itertuples(index=False):
+                    line = {"id": r.id, "prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected,
+                            "annotator": r.annotator, "labelled_at": r.labelled_at}
+                    if isinstance(r.note, str):
+                        line["note"] = r.note
+                    fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return len(table)
+
+    def export_training_parquet(self, pool: Any, path: str | os.PathLike[str]) -> int:
+        """Write :meth:`training_table` (not the event log) to Parquet; returns the row count."""
+        table = self.training_table(pool)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            table.to_parquet(tmp, index=False)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return len(table)
+
+    def export_dataset(self, pool: Any, folder: str | os.PathLike[str]) -> int:
+        """Write :meth:`training_table` with ``datasets.Dataset.save_to_disk`` (``load_from_disk`` reads it back).
+
+        Raises
+        ------
+        FileExistsError
+            ``folder`` exists and is not empty (an export never overwrites).
+        """
+        from datasets import Dataset
+
+        folder = Path(folder)
+        if folder.exists() and any(folder.iterdir()):
+            raise FileExistsError(f"{folder} exists and is not empty; an export never overwrites")
+        table = self.training_table(pool)
+        table["round"] = table["round"].astype("float64")  # nullable Int64 has no datasets feature of its own
+        Dataset.from_pandas(table, preserve_index=False).save_to_disk(str(folder))
+        return len(table)
 
     def export_parquet(self, path: str | os.PathLike[str], *, include_undone: bool = True) -> int:
         """Write the event log (all events by default, for audit) to Parquet; returns the row count."""

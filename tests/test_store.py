@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from balpm.store import LabelStore, StoreDamagedError, verdict_to_label
+from balpm.store import SCHEMA_VERSION, LabelStore, StoreDamagedError, verdict_to_label
 
 
 def _pool() -> SimpleNamespace:
@@ -166,9 +166,12 @@ def test_meta_and_exports(tmp_path):
     store.undo_last("ann")
     n = store.export_trl(_pool(), tmp_path / "out" / "trl.jsonl")
     lines = [json.loads(x) for x in (tmp_path / "out" / "trl.jsonl").read_text().splitlines()]
+    ev = store.events().set_index("pair_id")
     assert n == 2 and lines == [
-        {"prompt": "q0", "chosen": "a0", "rejected": "b0"},
-        {"prompt": "q1", "chosen": "b1", "rejected": "a1"},
+        {"id": "p0", "prompt": "q0", "chosen": "a0", "rejected": "b0", "annotator": "ann",
+         "labelled_at": ev.loc["p0", "created_at"]},
+        {"id": "p1", "prompt": "q1", "chosen": "b1", "rejected": "a1", "annotator": "ann",
+         "labelled_at": ev.loc["p1", "created_at"]},
     ]
     assert store.export_parquet(tmp_path / "ev.parquet") == 4
     ev = pd.read_parquet(tmp_path / "ev.parquet")
@@ -438,14 +441,14 @@ def test_schema_upgrade_backs_up_the_database_first(tmp_path, version):
     _old_schema_store(db, version)
     store = LabelStore(db)
     backups = sorted((tmp_path / "backups").glob("*.sqlite"))
-    assert len(backups) == 1 and "before-schema-2" in backups[0].name
+    assert len(backups) == 1 and f"before-schema-{SCHEMA_VERSION}" in backups[0].name
     old = sqlite3.connect(backups[0])
     assert old.execute("PRAGMA user_version").fetchone()[0] == version
     assert old.execute("SELECT pair_id, annotator FROM labels ORDER BY event_id").fetchall() == [
         ("p0", None), ("p1", "alice")]
     assert old.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     old.close()
-    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 2
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert store.label_map() == {"p0": 1, "p1": 0}  # the old labels, anonymous one included, are kept
     with pytest.raises(ValueError, match="annotator"):
         store.record("p2", "a", None, False, 0, "r2")
@@ -499,3 +502,120 @@ def test_backup_is_consistent_while_another_process_writes(tmp_path):
         counts.append(n)
     assert counts == sorted(counts) and counts[-1] > counts[0]  # the writer committed between backups
     assert set(acked) <= set(LabelStore(db).label_map())
+
+
+# ---------------------------------------------------------------------------------------------- issue 11 item 5
+def test_revise_supersedes_with_a_new_event_and_keeps_the_audit_trail(tmp_path):
+    """Any label (not only the last) can be changed: a new event supersedes it; nothing is edited or deleted."""
+    store = LabelStore(tmp_path / "s.db")
+    first = store.record("p0", "a", "ann", True, 3, "r0", batch_id="b3", note="looked close").event_id
+    store.record("p1", "b", "ann", False, 3, "r1")
+    res = store.revise(first, "ann", verdict="b", request_id="fix-1")
+    assert res.status == "recorded" and res.event_id > first
+    assert store.revise(first, "ann", verdict="b", request_id="fix-1").status == "duplicate"  # replayed click
+    assert store.label_map() == {"p0": 0, "p1": 0} and len(store) == 2  # one active label per pair
+    ev = store.events().set_index("event_id")
+    assert ev.loc[first, "verdict"] == "a" and bool(ev.loc[first, "undone"])  # the old verdict is kept
+    new = ev.loc[res.event_id]
+    assert (new["verdict"], new["supersedes"], new["note"], new["round"], new["batch_id"], new["shown_swapped"]) == (
+        "b", first, "looked close", 3, "b3", True)
+    # a note-only change keeps the verdict; "" clears the note
+    noted = store.revise(res.event_id, "ann", note="  A misses the question  ", request_id="note-1").event_id
+    assert store.events().set_index("event_id").loc[noted, ["verdict", "note"]].tolist() == [
+        "b", "A misses the question"]
+    cleared = store.revise(noted, "ann", note="", request_id="note-2").event_id
+    assert pd.isna(store.events().set_index("event_id").loc[cleared, "note"])
+    with pytest.raises(ValueError, match="already changed or withdrawn"):
+        store.revise(first, "ann", verdict="a", request_id="fix-2")  # only the newest version can change
+    with pytest.raises(ValueError, match="not 'bob'"):
+        store.revise(cleared, "bob", verdict="a", request_id="fix-3")  # never another annotator's label
+    with pytest.raises(KeyError):
+        store.revise(999, "ann", verdict="a", request_id="fix-4")
+    with pytest.raises(ValueError, match="verdict"):
+        store.revise(cleared, "ann", verdict="maybe", request_id="fix-5")
+    assert store.label_map() == {"p0": 0, "p1": 0}  # failed changes wrote nothing
+    hist = store.history("ann", include_inactive=True)
+    assert hist["event_id"].tolist() == sorted(hist["event_id"], reverse=True)  # newest first
+    assert hist.set_index("event_id")["state"].to_dict() == {
+        first: "changed", 2: "active", res.event_id: "changed", noted: "changed", cleared: "active"}
+    assert store.history("ann")["pair_id"].tolist() == ["p0", "p1"]
+
+
+def test_withdraw_any_label_marks_it_undone_and_the_pair_is_open_again(tmp_path):
+    store = LabelStore(tmp_path / "s.db")
+    e0 = store.record("p0", "a", "ann", False, 0, "r0").event_id
+    store.record("p1", "b", "ann", False, 0, "r1")
+    store.record("p2", "tie", "bob", False, 0, "r2")
+    out = store.withdraw(e0, "ann", request_id="w0")  # not the last label: the first one
+    assert out["pair_id"] == "p0" and out["undone"] == 1
+    assert store.withdraw(e0, "ann", request_id="w0")["event_id"] == e0  # replay: nothing more
+    with pytest.raises(ValueError, match="already changed or withdrawn"):
+        store.withdraw(e0, "ann", request_id="w1")
+    with pytest.raises(ValueError, match="not 'ann'"):
+        store.withdraw(3, "ann", request_id="w2")
+    assert store.decided_ids() == {"p1", "p2"} and len(store.events()) == 3  # nothing deleted
+    assert store.record("p0", "b", "ann", False, 0, "r0-again").recorded  # offered and labelled again
+    assert store.history("ann", include_inactive=True).set_index("event_id").loc[e0, "state"] == "withdrawn"
+
+
+def test_note_is_checked_and_kept(tmp_path):
+    store = LabelStore(tmp_path / "s.db")
+    with pytest.raises(ValueError, match="at most 2000"):
+        store.record("p0", "a", "ann", False, 0, "r0", note="x" * 2001)
+    assert len(store.events()) == 0
+    store.record("p0", "a", "ann", False, 0, "r1", note="   ")
+    assert pd.isna(store.events()["note"].iloc[0])  # a blank note is no note
+
+
+def test_a_schema_2_store_gains_notes_and_keeps_its_labels(tmp_path):
+    db = tmp_path / "labels.sqlite"
+    _old_schema_store(db, 2)
+    store = LabelStore(db)
+    assert store.label_map() == {"p0": 1, "p1": 0}
+    e = store.record("p2", "a", "carol", False, 0, "r2", note="fine").event_id
+    assert store.events().set_index("event_id").loc[e, "note"] == "fine"
+    assert store.revise(e, "carol", verdict="b", request_id="x").recorded
+
+
+# ---------------------------------------------------------------------------------------------- issue 11 item 9
+def _hh_pool():
+    from balpm.data import load_pool
+
+    return load_pool("sample:hh-rlhf:harmless-base")
+
+
+def test_every_export_loads_with_datasets_and_has_the_reward_trainer_columns(tmp_path):
+    """TRL JSONL, the Parquet training table and a save_to_disk folder: each loads with `datasets` as it is."""
+    datasets = pytest.importorskip("datasets")
+    pool = _hh_pool()
+    store = LabelStore(tmp_path / "s.db")
+    ids = pool.pairs["id"].tolist()[:5]
+    for i, pid in enumerate(ids):
+        store.record(pid, "ab"[i % 2], "ann", False, 1, f"r{i}", note="sure" if i == 0 else None)
+    store.record(pool.pairs["id"].iloc[5], "tie", "ann", False, 1, "r-tie")  # ties are not training rows
+    assert store.export_trl(pool, tmp_path / "l.jsonl") == 5
+    assert store.export_training_parquet(pool, tmp_path / "train.parquet") == 5
+    assert store.export_dataset(pool, tmp_path / "ds") == 5
+    with pytest.raises(FileExistsError):
+        store.export_dataset(pool, tmp_path / "ds")
+    loaded = {
+        "jsonl": datasets.load_dataset("json", data_files=str(tmp_path / "l.jsonl"), split="train",
+                                       cache_dir=str(tmp_path / "hf")),
+        "parquet": datasets.load_dataset("parquet", data_files=str(tmp_path / "train.parquet"), split="train",
+                                         cache_dir=str(tmp_path / "hf")),
+        "save_to_disk": datasets.load_from_disk(str(tmp_path / "ds")),
+    }
+    by_id = pool.pairs.set_index("id")
+    for kind, ds in loaded.items():
+        assert {"prompt", "chosen", "rejected", "id", "annotator", "labelled_at"} <= set(ds.column_names), kind
+        assert ds.num_rows == 5 and ds["id"] == ids, kind
+        for i, row in enumerate(ds):
+            pair = by_id.loc[row["id"]]
+            a_won = i % 2 == 0
+            assert row["prompt"] == pair["prompt"]  # exactly the pool's texts
+            assert (row["chosen"], row["rejected"]) == ((pair["completion_a"], pair["completion_b"]) if a_won
+                                                        else (pair["completion_b"], pair["completion_a"])), kind
+            assert row["annotator"] == "ann" and row["labelled_at"].startswith("20")
+    events = pd.read_parquet(tmp_path / "train.parquet")
+    assert "verdict" not in events.columns  # the training table, not the event log
+    assert store.export_parquet(tmp_path / "events.parquet") == 6  # the event log stays its own export
