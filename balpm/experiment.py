@@ -1,4 +1,4 @@
-"""Simulated active-learning runs (the dataset's own labels are the oracle), run folders, comparisons, labels saved.
+"""Simulated active-learning runs: the dataset's own labels are the oracle, each run writes one run folder.
 
 A run folder holds
 
@@ -13,20 +13,18 @@ Round ``r`` of ``metrics.csv`` describes the state after ``r`` acquisition round
 initial set plus ``r`` batches (``n_labeled``), and the selection statistics and timings of the batch of round
 ``r`` (NaN for round 0). Both files are rewritten after every round, so an interrupted run keeps what it finished.
 
-:func:`compare_runs` averages runs over seeds; :func:`labels_saved` reads off how many labels a policy saves
-against a reference policy (the paper's headline number), counting from where the policy's mean curve stays at or
-above the reference's final score, not from its first touch.
+Reading run folders back, comparing them over seeds and "labels saved" live in :mod:`balpm.report`; their names
+are importable from here too, as before.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import platform
 import time
 import typing
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,6 +33,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from balpm.report import (  # re-exported: run comparison and reporting lived here before balpm.report
+    ACQUIRED_COLUMNS,
+    HIGHER_IS_BETTER,
+    METRIC_COLUMNS,
+    METRICS,
+    _selection_stats,
+    _slug,
+    compare_runs,
+    find_runs,
+    labels_saved,
+    labels_saved_table,
+    load_run,
+    load_runs,
+    ratio_by_round,
+    write_report,
+)
 from balpm.safeio import atomic_write_text
 
 __all__ = [
@@ -51,16 +65,12 @@ __all__ = [
     "METRICS",
     "METRIC_COLUMNS",
     "ACQUIRED_COLUMNS",
+    # also re-exported from balpm.report (their home): read run folders back
+    "HIGHER_IS_BETTER",
+    "find_runs",
+    "load_runs",
+    "ratio_by_round",
 ]
-
-METRICS = ("log_likelihood", "accuracy", "brier", "ece", "mean_bald")
-HIGHER_IS_BETTER = {"log_likelihood": True, "accuracy": True, "brier": False, "ece": False, "mean_bald": False}
-METRIC_COLUMNS = (
-    "dataset", "policy", "seed", "round", "n_labeled", "split", *METRICS, "n_eval",
-    "ratio_median", "ratio_q25", "ratio_q75", "uncertainty_mean", "entropy_term_mean",
-    "fit_seconds", "score_seconds", "select_seconds", "eval_seconds",
-)
-ACQUIRED_COLUMNS = ("round", "pick", "id", "label", "uncertainty", "entropy_term", "score", "ratio")
 
 Progress = Callable[[int, int], None]
 
@@ -150,10 +160,6 @@ class ExperimentConfig:
         return cls(**kw)
 
 
-def _slug(s: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in str(s)).strip("-")
-
-
 def policy_params_for(config: ExperimentConfig) -> dict[str, Any]:
     """The constructor parameters the configured policy takes (others are ignored, not errors)."""
     name = config.policy.strip().lower().replace("_", "-")
@@ -230,36 +236,6 @@ def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
 
 def _atomic_json(obj: Any, path: Path) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=str))
-
-
-def _selection_stats(sel: pd.DataFrame | None) -> dict[str, float]:
-    nan = float("nan")
-    if sel is None or not len(sel):
-        return {"ratio_median": nan, "ratio_q25": nan, "ratio_q75": nan, "uncertainty_mean": nan,
-                "entropy_term_mean": nan}
-    r = sel["ratio"].to_numpy(dtype=np.float64)
-    r = r[np.isfinite(r)]
-    q = np.quantile(r, [0.25, 0.5, 0.75]) if r.size else [nan, nan, nan]
-    et = sel["entropy_term"].to_numpy(dtype=np.float64)
-    return {
-        "ratio_median": float(q[1]), "ratio_q25": float(q[0]), "ratio_q75": float(q[2]),
-        "uncertainty_mean": float(np.nanmean(sel["uncertainty"])) if sel["uncertainty"].notna().any() else nan,
-        "entropy_term_mean": float(np.nanmean(et)) if np.isfinite(et).any() else nan,
-    }
-
-
-def ratio_by_round(picks: pd.DataFrame) -> pd.DataFrame:
-    """Per round: number of scored picks, median and quartiles of ``U / score``, mean BALD and mean β·Ĥ.
-
-    ``picks`` holds one row per pick with ``round``, ``ratio``, ``uncertainty`` and ``entropy_term`` (a run's
-    ``acquired.csv`` or ``Session.pick_history()``); picks without a finite ratio (random batches) are left out.
-    """
-    cols = ["round", "picks", "ratio_median", "ratio_q25", "ratio_q75", "uncertainty_mean", "entropy_term_mean"]
-    if not len(picks):
-        return pd.DataFrame(columns=cols)
-    ok = np.isfinite(pd.to_numeric(picks["ratio"], errors="coerce").to_numpy(dtype=np.float64))
-    rows = [{"round": rnd, "picks": len(g), **_selection_stats(g)} for rnd, g in picks[ok].groupby("round")]
-    return pd.DataFrame(rows, columns=cols)
 
 
 _EMBEDDERS: dict[tuple[Any, ...], Any] = {}
@@ -378,321 +354,6 @@ def run_experiment(
     return out
 
 
-# ------------------------------------------------------------------------------------------------ comparing
-def load_run(run_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
-    """``(config.json, metrics, acquired)`` of a run folder (``acquired`` empty if missing)."""
-    d = Path(run_dir)
-    if not (d / "metrics.csv").exists():
-        raise FileNotFoundError(f"{d}: not a run folder (no metrics.csv)")
-    info = json.loads((d / "config.json").read_text()) if (d / "config.json").exists() else {}
-    metrics = pd.read_csv(d / "metrics.csv")
-    acq = pd.read_csv(d / "acquired.csv", dtype={"id": str}) if (d / "acquired.csv").exists() else pd.DataFrame(
-        columns=list(ACQUIRED_COLUMNS))
-    return info, metrics, acq
-
-
-def find_runs(root: str | os.PathLike[str], depth: int = 3) -> list[Path]:
-    """Run folders (holding ``metrics.csv``) at or below ``root``, at most ``depth`` levels down, sorted.
-
-    Hidden folders are skipped; an unreadable folder is skipped rather than failing the search.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    found = [root] if (root / "metrics.csv").is_file() else []
-    if depth > 0:
-        try:
-            children = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        except OSError:
-            children = []
-        for child in children:
-            found += find_runs(child, depth - 1)
-    return found
-
-
-def load_runs(dirs: Iterable[str | os.PathLike[str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Concatenated ``metrics.csv`` and ``acquired.csv`` rows of several run folders.
-
-    The acquired rows gain ``policy`` (the run's policy label), ``seed``, ``dataset`` and ``run`` (the folder), so
-    picks of many runs can be grouped like their metrics.
-    """
-    metrics, acquired = [], []
-    for d in dirs:
-        info, m, a = load_run(d)
-        metrics.append(m)
-        cfg = info.get("config", {})
-        label = info.get("policy_label") or (m["policy"].iloc[0] if len(m) and "policy" in m else Path(d).name)
-        if len(a):
-            acquired.append(a.assign(policy=label, seed=cfg.get("seed"), dataset=cfg.get("dataset"), run=str(d)))
-    return (pd.concat(metrics, ignore_index=True) if metrics else pd.DataFrame(columns=list(METRIC_COLUMNS)),
-            pd.concat(acquired, ignore_index=True) if acquired else pd.DataFrame())
-
-
-def compare_runs(dirs: Iterable[str | os.PathLike[str]] | pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard error over seeds, per dataset, policy, split and number of labels.
-
-    Parameters
-    ----------
-    dirs : iterable of run folders, or a DataFrame of concatenated ``metrics.csv`` rows
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``dataset``, ``policy``, ``split``, ``n_labeled``, ``round``, ``n_seeds``, and for every metric
-        ``{metric}_mean`` and ``{metric}_se`` (standard error ``std(ddof=1)/√n``; NaN with one seed).
-    """
-    if isinstance(dirs, pd.DataFrame):
-        df = dirs
-    else:
-        frames = [load_run(d)[1] for d in dirs]
-        if not frames:
-            raise ValueError("compare_runs needs at least one run folder")
-        df = pd.concat(frames, ignore_index=True)
-    keys = ["dataset", "policy", "split", "n_labeled"]
-    g = df.groupby(keys, sort=True)
-    out = g.agg(round=("round", "min"), n_seeds=("seed", "nunique")).reset_index()
-    for m in METRICS:
-        if m not in df.columns:
-            continue
-        agg = g[m].agg(["mean", "std", "count"]).reset_index(drop=True)
-        out[f"{m}_mean"] = agg["mean"].to_numpy()
-        se = agg["std"].to_numpy() / np.sqrt(agg["count"].to_numpy())
-        out[f"{m}_se"] = np.where(agg["count"].to_numpy() > 1, se, np.nan)
-    return out
-
-
-def labels_saved(
-    curves: pd.DataFrame,
-    policy: str,
-    reference: str,
-    *,
-    metric: str = "log_likelihood",
-    split: str = "test",
-    dataset: str | None = None,
-) -> dict[str, Any]:
-    """How many fewer labels ``policy`` needs than ``reference`` to reach the reference's final score.
-
-    The target is the reference's mean ``metric`` at its largest ``n_labeled``. ``labels_needed`` is the smallest
-    label count from which the policy's mean curve *stays* at or above the target (≥ for log-likelihood and
-    accuracy, ≤ for Brier and ECE) at every later point: the start of the final run of points that reach the
-    target, linearly interpolated between that point and the (missing) point before it, i.e. at the last upward
-    crossing. A noisy curve that touches the target early and falls back does not count from its first touch
-    (the note says where it first crossed); a curve whose last point is below the target has not reached it.
-
-    Parameters
-    ----------
-    curves : DataFrame
-        :func:`compare_runs` output.
-    policy, reference : str
-        Values of the ``policy`` column.
-    dataset : str, optional
-        Needed when ``curves`` holds several datasets.
-
-    Returns
-    -------
-    dict
-        ``dataset``, ``policy``, ``reference``, ``metric``, ``target``, ``reference_labels`` (n at the target),
-        ``reached`` (bool: the curve ends at or above the target), ``labels_needed`` (float, NaN if not reached),
-        ``labels_saved`` (reference_labels − labels_needed; negative means the policy needs more),
-        ``percent_saved`` (of reference_labels), ``note``.
-    """
-    df = curves[curves["split"] == split]
-    if dataset is None:
-        names = df["dataset"].unique()
-        if len(names) != 1:
-            raise ValueError(f"curves hold datasets {list(names)}: pass dataset=")
-        dataset = str(names[0])
-    df = df[df["dataset"] == dataset]
-    col = f"{metric}_mean" if f"{metric}_mean" in df.columns else metric
-    ref = df[df["policy"] == reference].sort_values("n_labeled")
-    pol = df[df["policy"] == policy].sort_values("n_labeled")
-    if ref.empty or pol.empty:
-        missing = reference if ref.empty else policy
-        raise ValueError(f"no {split} curve for policy {missing!r} on {dataset!r}")
-    target = float(ref[col].iloc[-1])
-    n_ref = float(ref["n_labeled"].iloc[-1])
-    higher = HIGHER_IS_BETTER.get(metric, True)
-    n = pol["n_labeled"].to_numpy(dtype=np.float64)
-    v = pol[col].to_numpy(dtype=np.float64)
-    reached = (v >= target) if higher else (v <= target)
-    gain = (target - float(ref[col].iloc[0])) * (1 if higher else -1)
-    se_col = f"{metric}_se"
-    se = float(ref[se_col].iloc[-1]) if se_col in ref.columns else float("nan")
-    out: dict[str, Any] = {"dataset": dataset, "policy": policy, "reference": reference, "metric": metric,
-                           "split": split, "target": target, "reference_labels": n_ref, "reference_gain": gain}
-    notes = []
-    if np.isfinite(se) and abs(gain) < 2 * se:
-        notes.append("reference improved by less than 2 standard errors: read with care")
-    if gain < 0:
-        notes.append(f"reference ended below its first point ({gain:+.4f}): the target is not a gain")
-    if not reached.any():
-        best = float(np.nanmax(v) if higher else np.nanmin(v))
-        notes.insert(0, f"never reached {target:.4f} within {int(n[-1])} labels (best {best:.4f})")
-        return out | {"reached": False, "labels_needed": float("nan"), "labels_saved": float("nan"),
-                      "percent_saved": float("nan"), "note": "; ".join(notes)}
-    first = int(np.argmax(reached))
-    if not reached[-1]:
-        notes.insert(0, f"touched {target:.4f} at {int(n[first])} labels but ended below it "
-                        f"({float(v[-1]):.4f} at {int(n[-1])}): did not stay at or above the target")
-        return out | {"reached": False, "labels_needed": float("nan"), "labels_saved": float("nan"),
-                      "percent_saved": float("nan"), "note": "; ".join(notes)}
-    below = np.flatnonzero(~reached)
-    i = int(below[-1]) + 1 if below.size else 0  # start of the final run of points at or above the target
-    if i == 0:
-        needed = float(n[0])
-        notes.insert(0, "reached at its first point")
-    else:
-        frac = (target - v[i - 1]) / (v[i] - v[i - 1])
-        needed = float(n[i - 1] + frac * (n[i] - n[i - 1]))
-        if first < i:
-            notes.insert(0, f"first touched the target at {int(n[first])} labels, fell back below, "
-                            f"and stays at or above it from {needed:.0f}")
-    saved = n_ref - needed
-    return out | {"reached": True, "labels_needed": needed, "labels_saved": saved,
-                  "percent_saved": 100.0 * saved / n_ref if n_ref else float("nan"), "note": "; ".join(notes)}
-
-
-def labels_saved_table(curves: pd.DataFrame, references: Sequence[str] = ("random", "bald"),
-                       metric: str = "log_likelihood", split: str = "test") -> pd.DataFrame:
-    """:func:`labels_saved` of every other policy against each present reference, for every dataset."""
-    rows = []
-    df = curves[curves["split"] == split]
-    for dataset in sorted(df["dataset"].unique()):
-        policies = sorted(df.loc[df["dataset"] == dataset, "policy"].unique())
-        for ref in references:
-            if ref not in policies:
-                continue
-            for pol in policies:
-                if pol != ref:
-                    rows.append(labels_saved(curves, pol, ref, metric=metric, split=split, dataset=dataset))
-    cols = ["dataset", "policy", "reference", "metric", "split", "target", "reference_labels", "reference_gain",
-            "reached",
-            "labels_needed", "labels_saved", "percent_saved", "note"]
-    return pd.DataFrame(rows, columns=cols)
-
-
-def _fmt(x: Any, digits: int = 4) -> str:
-    if isinstance(x, (float, np.floating)):
-        return "n/a" if not np.isfinite(x) else f"{x:.{digits}f}"
-    return str(x)
-
-
-def _markdown_table(df: pd.DataFrame, digits: int | dict[str, int] = 4) -> str:
-    cols = list(df.columns)
-    per = digits if isinstance(digits, dict) else {}
-    default = digits if isinstance(digits, int) else 4
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for _, row in df.iterrows():
-        lines.append("| " + " | ".join(_fmt(row[c], per.get(c, default)) for c in cols) + " |")
-    return "\n".join(lines)
-
-
-def write_report(dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], *,
-                 png: bool = True) -> Path:
-    """Write a comparison folder: ``curves.csv``, ``labels_saved.csv``, ``summary.md``, HTML (and PNG) figures.
-
-    PNG export needs kaleido with a working Chrome; when that fails the report says so and keeps the HTML.
-    """
-    from balpm import plots
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    runs = [load_run(d) for d in dirs]
-    if not runs:
-        raise ValueError("no run folders given")
-    metrics = pd.concat([m for _, m, _ in runs], ignore_index=True)
-    curves = compare_runs(metrics)
-    curves.to_csv(out / "curves.csv", index=False)
-    table = labels_saved_table(curves)
-    table.to_csv(out / "labels_saved.csv", index=False)
-
-    figures: dict[str, Any] = {}
-    for dataset in sorted(curves["dataset"].unique()):
-        sub = curves[curves["dataset"] == dataset]
-        slug = _slug(dataset)
-        for split in sorted(sub["split"].unique()):
-            for metric in ("log_likelihood", "accuracy", "brier", "ece"):
-                fig = plots.learning_curves(sub, metric=metric, split=split)
-                fig.update_layout(title=f"{dataset}: {split} {metric.replace('_', '-')}")
-                figures[f"{slug}-{split}-{metric}"] = fig
-    acq = []
-    for info, m, a in runs:
-        if len(a) and "policy_label" in info:
-            cfg = info.get("config", {})
-            acq.append(a.assign(policy=info["policy_label"], seed=cfg.get("seed"), dataset=cfg.get("dataset")))
-    if acq:
-        acq_df = pd.concat(acq, ignore_index=True)
-        acq_df = acq_df[acq_df["round"] > 0]
-        has_entropy = acq_df.groupby("policy")["entropy_term"].apply(lambda s: s.notna().any())
-        for pol in has_entropy[has_entropy].index:
-            for dataset in sorted(acq_df["dataset"].dropna().unique()):
-                part = acq_df[(acq_df["policy"] == pol) & (acq_df["dataset"] == dataset)]
-                if len(part):
-                    fig = plots.ratio_over_rounds(part)
-                    fig.update_layout(title=f"{dataset}: {pol}, uncertainty / score of the picks")
-                    figures[f"{_slug(dataset)}-ratio-{_slug(pol)}"] = fig
-    if len(table):
-        figures["labels-saved"] = plots.labels_saved_bar(table)
-
-    for name, fig in figures.items():
-        fig.write_html(out / f"{name}.html", include_plotlyjs="cdn")
-    png_note = _write_pngs(figures, out) if png else "PNG export not requested (--no-png)."
-    (out / "summary.md").write_text(_summary_markdown(runs, curves, table, figures, png_note))
-    return out
-
-
-def _write_pngs(figures: dict[str, Any], out: Path) -> str:
-    """Export PNGs through kaleido (one browser session when plotly has ``write_images``); never raises."""
-    import plotly.io as pio
-
-    names = list(figures)
-    paths = [out / f"{n}.png" for n in names]
-    try:
-        if hasattr(pio, "write_images"):
-            pio.write_images([figures[n] for n in names], paths, width=900, height=550)
-        else:  # pragma: no cover - older plotly
-            for n, p in zip(names, paths):
-                figures[n].write_image(p, width=900, height=550)
-    except Exception as exc:  # kaleido needs a Chrome: no browser, no PNG
-        for p in paths:
-            p.unlink(missing_ok=True)
-        first = (str(exc).splitlines() or [""])[0][:200]
-        return f"PNG export skipped ({type(exc).__name__}: {first}); the HTML figures are complete."
-    return "PNG figures written beside the HTML ones."
-
-
-def _summary_markdown(runs: list, curves: pd.DataFrame, table: pd.DataFrame, figures: dict, png_note: str) -> str:
-    lines = ["# Label efficiency", ""]
-    cfgs = [info.get("config", {}) for info, _, _ in runs]
-    seeds = sorted({c.get("seed") for c in cfgs if c.get("seed") is not None})
-    lines.append(f"{len(runs)} runs; seeds {seeds}. Metric: mean test log-likelihood (nats, higher is better), "
-                 "mean ± standard error over seeds.")
-    lines.append("")
-    final = curves[curves["split"] == "test"].sort_values("n_labeled").groupby(["dataset", "policy"]).tail(1)
-    final = final.sort_values(["dataset", "log_likelihood_mean"], ascending=[True, False])  # best first per dataset
-    if len(final):
-        lines += ["## Final test metrics", ""]
-        view = final[["dataset", "policy", "n_labeled", "n_seeds"]].copy()
-        for m in ("log_likelihood", "accuracy", "brier", "ece"):
-            view[m] = [f"{a:.4f} ± {b:.4f}" if np.isfinite(b) else f"{a:.4f}"
-                       for a, b in zip(final[f"{m}_mean"], final[f"{m}_se"])]
-        lines += [_markdown_table(view.reset_index(drop=True)), ""]
-    if len(table):
-        lines += ["## Labels saved", "",
-                  "Labels a policy needs to reach the reference policy's final mean test log-likelihood, against "
-                  "the reference's label count: the smallest label count from which the policy's mean curve stays "
-                  "at or above that target at every later point (linear interpolation at its last upward "
-                  "crossing), so an early touch of a noisy curve that falls back does not count. A curve that "
-                  "ends below the target has not reached it.", ""]
-        view = table[["dataset", "policy", "reference", "target", "reference_gain", "reference_labels",
-                      "labels_needed", "labels_saved", "percent_saved", "note"]]
-        lines += [_markdown_table(view, {"target": 4, "reference_gain": 4, "reference_labels": 0,
-                                         "labels_needed": 1, "labels_saved": 1, "percent_saved": 1}), ""]
-    lines += ["## Files", "", "- `curves.csv`, `labels_saved.csv`", *(f"- `{n}.html`" for n in figures),
-              f"- {png_note}", ""]
-    return "\n".join(lines)
-
-
 # ------------------------------------------------------------------------------------------------ CLI glue
 def _field_type(f: dataclasses.Field, hints: dict[str, Any]) -> tuple[Callable[[str], Any], bool]:
     """argparse ``type`` of a config field, and whether it is optional (accepts 'none')."""
@@ -711,6 +372,11 @@ def _field_type(f: dataclasses.Field, hints: dict[str, Any]) -> tuple[Callable[[
     return base, False
 
 
+def _with_default(text: str, shown: Any) -> str:
+    """``text`` plus ``(default: shown)``, unless the text already says its default in words (said once)."""
+    return text if "(default" in text else f"{text} (default: {shown})"
+
+
 def add_config_arguments(parser: Any, cls: type = ExperimentConfig) -> None:
     """One ``--option`` per dataclass field, with its help text and default (like trl's ``HfArgumentParser``)."""
     hints = typing.get_type_hints(cls)
@@ -724,7 +390,7 @@ def add_config_arguments(parser: Any, cls: type = ExperimentConfig) -> None:
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         parser.add_argument(
             "--" + f.name.replace("_", "-"), dest=f.name, type=conv, default=default, metavar=f.name.upper(),
-            help=f"{f.metadata.get('help', '')} (default: {shown})",
+            help=_with_default(f.metadata.get("help", ""), shown),
         )
 
 

@@ -153,3 +153,6 @@ def test_wheel_ships_the_sample(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"balpm/datasets/{HH}", f"balpm/datasets/{QA}", "balpm/datasets/NOTICE",
             "balpm/datasets/make_sample.py"} <= names
+    # balpm.data is a package (issue 13): all its modules ship, and no stale balpm/data.py from an old build
+    assert {f"balpm/data/{m}.py" for m in ("__init__", "pool", "records", "formats", "sources", "summary")} <= names
+    assert "balpm/data.py" not in names
