@@ -373,8 +373,9 @@ def _field_type(f: dataclasses.Field, hints: dict[str, Any]) -> tuple[Callable[[
 
 
 def _with_default(text: str, shown: Any) -> str:
-    """``text`` plus ``(default: shown)``, unless the text already says its default in words (said once)."""
-    return text if "(default" in text else f"{text} (default: {shown})"
+    """``text`` plus ``(default: shown)``, unless the text already says its default in words (said once) or there
+    is none to say (``None``: the option is off unless given)."""
+    return text if "(default" in text or shown is None else f"{text} (default: {shown})"
 
 
 def add_config_arguments(parser: Any, cls: type = ExperimentConfig) -> None:
