@@ -38,7 +38,9 @@ import pandas as pd
 
 from balpm import uncertainty as unc
 from balpm.metrics import expected_calibration_error, preference_metrics  # re-exported: lived here before
+from balpm.neighbors import knn_cache_path, load_or_build_knn  # re-exported: they lived here
 from balpm.safeio import DamagedFileError, atomic_write_bytes, load_npz, save_npz, sha256_file
+from balpm.safeio import ids_digest as _ids_digest
 
 __all__ = [
     "ActiveLearner",
@@ -57,43 +59,6 @@ _LEGACY_FILES = ("state.npz", "ensemble.npz", "last_selection.csv", "state.tmp.n
                  "learner.json.tmp")
 _PURPOSE_INIT, _PURPOSE_SELECT, _PURPOSE_FIT = 0, 1, 2
 _KNN_POLICIES = {"bal-pm", "entropy"}
-
-
-# ---------------------------------------------------------------------------------------------------- kNN cache
-def _ids_digest(ids: np.ndarray) -> str:
-    h = hashlib.sha256()
-    for i in ids:
-        h.update(str(i).encode("utf-8"))
-        h.update(b"\0")
-    return h.hexdigest()
-
-
-def knn_cache_path(embeddings: Any, k: int, cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Where the kNN graph of ``embeddings.prompt`` is cached: keyed by the model id, the pair ids and ``k``.
-
-    The file also stores a fingerprint of the vectors (:func:`balpm.neighbors.cached_knn_graph`), so a pool
-    re-embedded with other settings (max length, pooling) rebuilds instead of reusing a stale graph.
-    """
-    if cache_dir is None:
-        from balpm.embed import default_cache_dir
-
-        cache_dir = Path(default_cache_dir()) / "knn"
-    h = hashlib.sha256()
-    h.update(str(getattr(embeddings, "model_id", "")).encode())
-    h.update(_ids_digest(np.asarray(embeddings.ids)).encode())
-    h.update(f"k={int(k)}".encode())
-    return Path(cache_dir) / f"knn-{h.hexdigest()[:24]}.npz"
-
-
-def load_or_build_knn(embeddings: Any, k: int, cache_dir: str | os.PathLike[str] | None = None) -> Any:
-    """The :class:`balpm.neighbors.KnnGraph` of the prompt embeddings, from the cache or built once and cached."""
-    from balpm.neighbors import build_knn_graph, cached_knn_graph
-
-    path = knn_cache_path(embeddings, k, cache_dir)
-    try:
-        return cached_knn_graph(embeddings.prompt, path, k=int(k))
-    except OSError:  # a read-only cache folder is not an error: build in memory
-        return build_knn_graph(embeddings.prompt, k=int(k))
 
 
 # ---------------------------------------------------------------------------------------------------- learner

@@ -40,15 +40,19 @@ from typing import Any, Callable
 import numpy as np
 from numpy.typing import ArrayLike
 
-from balpm.safeio import DamagedFileError, load_npz, quarantine, save_npz
+from balpm.safeio import DamagedFileError, ids_digest, load_npz, quarantine, save_npz
 
 __all__ = [
     "KnnGraph",
     "build_knn_graph",
     "knn_search",
+    "IndexTuning",
+    "TorchFlatIndex",
     "recall_at_k",
     "embedding_fingerprint",
     "cached_knn_graph",
+    "knn_cache_path",
+    "load_or_build_knn",
 ]
 
 _FORMAT_VERSION = 1
@@ -198,30 +202,138 @@ def _f32(X: Any, start: int, stop: int) -> np.ndarray:
     return np.ascontiguousarray(X[start:stop], dtype=np.float32)
 
 
-def _make_index(
-    X: Any, exact: bool, method: str, chunk_size: int, seed: int, hnsw_m: int, ef_construction: int, ef_search: int,
-    nlist: int | None, nprobe: int,
-):
+@dataclass(frozen=True)
+class IndexTuning:
+    """How the candidate neighbour lists are searched: every knob of the faiss and torch indexes, in one place.
+
+    Attributes
+    ----------
+    method : {"hnsw", "ivf"}
+        Approximate faiss index, used past ``approx_threshold`` (or with ``exact=False``).
+    hnsw_m, ef_construction, ef_search : int
+        HNSW links per node, build-time and query-time beam widths.
+    nlist : int or None
+        IVF cells (``None``: 4·√N, within [16, 65536]); ``nprobe`` cells are scanned per query.
+    seed : int
+        IVF training sample.
+    device : str
+        Exact search: ``"auto"`` (default) runs torch blocked matrix products on CUDA when torch sees a GPU and
+        faiss' flat index on the CPU otherwise; ``"faiss"`` forces the latter; any torch device (``"cpu"``,
+        ``"cuda"``, ``"cuda:1"``) forces the torch search there. Both give the same graph (float64 re-ranking).
+    query_block, db_block : int
+        torch search: query rows per block and database rows per matrix product (bounds the
+        ``query_block × db_block`` float32 distance block on the device).
+    """
+
+    method: str = "hnsw"
+    hnsw_m: int = 16
+    ef_construction: int = 40
+    ef_search: int = 64
+    nlist: int | None = None
+    nprobe: int = 16
+    seed: int = 0
+    device: str = "auto"
+    query_block: int = 4096
+    db_block: int = 131072
+
+    def __post_init__(self) -> None:
+        if self.method not in ("hnsw", "ivf"):
+            raise ValueError(f"unknown approximate method {self.method!r} (use 'hnsw' or 'ivf')")
+
+    def exact_device(self) -> str | None:
+        """The torch device of the exact search, or None for faiss' flat index."""
+        if self.device == "faiss":
+            return None
+        if self.device != "auto":
+            return self.device
+        import sys
+
+        torch = sys.modules.get("torch")  # an installed-but-unimported torch is not loaded just to ask
+        if torch is None:
+            try:
+                import torch  # noqa: F811
+            except ImportError:
+                return None
+        return "cuda" if torch.cuda.is_available() else None
+
+
+def _tuning(tuning: IndexTuning | None, overrides: dict[str, Any]) -> IndexTuning:
+    """``tuning`` (default settings when None) with keyword overrides such as ``method="ivf"``, ``ef_search=256``."""
+    from dataclasses import replace
+
+    return replace(tuning or IndexTuning(), **overrides)
+
+
+class TorchFlatIndex:
+    """Exact float32 kNN by blocked matrix products and top-k with torch, on any device (faiss' search API).
+
+    ``||q − x||² = |q|² + |x|² − 2 q·x`` per (query block × database block), a running top-m merged across
+    database blocks. Like faiss' flat index it ranks in float32; :func:`build_knn_graph` re-ranks the lists in
+    float64, so the graph is the same as faiss' (``tests/test_neighbors.py`` checks it on CPU tensors).
+    """
+
+    def __init__(self, X: Any, device: str, query_block: int = 4096, db_block: int = 131072,
+                 chunk_size: int = 65536) -> None:
+        import torch
+
+        self.torch = torch
+        self.device = torch.device(device)
+        n, d = X.shape
+        self.X = torch.empty((n, d), dtype=torch.float32, device=self.device)
+        for a, b in _chunks(n, chunk_size):
+            self.X[a:b] = torch.from_numpy(_f32(X, a, b)).to(self.device)
+        self.xn = (self.X * self.X).sum(dim=1)
+        self.query_block, self.db_block = int(query_block), int(db_block)
+
+    def search(self, q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(d2, idx)`` of the ``kk`` nearest database rows of each query row (float32 squared distances)."""
+        torch = self.torch
+        n = self.X.shape[0]
+        kk = min(kk, n)
+        D = np.empty((len(q), kk), np.float32)
+        I = np.empty((len(q), kk), np.int64)
+        with torch.no_grad():
+            for a, b in _chunks(len(q), self.query_block):
+                Q = torch.from_numpy(np.ascontiguousarray(q[a:b], dtype=np.float32)).to(self.device)
+                qn = (Q * Q).sum(dim=1, keepdim=True)
+                best_d = best_i = None
+                for s, e in _chunks(n, self.db_block):
+                    d2 = torch.addmm(qn + self.xn[None, s:e], Q, self.X[s:e].T, beta=1.0, alpha=-2.0)
+                    d2.clamp_(min=0)
+                    dd, ii = torch.topk(d2, min(kk, e - s), dim=1, largest=False)
+                    ii += s
+                    if best_d is not None:
+                        dd, pos = torch.topk(torch.cat([best_d, dd], 1), kk, dim=1, largest=False)
+                        ii = torch.gather(torch.cat([best_i, ii], 1), 1, pos)
+                    best_d, best_i = dd, ii
+                D[a:b] = best_d.cpu().numpy()
+                I[a:b] = best_i.cpu().numpy()
+        return D, I
+
+
+def _make_index(X: Any, exact: bool, tuning: IndexTuning, chunk_size: int, min_ef: int = 0):
+    """The index the lists are searched in: torch or faiss flat (exact), faiss HNSW or IVF (approximate)."""
     import faiss
 
     n, d = X.shape
     if exact:
+        device = tuning.exact_device()
+        if device is not None:
+            return TorchFlatIndex(X, device, tuning.query_block, tuning.db_block)
         index = faiss.IndexFlatL2(d)
-    elif method == "hnsw":
-        index = faiss.IndexHNSWFlat(d, hnsw_m)
-        index.hnsw.efConstruction = ef_construction
-        index.hnsw.efSearch = ef_search
-    elif method == "ivf":
-        nlist = nlist or int(max(16, min(65536, 4 * np.sqrt(n))))
+    elif tuning.method == "hnsw":
+        index = faiss.IndexHNSWFlat(d, tuning.hnsw_m)
+        index.hnsw.efConstruction = tuning.ef_construction
+        index.hnsw.efSearch = max(tuning.ef_search, min_ef)
+    else:
+        nlist = tuning.nlist or int(max(16, min(65536, 4 * np.sqrt(n))))
         quantizer = faiss.IndexFlatL2(d)
         index = faiss.IndexIVFFlat(quantizer, d, nlist)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(tuning.seed)
         n_train = min(n, 64 * nlist)
         sample = np.sort(rng.choice(n, size=n_train, replace=False))
         index.train(np.ascontiguousarray(X[sample], dtype=np.float32))
-        index.nprobe = nprobe
-    else:
-        raise ValueError(f"unknown approximate method {method!r} (use 'hnsw' or 'ivf')")
+        index.nprobe = tuning.nprobe
     for a, b in _chunks(n, chunk_size):
         index.add(_f32(X, a, b))
     return index
@@ -232,26 +344,21 @@ def knn_search(
     k: int,
     *,
     exact: bool = True,
-    method: str = "hnsw",
     chunk_size: int = 16384,
-    seed: int = 0,
-    hnsw_m: int = 16,
-    ef_construction: int = 40,
-    ef_search: int = 64,
-    nlist: int | None = None,
-    nprobe: int = 16,
     queries: np.ndarray | None = None,
+    tuning: IndexTuning | None = None,
+    **tuning_overrides: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Plain faiss kNN of every point (or of ``queries``, row indices into X) among X, self excluded.
+    """Plain kNN of every point (or of ``queries``, row indices into X) among X, self excluded.
 
-    Returns ``(dist, idx)``, each ``(n_queries, k)``; ``dist`` are faiss float32 Euclidean distances (not
-    squared), ``idx`` int64 with -1 where the index found too few. This is the baseline the graph is timed
-    against, and what :func:`recall_at_k` compares.
+    Returns ``(dist, idx)``, each ``(n_queries, k)``; ``dist`` are float32 Euclidean distances (not squared),
+    ``idx`` int64 with -1 where the index found too few. This is the baseline the graph is timed against, and
+    what :func:`recall_at_k` compares. ``tuning`` / keyword overrides: :class:`IndexTuning`.
     """
+    tuning = _tuning(tuning, tuning_overrides)
     n = X.shape[0]
     k = int(min(k, n - 1))
-    index = _make_index(X, exact, method, chunk_size, seed, hnsw_m, ef_construction, max(ef_search, k + 1),
-                        nlist, nprobe)
+    index = _make_index(X, exact, tuning, chunk_size, min_ef=k + 1)
     q_rows = np.arange(n) if queries is None else np.asarray(queries, dtype=np.int64)
     D = np.empty((len(q_rows), k), np.float32)
     I = np.empty((len(q_rows), k), np.int64)
@@ -350,6 +457,96 @@ def _brute_force_balls(
     return out
 
 
+@dataclass
+class _Balls:
+    """The build's working state: radii, ball entries found so far, rows whose ball needs the exhaustive pass."""
+
+    radius: np.ndarray
+    rows: list[np.ndarray] = field(default_factory=list)
+    cols: list[np.ndarray] = field(default_factory=list)
+    overflow: list[np.ndarray] = field(default_factory=list)
+    overflow_thr: list[np.ndarray] = field(default_factory=list)
+
+
+def _refine_lists(X: Any, rows: np.ndarray, ii: np.ndarray, k: int, tie_rtol: float, overflow_guard: float,
+                  can_overflow: bool, balls: _Balls) -> None:
+    """Re-rank one chunk's candidate lists in float64 (distance, then index), read r_k, keep the balls.
+
+    A row whose last listed point is still within ``r_k · (1 + overflow_guard)`` (or whose list is short of k)
+    may have a ball reaching past its list: it goes to :func:`_repair_overflow` instead.
+    """
+    n = X.shape[0]
+    dist = _exact_dists(X, rows, ii)
+    order = np.lexsort((np.where(ii < 0, n, ii), dist), axis=-1)
+    dist = np.take_along_axis(dist, order, axis=1)
+    ii = np.take_along_axis(ii, order, axis=1)
+    r = dist[:, k - 1]
+    thr = r * (1.0 + tie_rtol)
+    inside = dist <= thr[:, None]
+    ovf = ~np.isfinite(r)  # an approximate index found fewer than k neighbours
+    if can_overflow:  # else the list already holds every other point
+        ovf |= dist[:, -1] <= r * (1.0 + overflow_guard)
+    balls.radius[rows] = r
+    inside[ovf] = False
+    rr, cc = np.nonzero(inside)
+    balls.rows.append(rows[rr])
+    balls.cols.append(ii[rr, cc])
+    if ovf.any():
+        balls.overflow.append(rows[ovf])
+        balls.overflow_thr.append(thr[ovf])
+
+
+def _search_phase(X: Any, index: Any, m: int, k: int, chunk_size: int, tie_rtol: float, overflow_guard: float,
+                  progress: Callable[[int, int], None] | None) -> tuple[_Balls, float]:
+    """Search ``m`` candidates per point chunk by chunk and refine them; returns the balls and the refine time."""
+    n = X.shape[0]
+    balls = _Balls(radius=np.empty(n, np.float64))
+    t_refine = 0.0
+    for a, b in _chunks(n, chunk_size):
+        rows = np.arange(a, b)
+        _, ii = index.search(_f32(X, a, b), m + 1)
+        t_r = time.perf_counter()
+        _, ii = _drop_self(np.zeros_like(ii, dtype=np.float32), ii, rows)
+        _refine_lists(X, rows, ii, k, tie_rtol, overflow_guard, m < n - 1, balls)
+        t_refine += time.perf_counter() - t_r
+        if progress is not None:
+            progress(b, n)
+    return balls, t_refine
+
+
+def _repair_overflow(X: Any, k: int, tie_rtol: float, chunk_size: int, balls: _Balls) -> int:
+    """Exhaustive balls (and, where the list was short, exact radii) for the rows flagged by the search."""
+    if not balls.overflow:
+        return 0
+    orows = np.concatenate(balls.overflow)
+    othr = np.concatenate(balls.overflow_thr)
+    for i in np.nonzero(~np.isfinite(othr))[0]:  # fewer than k neighbours found: exact radius by brute force
+        q = np.array([orows[i]])
+        _, ii = knn_search(X, k, exact=True, queries=q, chunk_size=chunk_size, device="faiss")
+        balls.radius[orows[i]] = np.sort(_exact_dists(X, q, ii)[0])[k - 1]
+        othr[i] = balls.radius[orows[i]] * (1 + tie_rtol)
+    for i, cols in _brute_force_balls(X, orows, othr, chunk_size=max(1024, chunk_size)).items():
+        balls.rows.append(np.full(len(cols), i, np.int64))
+        balls.cols.append(cols)
+    return len(orows)
+
+
+def _assemble(n: int, k: int, exact: bool, balls: _Balls, info: dict[str, Any]) -> KnnGraph:
+    """CSR of the balls (rows in (distance, index) order) and of their transpose."""
+    rows_all = np.concatenate(balls.rows).astype(np.int64)
+    cols_all = np.concatenate(balls.cols).astype(np.int64)
+    order = np.argsort(rows_all, kind="stable")  # keeps each searched row's (distance, index) order
+    rows_all, cols_all = rows_all[order], cols_all[order]
+    idx_dtype = np.int32 if n < 2**31 - 1 else np.int64
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(rows_all, minlength=n), out=indptr[1:])
+    t_order = np.lexsort((rows_all, cols_all))
+    t_indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(cols_all, minlength=n), out=t_indptr[1:])
+    return KnnGraph(k=k, radius=balls.radius.astype(np.float32), indptr=indptr, indices=cols_all.astype(idx_dtype),
+                    t_indptr=t_indptr, t_indices=rows_all[t_order].astype(idx_dtype), exact=bool(exact), info=info)
+
+
 def build_knn_graph(
     X: ArrayLike,
     k: int = 13,
@@ -357,20 +554,19 @@ def build_knn_graph(
     approx_threshold: int = 200_000,
     *,
     extra: int = 8,
-    method: str = "hnsw",
     tie_rtol: float = 1e-6,
     overflow_guard: float = 1e-3,
     chunk_size: int = 8192,
-    seed: int = 0,
-    hnsw_m: int = 16,
-    ef_construction: int = 40,
-    ef_search: int = 64,
-    nlist: int | None = None,
-    nprobe: int = 16,
     n_threads: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    tuning: IndexTuning | None = None,
+    **tuning_overrides: Any,
 ) -> KnnGraph:
     """Build the radii and tie-exact balls of N points (see the module docstring for the tie handling).
+
+    Three phases: search ``k + extra`` candidates per point and re-rank them in float64
+    (:func:`_search_phase`), exhaustive balls for the few rows whose ball may reach past their list
+    (:func:`_repair_overflow`), CSR assembly with the transpose (:func:`_assemble`).
 
     Parameters
     ----------
@@ -379,25 +575,27 @@ def build_knn_graph(
     k : int
         Neighbour rank of the radius (BAL-PM default 13).
     exact : bool or None
-        ``None`` picks exact search below ``approx_threshold`` points and ``method`` above.
+        ``None`` picks exact search up to ``approx_threshold`` points and ``tuning.method`` above.
     extra : int
         Neighbours searched beyond ``k`` so that ties at ``r_k`` rarely need the brute-force pass.
-    method : {"hnsw", "ivf"}
-        Approximate faiss index used when not exact.
     tie_rtol : float
         Relative tolerance when comparing a distance with ``r_k`` (float round-off between equal distances).
     overflow_guard : float
         A point's ball is recomputed exhaustively when its last searched neighbour is within
         ``r_k · (1 + overflow_guard)``; covers float32 mis-ranking at the end of the searched list.
     chunk_size : int
-        Query rows per faiss call (bounds the float32/float64 working memory).
+        Query rows per search call (bounds the float32/float64 working memory).
     n_threads : int or None
         faiss OpenMP threads (``None`` leaves faiss' default).
     progress : callable or None
         ``progress(done, total)`` after each query chunk.
+    tuning, **tuning_overrides
+        :class:`IndexTuning` (index kind and knobs, exact search device); keywords override its fields
+        (``method="ivf"``, ``ef_search=256``, ``device="cuda"``).
     """
     import faiss
 
+    tuning = _tuning(tuning, tuning_overrides)
     t0 = time.perf_counter()
     if getattr(X, "ndim", None) != 2:
         X = np.asarray(X)
@@ -417,97 +615,32 @@ def build_knn_graph(
         faiss.omp_set_num_threads(int(n_threads))
     m = int(min(k_eff + extra, n - 1))
 
-    index = _make_index(X, exact, method, chunk_size, seed, hnsw_m, ef_construction, max(ef_search, m + 1),
-                        nlist, nprobe)
+    index = _make_index(X, exact, tuning, chunk_size, min_ef=m + 1)
     t_index = time.perf_counter()
-
-    radius = np.empty(n, np.float64)
-    ball_rows: list[np.ndarray] = []
-    ball_cols: list[np.ndarray] = []
-    overflow: list[np.ndarray] = []
-    overflow_thr: list[np.ndarray] = []
-    t_refine = 0.0
-    for a, b in _chunks(n, chunk_size):
-        rows = np.arange(a, b)
-        q = _f32(X, a, b)
-        _, ii = index.search(q, m + 1)
-        t_r = time.perf_counter()
-        _, ii = _drop_self(np.zeros_like(ii, dtype=np.float32), ii, rows)
-        dist = _exact_dists(X, rows, ii)
-        order = np.lexsort((np.where(ii < 0, n, ii), dist), axis=-1)
-        dist = np.take_along_axis(dist, order, axis=1)
-        ii = np.take_along_axis(ii, order, axis=1)
-        r = dist[:, k_eff - 1]
-        thr = r * (1.0 + tie_rtol)
-        inside = dist <= thr[:, None]
-        ovf = ~np.isfinite(r)  # an approximate index found fewer than k neighbours
-        if m < n - 1:  # else the list already holds every other point and cannot overflow
-            ovf |= dist[:, -1] <= r * (1.0 + overflow_guard)
-        radius[a:b] = r
-        inside[ovf] = False
-        rr, cc = np.nonzero(inside)
-        ball_rows.append(rows[rr])
-        ball_cols.append(ii[rr, cc])
-        if ovf.any():
-            overflow.append(rows[ovf])
-            overflow_thr.append(thr[ovf])
-        t_refine += time.perf_counter() - t_r
-        if progress is not None:
-            progress(b, n)
+    balls, t_refine = _search_phase(X, index, m, k_eff, chunk_size, tie_rtol, overflow_guard, progress)
     del index
     t_search = time.perf_counter()
-
-    n_overflow = 0
-    if overflow:
-        orows = np.concatenate(overflow)
-        othr = np.concatenate(overflow_thr)
-        bad = ~np.isfinite(othr)
-        if bad.any():  # approximate search returned fewer than k neighbours: exact radius by brute force
-            for i in np.nonzero(bad)[0]:
-                _, ii = knn_search(X, k_eff, exact=True, queries=np.array([orows[i]]), chunk_size=chunk_size)
-                dd = _exact_dists(X, np.array([orows[i]]), ii)[0]
-                radius[orows[i]] = np.sort(dd)[k_eff - 1]
-                othr[i] = radius[orows[i]] * (1 + tie_rtol)
-        n_overflow = len(orows)
-        balls = _brute_force_balls(X, orows, othr, chunk_size=max(1024, chunk_size))
-        for i, cols in balls.items():
-            ball_rows.append(np.full(len(cols), i, np.int64))
-            ball_cols.append(cols)
+    n_overflow = _repair_overflow(X, k_eff, tie_rtol, chunk_size, balls)
     t_overflow = time.perf_counter()
-
-    rows_all = np.concatenate(ball_rows).astype(np.int64)
-    cols_all = np.concatenate(ball_cols).astype(np.int64)
-    # CSR sorted by row; within a row the original (distance, index) order for searched rows
-    order = np.argsort(rows_all, kind="stable")
-    rows_all, cols_all = rows_all[order], cols_all[order]
-    idx_dtype = np.int32 if n < 2**31 - 1 else np.int64
-    indptr = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(rows_all, minlength=n), out=indptr[1:])
-    t_order = np.lexsort((rows_all, cols_all))
-    t_indptr = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(cols_all, minlength=n), out=t_indptr[1:])
-    graph = KnnGraph(
-        k=k_eff,
-        radius=radius.astype(np.float32),
-        indptr=indptr,
-        indices=cols_all.astype(idx_dtype),
-        t_indptr=t_indptr,
-        t_indices=rows_all[t_order].astype(idx_dtype),
-        exact=bool(exact),
-        info={
-            "method": "flat" if exact else method,
-            "n": n,
-            "dim": int(X.shape[1]),
-            "searched": m,
-            "tie_rtol": float(tie_rtol),
-            "n_overflow": int(n_overflow),
-            "seconds_index": t_index - t0,
-            "seconds_search": t_search - t_index - t_refine,
-            "seconds_refine": t_refine,
-            "seconds_overflow": t_overflow - t_search,
-            "seconds_total": time.perf_counter() - t0,
-        },
-    )
+    if exact:
+        device = tuning.exact_device()
+        method = "flat" if device is None else f"torch-{device}"
+    else:
+        method = tuning.method
+    info = {
+        "method": method,
+        "n": n,
+        "dim": int(X.shape[1]),
+        "searched": m,
+        "tie_rtol": float(tie_rtol),
+        "n_overflow": int(n_overflow),
+        "seconds_index": t_index - t0,
+        "seconds_search": t_search - t_index - t_refine,
+        "seconds_refine": t_refine,
+        "seconds_overflow": t_overflow - t_search,
+    }
+    graph = _assemble(n, k_eff, bool(exact), balls, info)
+    graph.info["seconds_total"] = time.perf_counter() - t0
     return graph
 
 
@@ -547,3 +680,29 @@ def cached_knn_graph(X: ArrayLike, path: str | os.PathLike, k: int = 13, **build
     g.info["k_requested"] = int(k)
     g.save(path)
     return g
+
+
+def knn_cache_path(embeddings: Any, k: int, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where the kNN graph of ``embeddings.prompt`` is cached: keyed by the model id, the pair ids and ``k``.
+
+    The file also stores a fingerprint of the vectors (:func:`cached_knn_graph`), so a pool re-embedded with
+    other settings (max length, pooling) rebuilds instead of reusing a stale graph.
+    """
+    if cache_dir is None:
+        from balpm.embed import default_cache_dir
+
+        cache_dir = Path(default_cache_dir()) / "knn"
+    h = hashlib.sha256()
+    h.update(str(getattr(embeddings, "model_id", "")).encode())
+    h.update(ids_digest(np.asarray(embeddings.ids)).encode())
+    h.update(f"k={int(k)}".encode())
+    return Path(cache_dir) / f"knn-{h.hexdigest()[:24]}.npz"
+
+
+def load_or_build_knn(embeddings: Any, k: int, cache_dir: str | os.PathLike[str] | None = None) -> KnnGraph:
+    """The :class:`KnnGraph` of the prompt embeddings, from the cache or built once and cached."""
+    path = knn_cache_path(embeddings, k, cache_dir)
+    try:
+        return cached_knn_graph(embeddings.prompt, path, k=int(k))
+    except OSError:  # a read-only cache folder is not an error: build in memory
+        return build_knn_graph(embeddings.prompt, k=int(k))

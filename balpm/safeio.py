@@ -45,6 +45,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "arrays_digest",
+    "ids_digest",
     "sha256_file",
     "save_npz",
     "load_npz",
@@ -133,6 +134,15 @@ def sha256_file(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(block), b""):
             h.update(chunk)
+    return h.hexdigest()
+
+
+def ids_digest(ids: Any) -> str:
+    """sha256 of a sequence of ids as strings (NUL-separated): the identity of a pool's rows, in order."""
+    h = hashlib.sha256()
+    for i in ids:
+        h.update(str(i).encode("utf-8"))
+        h.update(b"\0")
     return h.hexdigest()
 
 

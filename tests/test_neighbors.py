@@ -221,3 +221,46 @@ def test_damaged_graph_file_is_a_clear_error_and_old_files_load(tmp_path):
              meta_keys=np.array([], dtype=str), meta_values=np.array([], dtype=str))
     with pytest.raises(DamagedFileError, match="old.npz"):
         KnnGraph.load(old)
+
+
+# ------------------------------------------------------------------ issue 14: exact search on torch (GPU path)
+
+
+def assert_same_graph(a: KnnGraph, b: KnnGraph) -> None:
+    for name in ("radius", "indptr", "indices", "t_indptr", "t_indices"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert a.k == b.k and a.exact and b.exact
+
+
+@pytest.mark.parametrize("data", ["clustered", "repeats"])
+def test_torch_exact_search_gives_the_faiss_graph_bit_for_bit(data):
+    """The GPU path's code on CPU tensors: blocked products + top-k, merged across database blocks."""
+    X = clustered(700, 24, 3) if data == "clustered" else with_repeats(60, 6, 4)
+    want = build_knn_graph(X, k=13, device="faiss")
+    assert want.info["method"] == "flat"
+    # blocks smaller than the data and not dividing it: several query blocks, several database merges
+    got = build_knn_graph(X, k=13, device="cpu", query_block=97, db_block=113, chunk_size=250)
+    assert got.info["method"] == "torch-cpu"
+    assert_same_graph(got, want)
+    if data == "repeats":
+        assert got.info["n_overflow"] > 0  # prompts repeated past the list: the exhaustive pass ran too
+    assert_graph_matches(got, X, 13)
+
+
+def test_torch_flat_index_returns_the_exact_neighbour_lists():
+    from balpm.neighbors import TorchFlatIndex
+
+    X = clustered(500, 16, 9)
+    D, I = TorchFlatIndex(X, "cpu", query_block=64, db_block=77).search(X[:50], 6)
+    full = ((X[:50, None, :].astype(np.float64) - X[None, :, :]) ** 2).sum(-1)
+    np.testing.assert_array_equal(I, np.argsort(full, axis=1, kind="stable")[:, :6])
+    np.testing.assert_allclose(D, np.sort(full, axis=1)[:, :6], rtol=1e-4, atol=1e-3)
+
+
+def test_default_device_on_a_machine_without_a_gpu_is_faiss_flat():
+    import torch
+
+    g = build_knn_graph(clustered(100, 4, 0), k=5)
+    assert g.info["method"] == ("torch-cuda" if torch.cuda.is_available() else "flat")
+    with pytest.raises(TypeError):
+        build_knn_graph(clustered(100, 4, 0), k=5, no_such_knob=1)  # a misspelt setting is not ignored
