@@ -16,7 +16,7 @@ import math
 import re
 
 __all__ = ["split_turns", "last_human_turn", "preview", "prompt_preview", "safe_markdown", "diff_words",
-           "highlight_markdown", "format_sig"]
+           "highlight_markdown", "format_sig", "matches"]
 
 _TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):")
 _ROLES = {"Human": "user", "Assistant": "assistant"}
@@ -165,3 +165,10 @@ def format_sig(x: float | None, digits: int = 2) -> str:
     if x == 0:
         return "0"
     return f"{x:.{digits}g}"
+
+
+def matches(query: str, *texts: str) -> bool:
+    """True when every word of ``query`` occurs in one of ``texts`` (case-insensitive); an empty query matches."""
+    words = str(query).lower().split()
+    hay = "\n".join(str(t).lower() for t in texts)
+    return all(w in hay for w in words)

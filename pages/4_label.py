@@ -12,14 +12,17 @@ click reruns only it.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 import appkit
+from balpm.render import diff_words, highlight_markdown, matches, prompt_preview, safe_markdown, split_turns
 from balpm.session import Batch, Session
 
 appkit.run_through_router()
@@ -81,8 +84,38 @@ with top1:
         st.markdown(f"Labelling as **{appkit.literal(annotator)}** in session {appkit.literal(session.name)}"
                     + (" (this session's default annotator)" if is_default else ""))
         st.button("Change name", key="annotator_change", on_click=_change_name, args=(annotator,))
-top2.caption("Keys: **A** left is better · **B** right is better · **T** tie · **S** skip · **U** undo last. "
-             "Sides are shuffled per pair; the order shown is recorded.")
+SHORTCUT_HELP = [("A", "the left completion (A) is better"), ("B", "the right completion (B) is better"),
+                 ("T", "tie"), ("S", "skip"), ("U", "undo your last label"), ("?", "show or hide this list")]
+_HELP_OPEN = "_label_help_open"
+
+
+def _toggle_help() -> None:
+    st.session_state[_HELP_OPEN] = not st.session_state.get(_HELP_OPEN, False)
+
+
+with top2:
+    st.caption("Keys: **A** left is better · **B** right is better · **T** tie · **S** skip · **U** undo last · "
+               "**?** all shortcuts. Sides are shuffled per pair; the order shown is recorded.")
+    st.button("Keyboard shortcuts (?)", key="label_shortcuts", on_click=_toggle_help)
+    if st.session_state.get(_HELP_OPEN):
+        with st.container(border=True, key="label_shortcut_list"):
+            st.markdown("\n".join(f"- **{k}**: {what}" for k, what in SHORTCUT_HELP))
+# '?' is Shift+/ and Streamlit's button shortcuts take letters only: a small listener (our own constant script, no
+# user text in it) clicks the button above when '?' is typed outside a text box.
+st.html("""<script>
+(() => {
+  const doc = window.parent && window.parent.document ? window.parent.document : document;
+  if (doc.__balpmHelpKey) return;
+  doc.__balpmHelpKey = true;
+  doc.addEventListener("keydown", (e) => {
+    if (e.key !== "?" || e.ctrlKey || e.metaKey || e.altKey) return;
+    const t = e.target;
+    if (t && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName))) return;
+    const b = doc.querySelector(".st-key-label_shortcuts button");
+    if (b) { e.preventDefault(); b.click(); }
+  });
+})();
+</script>""", unsafe_allow_javascript=True)
 
 
 def _flash(kind: str, text: str) -> None:
@@ -174,6 +207,51 @@ def _batch_of_this_pool(s: Session) -> Batch | None:
     return batch if batch is not None and any(i in texts for i in batch.ids) else None
 
 
+# ---------------------------------------------------------------------------------------------- how a pair looks
+# Chat bubbles for the dialogue, completions as Markdown made safe by balpm.render.safe_markdown (no image, HTML,
+# LaTeX or directive ever renders: issue 10 case 5's guarantee for texts); whole texts, no fixed-height boxes.
+EARLIER_TURNS_SHOWN = 4  # the last turns of a long dialogue show; earlier ones wait in an expander
+
+
+def _text_block(text: str, raw: bool) -> None:
+    if raw:
+        st.text(text)
+    else:
+        st.markdown(safe_markdown(text))
+
+
+def show_pair(prompt: str, left: str, right: str, *, key: str) -> None:
+    """The prompt as chat turns and the two completions side by side (Markdown, raw text or differences)."""
+    raw = bool(st.session_state.get("label_raw"))
+    diff = bool(st.session_state.get("label_diff"))
+    with st.container(border=True, key=f"{key}_prompt"):
+        turns = split_turns(prompt) or [("user", "(empty prompt)")]
+        if raw:
+            st.text(prompt)
+        else:
+            early, late = turns[:-EARLIER_TURNS_SHOWN], turns[-EARLIER_TURNS_SHOWN:]
+            if early:
+                with st.expander(f"{len(early)} earlier turns of this conversation"):
+                    for role, text in early:
+                        with st.chat_message(role):
+                            st.markdown(safe_markdown(text))
+            for role, text in late:
+                with st.chat_message(role):
+                    st.markdown(safe_markdown(text))
+    ca, cb = st.columns(2)
+    shown = [left.strip(), right.strip()]  # HH replies start with a space in the source: display only
+    marked = diff_words(*shown) if diff else None
+    for i, (col, side) in enumerate(zip((ca, cb), ("left", "right"))):
+        with col:
+            st.markdown("**A**" if i == 0 else "**B**")
+            with st.container(border=True, key=f"{key}_{side}"):
+                with st.chat_message("assistant"):
+                    if marked is not None:
+                        st.markdown(highlight_markdown(marked[i]))
+                    else:
+                        _text_block(shown[i], raw)
+
+
 @st.fragment
 def labelling_widget() -> None:
     s = appkit.current_session()
@@ -217,18 +295,10 @@ def labelling_widget() -> None:
     st.caption(f"Pair {appkit.literal(pid)}")
     if batch.cold_start:
         st.caption(appkit.COLD_START_NOTE)
-    st.markdown("**Prompt**")
-    with st.container(border=True, height=220, key="label_prompt"):
-        st.text(prompt.strip())
-    ca, cb = st.columns(2)
-    with ca:
-        st.markdown("**A**")
-        with st.container(border=True, height=300, key="label_left"):
-            st.text(left.strip())
-    with cb:
-        st.markdown("**B**")
-        with st.container(border=True, height=300, key="label_right"):
-            st.text(right.strip())
+    v1, v2, _ = st.columns([1, 1, 3])
+    v1.toggle("Raw text", key="label_raw", help="The texts exactly as stored, no Markdown formatting")
+    v2.toggle("Highlight differences", key="label_diff", help="Mark the words where A and B differ")
+    show_pair(prompt, left, right, key="label")
 
     name = appkit.annotator(s)  # bound into every button: a click acts for the name and session it was drawn for
     who = dict(folder=str(s.folder), name=name)
@@ -249,7 +319,127 @@ def labelling_widget() -> None:
                 help="Takes back your own latest label, never another annotator's")
 
 
-if not (session.config.mode == "human" or st.toggle("Label by hand in this simulation session", key="label_sim")):
+# ---------------------------------------------------------------------------------------------- history
+# Every label of this annotator, newest first; any one can be changed or withdrawn. A change is a new event that
+# supersedes the old one (LabelStore.revise), a withdrawal marks it undone (LabelStore.withdraw): nothing is
+# deleted and the pair keeps at most one active label.
+CHOICES = {"left": "Left is better", "right": "Right is better", "tie": "Tie", "skip": "Skip"}
+_HIST_TOKENS, _HFLASH = "_label_history_tokens", "_label_history_flash"
+
+
+def _hflash(kind: str, text: str) -> None:
+    st.session_state[_HFLASH] = (kind, text)
+
+
+def _choice_of(verdict: str, swapped: bool) -> str:
+    """A stored verdict (about the pool's A/B) as the side the annotator saw."""
+    if verdict in ("tie", "skip"):
+        return verdict
+    return {"a": "right", "b": "left"}[verdict] if swapped else {"a": "left", "b": "right"}[verdict]
+
+
+def _verdict_of(choice: str, swapped: bool) -> str:
+    return {"left": "b" if swapped else "a", "right": "a" if swapped else "b"}.get(choice, choice)
+
+
+def _history_token(event_id: int) -> str:
+    """One request token per (history entry, edit): a double click on Save or Withdraw acts once."""
+    return st.session_state.setdefault(_HIST_TOKENS, {}).setdefault(event_id, f"hist:{event_id}:{uuid.uuid4().hex}")
+
+
+def _on_revise(event_id: int, swapped: bool, folder: str, name: str | None) -> None:
+    s = _same_annotator(folder, name)
+    if s is None:
+        return
+    choice = st.session_state.get(f"hist_choice_{event_id}")
+    note = st.session_state.get(f"hist_note_{event_id}", "")
+    try:
+        res = s.store.revise(event_id, name, verdict=_verdict_of(choice, swapped), note=note,
+                             request_id=_history_token(event_id))
+    except (KeyError, ValueError) as e:
+        _hflash("error", f"Not changed: {appkit.literal(e)}")
+        return
+    st.session_state.setdefault(_HIST_TOKENS, {}).pop(event_id, None)
+    st.session_state["hist_pick"] = res.event_id  # keep the edited label selected (it has a new event id)
+    _hflash("success", f"Changed: {CHOICES.get(choice, choice)} (the earlier label is kept in the log as changed).")
+
+
+def _on_withdraw(event_id: int, folder: str, name: str | None) -> None:
+    s = _same_annotator(folder, name)
+    if s is None:
+        return
+    try:
+        ev = s.store.withdraw(event_id, name, request_id=_history_token(event_id))
+    except (KeyError, ValueError) as e:
+        _hflash("error", f"Not withdrawn: {appkit.literal(e)}")
+        return
+    st.session_state.pop("hist_pick", None)
+    _hflash("success", f"Withdrew the label of pair {appkit.literal(ev['pair_id'])}: it is unlabelled again.")
+
+
+def history_panel(s: Session, name: str) -> None:
+    texts = _texts_by_id(s.pool_identity(), pool)
+    hist = s.store.history(name)
+    with st.container(key="label_history"):
+        flash = st.session_state.pop(_HFLASH, None)
+        if flash:
+            getattr(st, flash[0])(flash[1])
+        if hist.empty:
+            st.caption("No labels of yours yet.")
+            return
+        query = st.text_input("Search by pair id or text", key="hist_query", placeholder="id or words")
+        prompt_of = [texts.get(p, ("", "", ""))[0] for p in hist["pair_id"]]
+        keep = [matches(query, pid, *texts.get(pid, ("", "", ""))) for pid in hist["pair_id"]]
+        shown = hist[keep]
+        table = pd.DataFrame({
+            "pair": shown["pair_id"].astype(str),
+            "your choice": [CHOICES[_choice_of(v, bool(w))] for v, w in zip(shown["verdict"], shown["shown_swapped"])],
+            "when (UTC)": shown["created_at"].str.slice(0, 19).str.replace("T", " "),
+            "round": shown["round"],
+            "note": shown["note"].fillna(""),
+            "prompt": [prompt_preview(p, 80) for p, k in zip(prompt_of, keep) if k],
+        })
+        st.caption(f"{len(shown)} of {len(hist)} labels, newest first"
+                   + (f" matching {appkit.literal(query)}" if query.strip() else ""))
+        st.dataframe(table, hide_index=True, width="stretch", key="hist_table")
+        if shown.empty:
+            return
+        ids = shown["event_id"].astype(int).tolist()
+        if st.session_state.get("hist_pick") not in ids:
+            st.session_state.pop("hist_pick", None)
+        label_of = {int(r.event_id): f"{r.pair_id} · {CHOICES[_choice_of(r.verdict, bool(r.shown_swapped))]} · "
+                                     f"{str(r.created_at)[:19].replace('T', ' ')}" for r in shown.itertuples()}
+        pick = st.selectbox("Label to change", ids, format_func=label_of.get, key="hist_pick", index=None,
+                            placeholder="choose one of your labels")
+        if pick is None:
+            return
+        ev = shown.set_index("event_id").loc[pick]
+        swapped = bool(ev["shown_swapped"])
+        prompt, comp_a, comp_b = texts.get(str(ev["pair_id"]), ("(not in this pool)", "", ""))
+        left, right = (comp_b, comp_a) if swapped else (comp_a, comp_b)
+        st.caption(f"Pair {appkit.literal(ev['pair_id'])}, shown as you saw it")
+        show_pair(prompt, left, right, key=f"hist_{pick}")
+        current = _choice_of(str(ev["verdict"]), swapped)
+        who = dict(folder=str(s.folder), name=name)
+        st.radio("Your choice", list(CHOICES), format_func=CHOICES.get, index=list(CHOICES).index(current),
+                 horizontal=True, key=f"hist_choice_{pick}")
+        st.text_input("Note (optional)", value=ev["note"] if isinstance(ev["note"], str) else "", max_chars=2000,
+                      key=f"hist_note_{pick}", placeholder="why, or anything a reviewer should know")
+        h1, h2 = st.columns(2)
+        h1.button("Save change", key=f"hist_save_{pick}", type="primary", on_click=_on_revise,
+                  kwargs=dict(event_id=int(pick), swapped=swapped, **who))
+        h2.button("Withdraw this label", key=f"hist_withdraw_{pick}", on_click=_on_withdraw,
+                  kwargs=dict(event_id=int(pick), **who), help="The pair becomes unlabelled and is offered again")
+
+
+VIEWS = ("Label pairs", "History: change or withdraw a label")
+# Two views, so the labelling view holds no text box a shortcut key could type into (issue 10 case 1): the
+# history's search and note boxes exist only in the history view, where no shortcut labels.
+view = st.radio("View", VIEWS, horizontal=True, key="label_view", label_visibility="collapsed",
+                disabled=annotator is None)
+if view == VIEWS[1] and annotator is not None:
+    history_panel(session, annotator)
+elif not (session.config.mode == "human" or st.toggle("Label by hand in this simulation session", key="label_sim")):
     st.info("This is a simulation session: the dataset's own labels answer on the Acquire page.")
 else:
     if annotator is None:
@@ -265,42 +455,47 @@ else:
     else:
         labelling_widget()
 
+
 # ---------------------------------------------------------------------------------------------- export
 st.divider()
 st.subheader("Export")
 
 
-def _export_trl(folder: str, export_pool) -> bytes:
-    """TRL reward-trainer JSONL (prompt, chosen, rejected) of the active a/b labels; runs on download."""
+def _export_bytes(folder: str, export_pool, kind: str) -> bytes:
+    """One export of the session's labels as the bytes of a download; runs on download (engine: LabelStore).
+
+    ``trl``: TRL reward-trainer JSONL; ``train``: the Parquet training table; ``dataset``: a zip of a
+    ``datasets.Dataset.save_to_disk`` folder; ``events``: the full event log (undone and changed events too).
+    """
     s = Session.open(Path(folder))
     try:
         with tempfile.TemporaryDirectory() as d:
-            path = Path(d) / "labels.jsonl"
-            s.store.export_trl(export_pool, path)
-            return path.read_bytes()
+            out = Path(d) / "export"
+            if kind == "trl":
+                s.store.export_trl(export_pool, out)
+            elif kind == "train":
+                s.store.export_training_parquet(export_pool, out)
+            elif kind == "events":
+                s.store.export_parquet(out)
+            else:
+                s.store.export_dataset(export_pool, Path(d) / "dataset")
+                out = Path(shutil.make_archive(str(Path(d) / "dataset"), "zip", root_dir=d, base_dir="dataset"))
+            return out.read_bytes()
     finally:
         s.close()
 
 
-def _export_parquet(folder: str) -> bytes:
-    """Every label event (undone ones too, for audit) as Parquet; runs on download."""
-    s = Session.open(Path(folder))
-    try:
-        with tempfile.TemporaryDirectory() as d:
-            path = Path(d) / "labels.parquet"
-            s.store.export_parquet(path)
-            return path.read_bytes()
-    finally:
-        s.close()
-
-
-e1, e2 = st.columns(2)
 folder = str(session.folder)
-e1.download_button("Download labels (TRL JSONL)", data=lambda: _export_trl(folder, pool),
-                   file_name=f"{session.name}-labels.jsonl", mime="application/jsonl", on_click="ignore",
-                   key="export_trl")
-e2.download_button("Download label events (Parquet)", data=lambda: _export_parquet(folder),
-                   file_name=f"{session.name}-label-events.parquet", mime="application/vnd.apache.parquet",
-                   on_click="ignore", key="export_parquet")
-st.caption("JSONL: one line per A/B label (ties and skips left out). Parquet: the full event log with annotator, "
-           "time, side order shown and undos.")
+exports = [
+    ("trl", "TRL JSONL", f"{session.name}-labels.jsonl", "application/jsonl"),
+    ("train", "Training table (Parquet)", f"{session.name}-labels.parquet", "application/vnd.apache.parquet"),
+    ("dataset", "datasets folder (zip)", f"{session.name}-labels-dataset.zip", "application/zip"),
+    ("events", "Label events (Parquet)", f"{session.name}-label-events.parquet", "application/vnd.apache.parquet"),
+]
+for col, (kind, title, file_name, mime) in zip(st.columns(len(exports)), exports):
+    col.download_button(f"Download {title}", data=lambda kind=kind: _export_bytes(folder, pool, kind),
+                        file_name=file_name, mime=mime, on_click="ignore", key=f"export_{kind}")
+st.caption("The first three are for training: one row per A/B label (ties and skips left out) with id, prompt, "
+           "chosen, rejected (texts exactly as in the pool), annotator, labelled_at and your note; the datasets "
+           "folder loads with `datasets.load_from_disk`. The events file is the audit log: every label event with "
+           "annotator, time, side order shown, undos, changes and withdrawals.")

@@ -508,7 +508,9 @@ def test_batch_done_proposes_next_and_exports(sessions: Path) -> None:
     nxt = s.current_batch()
     assert nxt is not None and nxt.batch_id != first.batch_id and nxt.round == first.round + 1
     assert not set(nxt.ids) & set(first.ids)
-    assert [d.label for d in at.download_button] == ["Download labels (TRL JSONL)", "Download label events (Parquet)"]
+    assert [d.label for d in at.download_button] == [
+        "Download TRL JSONL", "Download Training table (Parquet)", "Download datasets folder (zip)",
+        "Download Label events (Parquet)"]
 
 
 # ---------------------------------------------------------------------------------------------- user strings are text
@@ -550,3 +552,138 @@ def test_user_strings_are_shown_as_text_never_markdown(sessions: Path, tmp_path:
     at.switch_page("pages/1_pool.py").run()
     shown = check(at)
     assert data.name in shown
+
+
+# ---------------------------------------------------------------------------------------------- issue 11: label view
+def _chat_pool(tmp_path: Path) -> Path:
+    """A trl-style file whose prompts are HH dialogues and whose completions hold Markdown, HTML and images."""
+    rows = []
+    for i in range(6):
+        rows.append({
+            "prompt": f"\n\nHuman: How do I store tomatoes {i}?\n\nAssistant: On the counter.\n\nHuman: "
+                      f"And once they are cut {i}?\n\nAssistant:",
+            "chosen": f" Keep **cut** tomatoes in the fridge, covered {i}.\n\n- wrap them\n- eat within 2 days",
+            "rejected": f" Keep them on the counter {i}. ![x](http://127.0.0.1:9/pixel.png) <b>$5</b>",
+        })
+    path = tmp_path / "chat.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _pair_on_screen(s: Session, at: AppTest) -> tuple[str, str, str]:
+    """(prompt, left text, right text) of the pair the Label page shows now, in the order shown."""
+    from balpm.session import Session as _S  # noqa: F401 - the same class; keeps the helper self-contained
+
+    pid = next(c.value for c in at.caption if c.value.startswith("Pair ")).split(" ", 1)[1]
+    pid = _shown(pid)
+    row = s.load_pool().pairs.set_index("id").loc[pid]
+    left, right = row["completion_a"], row["completion_b"]
+    if s.side_swapped(pid):
+        left, right = right, left
+    return row["prompt"], left, right
+
+
+def test_label_view_shows_chat_turns_and_safe_markdown_with_raw_and_diff_views(sessions: Path,
+                                                                               tmp_path: Path) -> None:
+    """Issue 11 item 4: the dialogue as chat bubbles, completions as Markdown that can fetch nothing, whole texts
+    (no fixed-height boxes), a raw-text view and a highlight of where A and B differ."""
+    from balpm.render import safe_markdown, split_turns
+
+    s = _session(sessions, pool=str(_chat_pool(tmp_path)), max_pairs=None)
+    _small_batch(s, 3)
+    at = _app("pages/4_label.py")
+    _set_annotator(at, "ann")
+    prompt, left, right = _pair_on_screen(s, at)
+    chats = list(at.main.chat_message)
+    turns = split_turns(prompt)
+    assert [c.name for c in chats] == [r for r, _ in turns] + ["assistant", "assistant"]
+    bodies = [[m.value for m in c.markdown] for c in chats]
+    assert bodies == [[safe_markdown(t)] for _, t in turns] + [[safe_markdown(left.strip())],
+                                                              [safe_markdown(right.strip())]]
+    for body in sum(bodies, []):
+        assert not re.search(r"(?<!\\)!\[|(?<!\\)<|(?<!\\)\$", body), body  # no image, HTML or LaTeX can render
+    assert any("**cut**" in b[0] for b in bodies[-2:])  # Markdown formatting is kept
+    boxes = [c for c in at.main.get("flex_container") if "label_left" in str(getattr(c, "proto", ""))]
+    assert all("height" not in str(c.proto).split("label_left")[0][-200:] for c in boxes)
+
+    at.toggle(key="label_raw").set_value(True).run()
+    assert not at.exception, at.exception
+    # exactly the stored texts (Streamlit trims the outer blank lines of st.text)
+    assert [t.value for t in at.main.text] == [prompt.strip(), left.strip(), right.strip()]
+
+    at.toggle(key="label_raw").set_value(False).run()
+    at.toggle(key="label_diff").set_value(True).run()
+    assert not at.exception, at.exception
+    marked = [m.value for c in list(at.main.chat_message)[-2:] for m in c.markdown]
+    assert all(":orange-background[" in m for m in marked), marked
+    assert all("cut" not in m.split(":orange-background[")[0] for m in marked if "cut" in m)
+    # the shared words are not marked: 'Keep' starts both texts and stays plain
+    assert all(m.startswith("Keep ") for m in marked), marked
+
+
+def test_shortcut_list_shows_on_the_question_mark_button(sessions: Path) -> None:
+    """Issue 11 item 5: a `?` key (its button) shows every shortcut."""
+    s = _session(sessions)
+    _small_batch(s)
+    at = _app("pages/4_label.py")
+    assert not any("**U**: undo" in m.value for m in at.markdown)
+    _button(at, "Keyboard shortcuts (?)").click()
+    at.run()
+    listed = next(m.value for m in at.markdown if "**U**: undo" in m.value)
+    for key in ("**A**", "**B**", "**T**", "**S**", "**?**"):
+        assert key in listed
+
+
+def test_history_lists_labels_newest_first_and_changes_or_withdraws_any(sessions: Path) -> None:
+    """Issue 11 item 5: the history view lists this annotator's labels newest first, searchable by id or text;
+    any label (not only the last) can be changed (a new event supersedes it) or withdrawn, with a note."""
+    s = _session(sessions)
+    ids = _small_batch(s, 6)
+    s.record(ids[5], "a", annotator="bob", shown_swapped=False, request_id="bob-1")  # another annotator's label
+    at = _app("pages/4_label.py")
+    _set_annotator(at, "ann")
+    for choice in ("A is better", "B is better", "Tie"):
+        _button(at, choice).click()
+        at.run()
+    mine = s.store.history("ann")
+    assert len(mine) == 3
+    at.radio(key="label_view").set_value("History: change or withdraw a label").run()
+    assert not at.exception, at.exception
+    assert not [b for b in at.button if b.label in ("A is better", "Undo last")]  # no labelling in this view
+    table = _frame(at, "your choice")
+    assert table["pair"].tolist() == mine["pair_id"].tolist()  # newest first, bob's label not listed
+    assert ids[5] not in table["pair"].tolist()
+    oldest = mine.iloc[-1]
+    at.text_input(key="hist_query").input(str(oldest["pair_id"])[:8]).run()
+    assert _frame(at, "your choice")["pair"].tolist() == [oldest["pair_id"]]
+    words = s.load_pool().pairs.set_index("id").loc[mine.iloc[0]["pair_id"], "prompt"].split()[-4:-1]
+    at.text_input(key="hist_query").input(" ".join(words)).run()
+    assert mine.iloc[0]["pair_id"] in _frame(at, "your choice")["pair"].tolist()
+    at.text_input(key="hist_query").input("").run()
+
+    # change the OLDEST label (the first one given: 'left is better') to 'right', with a note
+    at.selectbox(key="hist_pick").set_value(int(oldest["event_id"])).run()
+    assert not at.exception, at.exception
+    at.radio(key=f"hist_choice_{int(oldest['event_id'])}").set_value("right").run()
+    at.text_input(key=f"hist_note_{int(oldest['event_id'])}").input("A ignores the question").run()
+    _button(at, "Save change").click()
+    at.run()
+    assert not at.exception, at.exception
+    ev = s.store.events().set_index("event_id")
+    new = ev[ev["supersedes"] == int(oldest["event_id"])]
+    assert len(new) == 1 and new["note"].iloc[0] == "A ignores the question"
+    swapped = bool(oldest["shown_swapped"])
+    assert new["verdict"].iloc[0] == ("a" if swapped else "b")  # 'right' as shown, mapped to the pool's A/B
+    assert bool(ev.loc[int(oldest["event_id"]), "undone"])  # the old event is kept, marked changed
+    assert len(s.store) == 4 and len(s.store.decided_ids()) == 4  # one active label per pair still
+    assert any("Changed" in m.value for m in at.success)
+
+    # withdraw the middle label
+    middle = int(s.store.history("ann")["event_id"].iloc[1])
+    at.selectbox(key="hist_pick").set_value(middle).run()
+    _button(at, "Withdraw this label").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert len(s.store.history("ann")) == 2 and len(s.store.events()) == 5  # nothing deleted, nothing added
+    assert s.store.history("ann", include_inactive=True).set_index("event_id").loc[middle, "state"] == "withdrawn"
+    assert s.store.label_map()[ids[5]] == 1  # bob's label untouched
