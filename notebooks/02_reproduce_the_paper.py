@@ -31,7 +31,8 @@ from IPython.display import display
 from balpm import plots
 from balpm import uncertainty as unc
 from balpm.acquisition import balpm_select, entropy_term
-from balpm.experiment import ExperimentConfig, compare_runs, labels_saved_table, load_run, run_experiment
+from balpm.experiment import ExperimentConfig, run_experiment
+from balpm.report import compare_runs, labels_saved_table, load_run
 
 # %% [markdown]
 # ## The method, equation by equation
@@ -152,7 +153,7 @@ print("first run: train", info["n_train"], "pairs, test", info["n_test"], "pairs
 # ## Learning curves
 #
 # Mean test log-likelihood (nats; higher is better) over seeds, ± one standard error, against the number of
-# labelled pairs: `balpm.experiment.compare_runs` then `balpm.plots.learning_curves`, exactly as the app's
+# labelled pairs: `balpm.report.compare_runs` then `balpm.plots.learning_curves`, exactly as the app's
 # *Diagnostics* page and `balpm compare` draw them.
 
 # %%
@@ -170,7 +171,7 @@ last[["dataset", "policy", "n_labeled", "n_seeds", "log_likelihood_mean", "log_l
 # ## Labels saved
 #
 # How many labels each policy needs to reach the reference policy's final mean test log-likelihood, against the
-# reference's own count: `balpm.experiment.labels_saved_table`. A policy counts from the point where its mean curve
+# reference's own count: `balpm.report.labels_saved_table`. A policy counts from the point where its mean curve
 # rises to the target and *stays* there at every later round (linear interpolation at that last upward crossing); a
 # curve that touches the target early and falls back, or ends below it, has not reached it.
 # The `note` column flags a reference whose curve rose by less than two standard errors: the number is then noise.
