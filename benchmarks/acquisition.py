@@ -4,12 +4,14 @@ Usage::
 
     python benchmarks/acquisition.py                       # 2k, 10k, 92k, 1M; prints a markdown table
     python benchmarks/acquisition.py --sizes 10000 --naive-sizes 10000 --json out.json
+    python benchmarks/acquisition.py --select-only 10000 92000 1000000   # selection alone, random-ball graphs
 
 Every size runs in its own subprocess so that ``ru_maxrss`` is that size's peak memory. Data: clustered
 Gaussians (1000 centres, d = 384, float32), 1% of the points acquired, BALD uniform in [0, 0.1), batch 320.
 
 Measured per size: the kNN graph build (with its parts) next to one plain faiss kNN search with the same k and
-index; the greedy selection of one batch on the prebuilt graph (``argmax`` and ``heap`` variants, best of 3); for
+index; the greedy selection of one batch on the prebuilt graph (``heap``, the default, and ``argmax``; best of 3,
+each call cold: the graph's cached ``log r_k`` is dropped first); for
 the naive reference (all-pairs distances recomputed for every pick, float32 BLAS in chunks) the batch time, or —
 past ``--naive-cap`` seconds — how many picks it managed; whether the naive picks equal the fast ones; for
 approximate graphs the recall@k of the graph's k nearest neighbours against exact search on sampled queries.
@@ -98,15 +100,7 @@ def run_one(n: int, batch: int, naive: bool, naive_cap: float, recall_queries: i
         knn_search(X, K, exact=exact)
         out["single_search_s"] = time.perf_counter() - t
 
-    for method in ("argmax", "heap"):
-        times, picks = [], None
-        for _ in range(3):
-            t = time.perf_counter()
-            picks, *_ = balpm_greedy(g, U, cand, acq, batch, beta=BETA, d=D, eps=EPS, method=method)
-            times.append(time.perf_counter() - t)
-        out[f"select_{method}_s"] = min(times)
-        out[f"picks_{method}"] = picks.tolist()
-    out["heap_equals_argmax"] = out["picks_heap"] == out["picks_argmax"]
+    out.update(time_selection(g, U, cand, acq, batch))
 
     if not exact and recall_queries:
         q = np.sort(rng.choice(n, size=min(recall_queries, n), replace=False))
@@ -123,6 +117,57 @@ def run_one(n: int, batch: int, naive: bool, naive_cap: float, recall_queries: i
         out["naive_picks"] = len(p)
         out["naive_matches"] = bool(np.array_equal(p, np.array(out["picks_argmax"][: len(p)])))
     out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    del out["picks_heap"], out["picks_argmax"]
+    return out
+
+
+def time_selection(g, U: np.ndarray, cand: np.ndarray, acq: np.ndarray, batch: int, repeats: int = 3) -> dict:
+    """Best-of-``repeats`` seconds of one batch per ``balpm_greedy`` method, each call cold (the graph's cached
+    ``log r_k`` dropped first, as in a first round), and whether all methods picked the same."""
+    out: dict = {}
+    picks = {}
+    for method in ("argmax", "heap"):
+        times = []
+        for _ in range(repeats):
+            g.__dict__.pop("_log_radius", None)
+            t = time.perf_counter()
+            p, *_ = balpm_greedy(g, U, cand, acq, batch, beta=BETA, d=D, eps=EPS, method=method)
+            times.append(time.perf_counter() - t)
+        out[f"select_{method}_s"] = min(times)
+        picks[method] = p.tolist()
+    out["heap_equals_argmax"] = picks["heap"] == picks["argmax"]
+    out["picks_heap"], out["picks_argmax"] = picks["heap"], picks["argmax"]
+    return out
+
+
+def random_ball_graph(n: int, k: int = K, seed: int = 0):
+    """A KnnGraph with k random balls per point and random radii: what the selection's cost depends on (N, ball
+    and member-list sizes) without the hour a real 1M-point graph takes to build on 2 cores."""
+    from balpm.neighbors import KnnGraph
+
+    rng = np.random.default_rng(seed)
+    cols = np.sort(rng.integers(0, n, size=(n, k)), axis=1).ravel()
+    rows = np.repeat(np.arange(n), k)
+    t_indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(cols, minlength=n), out=t_indptr[1:])
+    return KnnGraph(k, rng.uniform(5, 10, n).astype(np.float32), np.arange(0, n * k + 1, k, dtype=np.int64),
+                    cols.astype(np.int32), t_indptr, rows[np.lexsort((rows, cols))].astype(np.int32), exact=False)
+
+
+def select_study(n: int, batch: int) -> dict:
+    """Selection only, on :func:`random_ball_graph` (1% acquired, BALD uniform in [0, 0.1) as in ``run_one``)."""
+    from greedy_oracle import greedy_oracle  # tests/greedy_oracle.py: balpm_greedy before issue 14
+
+    g = random_ball_graph(n)
+    rng = np.random.default_rng(1)
+    acq = rng.uniform(size=n) < 0.01
+    U = rng.uniform(0, 0.1, size=n)
+    out: dict = {"n": n, "batch": batch, "graph": f"random balls, k={K}"}
+    out.update(time_selection(g, U, ~acq, acq, batch))
+    t = time.perf_counter()
+    want = greedy_oracle(g, U, ~acq, acq, batch, beta=BETA, d=D, eps=EPS)[0].tolist()
+    out["oracle_s"] = time.perf_counter() - t
+    out["heap_equals_oracle"] = out["picks_heap"] == want
     del out["picks_heap"], out["picks_argmax"]
     return out
 
@@ -207,8 +252,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recall-study", type=int, metavar="N",
                    help="only measure HNSW recall@k and r_k error vs exact at N points for --ef values")
     p.add_argument("--ef", type=int, nargs="+", default=[64, 128, 256])
+    p.add_argument("--select-only", type=int, nargs="+", metavar="N",
+                   help="only time the selection at these sizes, on random-ball graphs (see random_ball_graph)")
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+
+    if args.select_only:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+        print(f"machine: {machine()}")
+        print("| N | graph | heap (ms, default) | argmax (ms) | pre-issue-14 argmax (ms) | same picks |")
+        print("|---|---|---|---|---|---|")
+        for n in args.select_only:
+            r = select_study(n, args.batch)
+            print(f"| {n:,} | {r['graph']} | {1e3 * r['select_heap_s']:.1f} | {1e3 * r['select_argmax_s']:.1f} | "
+                  f"{1e3 * r['oracle_s']:.1f} | {r['heap_equals_argmax'] and r['heap_equals_oracle']} |", flush=True)
+        return 0
 
     if args.recall_study:
         res = recall_study(args.recall_study, args.ef, args.recall_queries)

@@ -165,7 +165,7 @@ def test_recall_sample_is_one_for_an_exact_graph_and_measured_for_hnsw() -> None
     X = _synthetic_embeddings(2000, d=8).prompt
     exact = build_knn_graph(X, k=5, exact=True)
     assert knn_recall_sample(X, exact, n_queries=200)["recall"] >= 0.999  # float32 vs float64 ranking at r_k
-    approx = build_knn_graph(X, k=5, exact=False, ef_search=8, hnsw_m=4)
+    approx = build_knn_graph(X, k=5, exact=False, method="hnsw", ef_search=8, hnsw_m=4)
     r = knn_recall_sample(X, approx, n_queries=200)
     assert 0.5 < r["recall"] <= 1.0 and r["queries"] == 200
     assert -1e-5 < r["radius_err_median"] <= r["radius_err_p99"] <= r["radius_err_max"]  # r_k only grows
