@@ -28,6 +28,9 @@ API (small on purpose)
     The embeddings of the current pool with the current model if computed in this process, else None.
 ``get_embeddings(session, pool) -> PoolEmbeddings``
     ``cached_embeddings`` or compute them (disk cache first) with a progress bar (texts/s, time left).
+``embeddings_or_offer(session, pool, key) -> PoolEmbeddings``
+    ``cached_embeddings``, or an *Embed now* button (with the progress bar once pressed) and ``st.stop()``: a page
+    that needs vectors never starts minutes of embedding work unasked.
 ``split(session, pool, embeddings) -> Split``
     Train part (what the learner picks from) and the held-out test part (simulation mode; else None).
 ``get_learner(session, pool, embeddings) -> ActiveLearner``
@@ -46,6 +49,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -64,6 +68,7 @@ __all__ = [
     "store_or_stop",
     "get_embedder", "cached_embeddings", "get_embeddings", "split", "get_learner", "progress_bar",
     "StreamlitProgress", "Split", "COLD_START_NOTE", "literal", "annotator", "set_annotator", "forget_annotator",
+    "embeddings_or_offer", "LIVE_S",
 ]
 
 _SESSION = "_balpm_session"
@@ -71,6 +76,8 @@ _LEARNER = "_balpm_learner"
 _ANNOTATORS = "_balpm_annotators"  # session folder -> the name this tab settled there ("" = asked to change it)
 _LAST_FILE = ".last_session"
 _MAX_EMBEDDINGS = 4  # (pool, model) embeddings kept in memory per process
+LIVE_S = float(os.environ.get("BALPM_LIVE_S", "3"))
+"""Seconds between re-reads of the label counts (sidebar, Acquire caption): labels arrive from other tabs."""
 COLD_START_NOTE = ("Nothing was labelled yet, so this first batch is drawn at random (no model to score with): "
                    "the policy picks from the next round on.")
 """What the Acquire and Label pages say about a ``Batch.cold_start`` batch."""
@@ -352,6 +359,25 @@ def get_embeddings(session: Session, pool: PreferencePool, container: Any = None
     return emb
 
 
+def embeddings_or_offer(session: Session, pool: PreferencePool, key: str) -> Any:
+    """The pool's embeddings if this server holds them; else an *Embed now* button, and the page stops until pressed.
+
+    Why: embedding a pool can take minutes (and a GPU); opening a page must never start that silently.
+    """
+    emb = cached_embeddings(session)
+    if emb is not None:
+        return emb
+    st.info(f"The pool ({len(pool):,} pairs) is not embedded with {literal(session.config.model)} in this server "
+            "yet. Embed it now (texts already in the disk cache are read, not recomputed) or on the Embed page.")
+    c1, c2 = st.columns([1, 3])
+    c2.page_link("pages/2_embed.py", label="Go to the Embed page", icon="🧮")
+    if not c1.button("Embed now", key=key, type="primary"):
+        st.stop()
+    get_embeddings(session, pool)  # with its progress bar; then the page draws again without the offer
+    st.rerun()
+    raise AssertionError("unreachable: st.rerun raises")
+
+
 # ---------------------------------------------------------------------------------------------------- learner
 @dataclass
 class Split:
@@ -399,14 +425,23 @@ def render_sidebar(session: Session | None) -> None:
             size = f", at most {c.max_pairs} pairs" if c.max_pairs else ""
             st.markdown(f"**Pool:** {literal(Path(pool_name).name if '/' in pool_name else pool_name)}{size}")
             st.markdown(f"**Model:** {literal(c.model)} (max {c.max_length} tokens)")
-            try:
-                n_lab, n_dec = session.n_labelled(), len(session.store)
-            except Exception as e:  # a locked or damaged store must not hide the rest of the page
-                st.error(f"Label store unreadable: {literal(e)}")
-            else:
-                st.markdown(f"**Labelled:** {n_lab} pairs"
-                            + (f" ({n_dec - n_lab} ties/skips)" if n_dec > n_lab else ""))
+            _label_count(str(session.folder))
         _session_controls(session)
+
+
+@st.fragment(run_every=LIVE_S)
+def _label_count(folder: str) -> None:
+    """The sidebar's label count, re-read every ``LIVE_S`` seconds: labels given in a fragment (the Label page's
+    buttons) or in another tab do not rerun the sidebar."""
+    session = current_session()
+    if session is None or str(session.folder) != folder:
+        return
+    try:
+        n_lab, n_dec = session.n_labelled(), len(session.store)
+    except Exception as e:  # a locked or damaged store must not hide the rest of the page
+        st.error(f"Label store unreadable: {literal(e)}")
+    else:
+        st.markdown(f"**Labelled:** {n_lab} pairs" + (f" ({n_dec - n_lab} ties/skips)" if n_dec > n_lab else ""))
 
 
 def _session_controls(session: Session | None) -> None:

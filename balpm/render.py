@@ -16,7 +16,7 @@ import math
 import re
 
 __all__ = ["split_turns", "last_human_turn", "preview", "prompt_preview", "safe_markdown", "diff_words",
-           "highlight_markdown", "format_sig", "matches"]
+           "highlight_markdown", "format_sig", "matches", "diversity_driven"]
 
 _TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):")
 _ROLES = {"Human": "user", "Assistant": "assistant"}
@@ -172,3 +172,20 @@ def matches(query: str, *texts: str) -> bool:
     words = str(query).lower().split()
     hay = "\n".join(str(t).lower() for t in texts)
     return all(w in hay for w in words)
+
+
+def diversity_driven(uncertainty, score, *, share: float = 0.01, most: float = 0.5) -> tuple[bool, int, int]:
+    """Whether a batch was chosen by the prompt-entropy term alone: ``U < share·|score|`` for most of its picks.
+
+    Returns ``(driven, n_small, n_scored)`` over the picks with a finite score and uncertainty (random and
+    cold-start picks have none, and then ``driven`` is False). Why: with a confident ensemble BALD is ~1e-6 while
+    β·Ĥ is ~0.01, and the score column alone does not tell the annotator that uncertainty played no part.
+    """
+    import numpy as np
+
+    u = np.asarray(uncertainty, dtype=np.float64)
+    s = np.asarray(score, dtype=np.float64)
+    ok = np.isfinite(u) & np.isfinite(s) & (s != 0)
+    small = int((np.abs(u[ok]) < share * np.abs(s[ok])).sum())
+    n = int(ok.sum())
+    return (n > 0 and small > most * n), small, n

@@ -8,6 +8,7 @@ import streamlit as st
 
 import appkit
 from balpm.acquisition import policy_names
+from balpm.render import diversity_driven, format_sig, prompt_preview
 
 appkit.run_through_router()
 st.title("Acquire")
@@ -42,22 +43,70 @@ wanted = {"policy": policy, "policy_params": params, "batch_size": int(batch_siz
 if any(getattr(cfg, k) != v for k, v in wanted.items()):
     session.update(**wanted)  # nothing recomputes until Step; the learner is re-keyed on these settings
 
-emb = appkit.get_embeddings(session, pool)
+emb = appkit.embeddings_or_offer(session, pool, key="acq_embed_now")
 parts = appkit.split(session, pool, emb)
 learner = appkit.get_learner(session, parts)
 
-st.caption(f"{len(parts.train)} pairs to pick from" +
-           (f", {len(parts.test)} held out for the test curve" if parts.test is not None else "") +
-           f" · {learner.n_labeled_} labelled · next round {learner.last_round_ + 1}.")
-
 # ---------------------------------------------------------------------------------------------- step
-if st.button("Step: fit, score and propose a batch", type="primary", key="acq_step"):
-    with st.spinner("Fitting the ensemble and scoring the pool…"):
-        batch = session.propose(learner)
-    st.toast(f"Proposed {len(batch.ids)} pairs for round {batch.round}.")
+# Step replaces the current batch: with pairs of it still unlabelled it asks first (their labels are not lost,
+# and the pairs stay in the pool, but the person labelling them would be switched to another batch).
+_CONFIRM = "_acq_confirm_replace"
 
-batch = session.current_batch()
-if batch is not None and batch.ids:
+
+def _pending(batch) -> list[str]:
+    return session.pending_ids(batch) if batch is not None else []
+
+
+def _propose() -> None:
+    with st.spinner("Fitting the ensemble and scoring the pool…"):
+        new = session.propose(learner)
+    st.toast(f"Proposed {len(new.ids)} pairs for round {new.round}.")
+
+
+if st.button("Step: fit, score and propose a batch", type="primary", key="acq_step"):
+    current = session.current_batch()
+    if _pending(current):
+        st.session_state[_CONFIRM] = current.batch_id
+    else:
+        _propose()
+asked = st.session_state.get(_CONFIRM)
+if asked is not None:
+    current = session.current_batch()
+    left = _pending(current) if current is not None and current.batch_id == asked else []
+    if not left:  # labelled meanwhile (or replaced in another tab): nothing to ask any more
+        st.session_state.pop(_CONFIRM, None)
+    else:
+        with st.container(border=True, key="acq_confirm"):
+            st.warning(f"{len(left)} pairs of round {current.round} are unlabelled. Replace the batch anyway? "
+                       "Their pairs stay in the pool and may be proposed again; labels already given are kept.")
+            k1, k2 = st.columns(2)
+            keep_label = "Keep labelling" if cfg.mode == "human" else "Keep this batch"
+            if k1.button(keep_label, key="acq_keep"):
+                st.session_state.pop(_CONFIRM, None)
+                if cfg.mode == "human":
+                    st.switch_page("pages/4_label.py")
+                st.rerun()
+            if k2.button("Replace the batch", key="acq_replace", type="primary"):
+                st.session_state.pop(_CONFIRM, None)
+                _propose()
+                st.rerun()  # draw the page again without the question
+
+
+def _sig(x: float) -> str:
+    return format_sig(x, 2)
+
+
+@st.fragment(run_every=appkit.LIVE_S)
+def batch_view() -> None:
+    """Counts, the batch and its status, re-read every few seconds: labels arrive from the Label page or other tabs."""
+    n_lab = session.n_labelled()
+    st.caption(f"{len(parts.train)} pairs to pick from" +
+               (f", {len(parts.test)} held out for the test curve" if parts.test is not None else "") +
+               f" · {n_lab} labelled · next round {learner.last_round_ + 1}.")
+    batch = session.current_batch()
+    if batch is None or not batch.ids:
+        st.info("No batch proposed yet: press **Step**.")
+        return
     pending = set(session.pending_ids(batch))
     st.subheader(f"Proposed batch: round {batch.round}, {len(batch.ids)} pairs ({len(pending)} still to label)")
     if batch.cold_start:
@@ -67,24 +116,32 @@ if batch is not None and batch.ids:
     for col in ("uncertainty", "entropy_term", "score", "ratio"):
         if col not in table:
             table[col] = np.nan
+    driven, n_small, n_scored = diversity_driven(table["uncertainty"], table["score"])
+    if driven:
+        st.info(f"This round is driven by prompt diversity alone: for {n_small} of {n_scored} picks the "
+                "uncertainty term (BALD) is under 1% of the score, so the entropy term β·Ĥ chose them.")
     shown = pd.DataFrame({
         "id": table["id"],
-        "prompt": [str(texts.get(i, ""))[-200:] for i in table["id"]],
-        "BALD": table["uncertainty"],
-        "β·Ĥ": table["entropy_term"],
-        "score": table["score"],
-        "ratio": table["ratio"],
+        "prompt": [prompt_preview(str(texts.get(i, "")), 120) for i in table["id"]],
+        "BALD": table["uncertainty"].astype(float),
+        "β·Ĥ": table["entropy_term"].astype(float),
+        "score": table["score"].astype(float),
+        "ratio": table["ratio"].astype(float),
         "status": ["to label" if i in pending else "done" for i in table["id"]],
     })
-    st.dataframe(shown, hide_index=True, width="stretch", key="acq_batch_table",
-                 column_config={c: st.column_config.NumberColumn(format="%.4f") for c in ("BALD", "β·Ĥ", "score", "ratio")})
+    numbers = ["BALD", "β·Ĥ", "score", "ratio"]
+    st.dataframe(shown.style.format({c: _sig for c in numbers}), hide_index=True, width="stretch",
+                 key="acq_batch_table",
+                 column_config={"prompt": st.column_config.TextColumn(
+                     help="The last human turn of the dialogue (or the prompt's start)")})
     if cfg.mode == "human":
         st.page_link("pages/4_label.py", label="Label this batch", icon="✍️")
     t = learner.timings_
     if t:
         st.caption("Last step: " + ", ".join(f"{k} {v:.2f} s" for k, v in t.items()))
-else:
-    st.info("No batch proposed yet: press **Step**.")
+
+
+batch_view()
 
 # ---------------------------------------------------------------------------------------------- simulation
 if cfg.mode == "simulation":

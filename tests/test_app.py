@@ -55,6 +55,15 @@ def _app(page: str | None = None) -> AppTest:
     return at
 
 
+def _embed_now(at: AppTest) -> None:
+    """Press the *Embed now* button a page offers when the pool is not embedded in this server yet."""
+    button = next((b for b in at.button if b.label == "Embed now"), None)
+    if button is not None:
+        button.click()
+        at.run()
+        assert not at.exception, at.exception
+
+
 def _metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
@@ -209,6 +218,7 @@ def test_changing_max_length_never_shows_stale_embeddings(sessions: Path) -> Non
 def test_step_shows_batch_table_with_bald_and_score(sessions: Path) -> None:
     s = _session(sessions)
     at = _app("pages/3_acquire.py")
+    _embed_now(at)
     _button(at, "Step: fit, score and propose a batch").click()
     at.run()
     assert not at.exception, at.exception
@@ -236,6 +246,7 @@ def test_step_shows_batch_table_with_bald_and_score(sessions: Path) -> None:
 def test_simulation_runs_rounds_and_grows_the_curve(sessions: Path) -> None:
     _session(sessions, mode="simulation")
     at = _app("pages/3_acquire.py")
+    _embed_now(at)
     at.number_input(key="sim_rounds").set_value(2).run()
     _button(at, "Run 2 rounds").click()
     at.run()
@@ -687,3 +698,89 @@ def test_history_lists_labels_newest_first_and_changes_or_withdraws_any(sessions
     assert len(s.store.history("ann")) == 2 and len(s.store.events()) == 5  # nothing deleted, nothing added
     assert s.store.history("ann", include_inactive=True).set_index("event_id").loc[middle, "state"] == "withdrawn"
     assert s.store.label_map()[ids[5]] == 1  # bob's label untouched
+
+
+# ---------------------------------------------------------------------------------------------- issue 11: Acquire
+def test_acquire_offers_embed_now_instead_of_embedding_silently(sessions: Path) -> None:
+    """Issue 11 item 7: opening Acquire on a pool this server has not embedded shows *Embed now*, computes nothing."""
+    _session(sessions, max_pairs=97)  # a pool no other test embedded in this process
+    at = _app("pages/3_acquire.py")
+    assert [b.label for b in at.button if b.label == "Embed now"] == ["Embed now"]
+    assert not [b for b in at.button if b.label.startswith("Step")]  # nothing to step on yet
+    assert any("not embedded" in i.value for i in at.info)
+    _embed_now(at)
+    assert [b.label for b in at.button if b.label.startswith("Step")]
+    assert not [b for b in at.button if b.label == "Embed now"]
+    at.run()  # a rerun finds the vectors in memory: no button again
+    assert not [b for b in at.button if b.label == "Embed now"]
+
+
+def test_step_asks_before_replacing_a_batch_with_unlabelled_pairs(sessions: Path) -> None:
+    """Issue 11 item 6: Step with unlabelled pairs left asks 'keep labelling / replace' and replaces only when told."""
+    s = _session(sessions)
+    ids = _small_batch(s, 6)
+    s.record(ids[0], "a", annotator="ann", shown_swapped=False, request_id="r0")
+    first = s.current_batch()
+    at = _app("pages/3_acquire.py")
+    _embed_now(at)
+    _button(at, "Step: fit, score and propose a batch").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert s.current_batch().batch_id == first.batch_id  # not replaced yet
+    warning = next(w.value for w in at.warning if "unlabelled" in w.value)
+    assert warning.startswith(f"5 pairs of round {first.round} are unlabelled")
+    _button(at, "Keep labelling").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert s.current_batch().batch_id == first.batch_id
+    assert at.title[0].value == "Label"  # back to labelling
+    at.switch_page("pages/3_acquire.py").run()
+    assert not [w for w in at.warning if "unlabelled" in w.value]  # answered: not asked again
+    _button(at, "Step: fit, score and propose a batch").click()
+    at.run()
+    _button(at, "Replace the batch").click()
+    at.run()
+    assert not at.exception, at.exception
+    new = s.current_batch()
+    assert new.batch_id != first.batch_id and not [w for w in at.warning if "unlabelled" in w.value]
+    assert s.store.label_map() == {ids[0]: 1}  # the label given is kept
+    # a batch with nothing left to label is replaced without a question
+    for i, pid in enumerate(s.pending_ids(new)):
+        s.record(pid, "b", annotator="ann", shown_swapped=False, request_id=f"n{i}")
+    _button(at, "Step: fit, score and propose a batch").click()
+    at.run()
+    assert s.current_batch().batch_id != new.batch_id
+
+
+def test_acquire_numbers_in_significant_digits_prompt_preview_and_diversity_note(sessions: Path) -> None:
+    """Issue 11 item 8: BALD 1.2e-06 (never 0.0000), the prompt column shows the last human turn cut at a word,
+    and a batch whose uncertainty is under 1% of the score says it is driven by prompt diversity alone."""
+    from balpm.render import prompt_preview
+
+    s = _session(sessions)
+    pool = s.load_pool()
+    ids = [str(i) for i in pool.ids[:4]]
+    s.set_batch(pd.DataFrame({"id": ids, "uncertainty": [1.234e-6, 2e-7, 3e-6, 0.02],
+                              "entropy_term": [0.031, 0.025, 0.02, 0.01], "score": [0.031, 0.025, 0.02, 0.03],
+                              "ratio": [4e-5, 8e-6, 1.5e-4, 0.67], "round": [3] * 4}))
+    at = _app("pages/3_acquire.py")
+    _embed_now(at)
+    frame = next(d for d in at.dataframe if "BALD" in d.value.columns)
+    shown = _display_values(frame)
+    assert shown["BALD"] == ["1.2e-06", "2e-07", "3e-06", "0.02"]
+    assert shown["ratio"][:2] == ["4e-05", "8e-06"]
+    assert not any(v.startswith("0.0000") for col in ("BALD", "β·Ĥ", "score", "ratio") for v in shown[col])
+    prompts = pool.pairs.set_index("id").loc[ids, "prompt"]
+    assert frame.value["prompt"].tolist() == [prompt_preview(p, 120) for p in prompts]
+    assert any("driven by prompt diversity alone" in i.value and "3 of 4 picks" in i.value for i in at.info)
+
+
+def _display_values(frame) -> dict[str, list[str]]:
+    """What the browser shows in each cell of a styled ``st.dataframe`` (the Styler's display values)."""
+    import pyarrow as pa
+
+    styler = frame.proto.arrow_data.styler
+    assert styler.display_values, "the table is not styled"
+    display = pa.ipc.open_stream(styler.display_values).read_all().to_pandas()
+    display.columns = list(frame.value.columns)
+    return {c: [str(v) for v in display[c]] for c in display.columns}

@@ -87,3 +87,12 @@ def test_format_sig_never_shows_a_small_number_as_zero():
     assert format_sig(12.0) == "12"
     assert format_sig(-3.1e-9) == "-3.1e-09"
     assert format_sig(0.0) == "0" and format_sig(float("nan")) == "" and format_sig(None) == ""
+
+
+def test_diversity_driven_when_uncertainty_is_under_one_percent_of_most_scores():
+    from balpm.render import diversity_driven
+
+    score = [0.05, 0.04, 0.03, 0.02]
+    assert diversity_driven([1e-6, 2e-6, 1e-7, 0.01], score) == (True, 3, 4)
+    assert diversity_driven([1e-6, 0.01, 0.01, 0.01], score) == (False, 1, 4)
+    assert diversity_driven([float("nan")] * 4, score) == (False, 0, 0)  # random picks: nothing to say
