@@ -41,7 +41,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -54,6 +54,11 @@ from balpm.embed import (
     pool_embeddings_from,
     pool_texts,
 )
+
+if TYPE_CHECKING:  # annotations only
+    from balpm.data import PreferencePool
+    from balpm.model import PreferenceEnsemble
+    from balpm.neighbors import KnnGraph
 
 __all__ = [
     "embed_texts_ray",
@@ -302,7 +307,7 @@ def embed_texts_ray(
 
 
 def embed_pool_ray(
-    pool: Any,
+    pool: PreferencePool,
     embedder_kwargs: dict[str, Any] | None = None,
     cache_dir: str | os.PathLike | None | Literal[False] = None,
     *,
@@ -386,7 +391,8 @@ def load_pool_embeddings(path: str | os.PathLike, mmap_mode: Literal["r", "r+", 
 
 
 def chunked_uncertainty(
-    ensemble: Any, emb_a: Any, emb_b: Any, chunk_rows: int = 65536, progress: Progress | None = None
+    ensemble: PreferenceEnsemble, emb_a: np.ndarray, emb_b: np.ndarray, chunk_rows: int = 65536,
+    progress: Progress | None = None,
 ) -> dict[str, np.ndarray]:
     """BALD and friends of every pair, scored ``chunk_rows`` pairs at a time (inputs may be memmaps).
 
@@ -410,7 +416,7 @@ def chunked_uncertainty(
     return out
 
 
-def knn_recall_sample(X: Any, graph: Any, n_queries: int = 1000, seed: int = 0) -> dict[str, float]:
+def knn_recall_sample(X: np.ndarray, graph: KnnGraph, n_queries: int = 1000, seed: int = 0) -> dict[str, float]:
     """Recall@k of an (approximate) graph's k nearest neighbours against exact faiss search on sampled points.
 
     Returns ``recall`` (mean fraction of the exact k-NN the graph's ball order also lists first), the relative

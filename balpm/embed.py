@@ -32,7 +32,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -46,6 +46,9 @@ from balpm.safeio import (
     save_npz,
     verified,
 )
+
+if TYPE_CHECKING:  # annotations only: balpm.data does not import the embedding stack, nor this it
+    from balpm.data import PreferencePool
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)``: called after every batch (tqdm on the CLI, ``st.progress`` in the app)."""
@@ -769,7 +772,7 @@ class PoolEmbeddings:
 
 
 def embed_pool(
-    pool: Any,
+    pool: PreferencePool,
     embedder: Embedder,
     cache_dir: str | os.PathLike | None | Literal[False] = None,
     progress: Progress | None = None,
@@ -785,7 +788,7 @@ def embed_pool(
     return pool_embeddings_from(pool, vecs, embedder.model_id, stats)
 
 
-def pool_texts(pool: Any) -> list[str]:
+def pool_texts(pool: PreferencePool) -> list[str]:
     """What a pool embeds, in one list: every prompt, then every prompt+A, then every prompt+B (row order)."""
     prompts = list(pool.prompt_texts())
     texts_a = list(pool.pair_texts("a"))
@@ -795,7 +798,9 @@ def pool_texts(pool: Any) -> list[str]:
     return prompts + texts_a + texts_b
 
 
-def pool_embeddings_from(pool: Any, vecs: np.ndarray, model_id: str, stats: dict[str, Any]) -> PoolEmbeddings:
+def pool_embeddings_from(
+    pool: PreferencePool, vecs: np.ndarray, model_id: str, stats: dict[str, Any]
+) -> PoolEmbeddings:
     """Cut the vectors of :func:`pool_texts` (same order) into a :class:`PoolEmbeddings`."""
     ids = np.asarray(pool.ids).astype(str)
     n = len(ids)

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -50,6 +50,10 @@ from balpm.report import (  # re-exported: run comparison and reporting lived he
     write_report,
 )
 from balpm.safeio import atomic_write_text
+
+if TYPE_CHECKING:  # annotations only: the engine modules are imported when a run starts
+    from balpm.data import PreferencePool
+    from balpm.embed import Embedder
 
 __all__ = [
     "ExperimentConfig",
@@ -173,7 +177,9 @@ def policy_params_for(config: ExperimentConfig) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------ running
-def load_labelled_sample(source: str, max_pairs: int | None = None, seed: int = 0, strict: bool = False) -> Any:
+def load_labelled_sample(
+    source: str, max_pairs: int | None = None, seed: int = 0, strict: bool = False
+) -> PreferencePool:
     """The labelled pairs of a pool, sampled down to about ``max_pairs`` pairs by whole prompt groups.
 
     Parameters
@@ -199,7 +205,7 @@ def load_labelled_sample(source: str, max_pairs: int | None = None, seed: int = 
     return pool.sample_groups(int(max_pairs), seed) if max_pairs else pool
 
 
-def load_experiment_pools(config: ExperimentConfig) -> tuple[Any, Any, Any | None]:
+def load_experiment_pools(config: ExperimentConfig) -> tuple[PreferencePool, PreferencePool, PreferencePool | None]:
     """The pools a run of ``config`` uses, exactly as :func:`run_experiment` loads them.
 
     Parameters
@@ -238,10 +244,10 @@ def _atomic_json(obj: Any, path: Path) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=str))
 
 
-_EMBEDDERS: dict[tuple[Any, ...], Any] = {}
+_EMBEDDERS: dict[tuple[Any, ...], Embedder] = {}
 
 
-def _embedder(config: ExperimentConfig) -> Any:
+def _embedder(config: ExperimentConfig) -> Embedder:
     """One loaded embedding model per setting and process: a benchmark of many runs loads it once."""
     from balpm.embed import Embedder
 

@@ -31,7 +31,7 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -41,6 +41,14 @@ from balpm.metrics import expected_calibration_error, preference_metrics  # re-e
 from balpm.neighbors import knn_cache_path, load_or_build_knn  # re-exported: they lived here
 from balpm.safeio import DamagedFileError, atomic_write_bytes, load_npz, save_npz, sha256_file
 from balpm.safeio import ids_digest as _ids_digest
+
+if TYPE_CHECKING:  # annotations only: the model and acquisition modules load when first used
+    from balpm.acquisition import Policy
+    from balpm.data import PreferencePool
+    from balpm.embed import PoolEmbeddings
+    from balpm.model import PreferenceEnsemble
+    from balpm.neighbors import KnnGraph
+    from balpm.store import LabelStore
 
 __all__ = [
     "ActiveLearner",
@@ -104,15 +112,15 @@ class ActiveLearner:
 
     def __init__(
         self,
-        pool: Any,
-        embeddings: Any,
+        pool: PreferencePool,
+        embeddings: PoolEmbeddings,
         *,
         policy: str = "bal-pm",
         policy_params: dict[str, Any] | None = None,
         model_params: dict[str, Any] | None = None,
         batch_size: int = 32,
         seed: int = 0,
-        knn_graph: Any = None,
+        knn_graph: KnnGraph | None = None,
         knn_k: int | None = None,
         knn_cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
@@ -133,11 +141,11 @@ class ActiveLearner:
         self.knn_k = int(knn_k if knn_k is not None else self.policy_params.get("k", 13))
         self.knn_cache_dir = knn_cache_dir
         self.knn_graph_ = knn_graph
-        self._policy_obj: Any = None
+        self._policy_obj: Policy | None = None
 
         self.labels_ = np.full(n, np.nan)
         self.acquired_round_ = np.full(n, -1, dtype=np.int64)
-        self.ensemble_: Any = None
+        self.ensemble_: PreferenceEnsemble | None = None
         self._fitted_key: str | None = None
         self._fit_round: int | None = None
         self.last_selection_: pd.DataFrame | None = None
@@ -259,7 +267,7 @@ class ActiveLearner:
         self.labels_[rows] = np.nan
         self.acquired_round_[rows] = -1
 
-    def sync_from_store(self, store: Any) -> None:
+    def sync_from_store(self, store: LabelStore) -> None:
         """Make the labelled set equal to the active events of a :class:`balpm.store.LabelStore`.
 
         The store is the source of truth in a human session; ids that are not in this pool are ignored, and an
@@ -329,18 +337,18 @@ class ActiveLearner:
         return self.ensemble_.predict_member_proba(a, b)
 
     # ------------------------------------------------------------------ acquisition
-    def _policy(self) -> Any:
+    def _policy(self) -> Policy:
         if self._policy_obj is None:
             from balpm.acquisition import get_policy
 
             self._policy_obj = get_policy(self.policy, **self.policy_params)
         return self._policy_obj
 
-    def _needs_knn(self, policy: Any) -> bool:
+    def _needs_knn(self, policy: Policy) -> bool:
         flag = getattr(policy, "needs_knn", None)
         return bool(flag) if flag is not None else self.policy in _KNN_POLICIES
 
-    def knn_graph(self) -> Any:
+    def knn_graph(self) -> KnnGraph:
         """The kNN graph of the pool's prompts (built once, cached on disk beside the embedding cache)."""
         if self.knn_graph_ is None:
             self.knn_graph_ = load_or_build_knn(self.embeddings, self.knn_k, self.knn_cache_dir)
@@ -429,7 +437,7 @@ class ActiveLearner:
         return sel
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, test_pool: Any, test_embeddings: Any) -> dict[str, float]:
+    def evaluate(self, test_pool: PreferencePool, test_embeddings: PoolEmbeddings) -> dict[str, float]:
         """Quality of the current ensemble on held-out pairs (their own labels): see :func:`preference_metrics`."""
         self._ensure_fitted()
         probs = self.ensemble_.predict_member_proba(test_embeddings.a, test_embeddings.b)
@@ -501,7 +509,8 @@ class ActiveLearner:
         return d
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str], pool: Any, embeddings: Any, **overrides: Any) -> ActiveLearner:
+    def load(cls, directory: str | os.PathLike[str], pool: PreferencePool, embeddings: PoolEmbeddings,
+             **overrides: Any) -> ActiveLearner:
         """Restore a learner saved by :meth:`save` on the same pool and embeddings, every file verified.
 
         ``overrides`` replace saved constructor parameters (e.g. ``knn_graph``, ``knn_cache_dir``). Folders

@@ -19,11 +19,14 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from balpm.safeio import DamagedFileError, load_npz, quarantine, save_npz
+
+if TYPE_CHECKING:
+    from balpm.embed import PoolEmbeddings
 
 __all__ = ["umap_coords", "projection_cache_path", "sample_rows", "LAST_STATS"]
 
@@ -56,7 +59,7 @@ def sample_rows(n: int, max_points: int | None, seed: int) -> np.ndarray:
 
 
 def projection_cache_path(
-    embeddings: Any,
+    embeddings: PoolEmbeddings,
     *,
     seed: int,
     n_neighbors: int,
@@ -102,7 +105,7 @@ def _fit_umap(x: np.ndarray, seed: int, n_neighbors: int, min_dist: float, metri
 
 
 def umap_coords(
-    embeddings: Any,
+    embeddings: PoolEmbeddings,
     seed: int = 0,
     n_neighbors: int = 15,
     min_dist: float = 0.1,

@@ -35,13 +35,19 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from balpm.safeio import atomic_write_text as _atomic_write_text
 from balpm.store import LabelStore
+
+if TYPE_CHECKING:  # annotations only: the pool, embedding and learner modules load when first used
+    from balpm.data import PreferencePool
+    from balpm.embed import PoolEmbeddings
+    from balpm.learner import ActiveLearner
+    from balpm.store import RecordResult
 
 __all__ = [
     "SessionConfig",
@@ -340,7 +346,7 @@ class Session:
         os.replace(tmp, target)
         return str(rel)
 
-    def load_pool(self) -> Any:
+    def load_pool(self) -> PreferencePool:
         """The session's pool: loaded, restricted to labelled pairs in simulation, sampled to ``max_pairs``.
 
         Raises :class:`balpm.data.PoolFormatError` (located) for a file the user must fix.
@@ -355,7 +361,7 @@ class Session:
             pool = pool.sample_groups(int(c.max_pairs), int(c.pool_seed))
         return pool
 
-    def split_masks(self, pool: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    def split_masks(self, pool: PreferencePool) -> tuple[np.ndarray, np.ndarray | None]:
         """(train, test) row masks: a held-out group split (seeded by ``pool_seed``) in simulation, else all / None."""
         n = len(pool)
         if self.config.mode != "simulation" or n < 4 or pool.groups.size and len(set(pool.groups)) < 2:
@@ -375,7 +381,8 @@ class Session:
         return {"policy": c.policy, "policy_params": dict(c.policy_params), "model_params": c.ensemble_params(),
                 "batch_size": int(c.batch_size), "seed": int(c.seed)}
 
-    def make_learner(self, pool: Any, embeddings: Any, *, knn_cache_dir: str | os.PathLike[str] | None = None) -> Any:
+    def make_learner(self, pool: PreferencePool, embeddings: PoolEmbeddings, *,
+                     knn_cache_dir: str | os.PathLike[str] | None = None) -> ActiveLearner:
         """The session's :class:`balpm.learner.ActiveLearner` on ``pool``, labelled set rebuilt from the store.
 
         The saved learner is reused (its fitted ensemble saves a refit) when it belongs to this pool and
@@ -410,12 +417,12 @@ class Session:
             )
         return learner
 
-    def sync(self, learner: Any) -> Any:
+    def sync(self, learner: ActiveLearner) -> ActiveLearner:
         """Make ``learner``'s labelled set equal to the store's active labels (the store is the truth)."""
         learner.sync_from_store(self.store)
         return learner
 
-    def save_learner(self, learner: Any) -> None:
+    def save_learner(self, learner: ActiveLearner) -> None:
         learner.save(self.learner_dir)
 
     # ------------------------------------------------------------------ batches
@@ -524,7 +531,7 @@ class Session:
         decided = self.store.decided_ids()
         return [i for i in batch.ids if i not in decided]
 
-    def propose(self, learner: Any, *, candidates: np.ndarray | None = None) -> Batch:
+    def propose(self, learner: ActiveLearner, *, candidates: np.ndarray | None = None) -> Batch:
         """Fit (if stale), score the pool and make the next batch current; saves the learner.
 
         With no labelled pair yet the learner's cold start draws the batch at random (``Batch.cold_start``).
@@ -544,7 +551,7 @@ class Session:
         return bool(h[0] & 1)
 
     def record(self, pair_id: str, verdict: str, *, annotator: str, shown_swapped: bool, request_id: str,
-               round: int | None = None, batch_id: str | None = None) -> Any:  # noqa: A002
+               round: int | None = None, batch_id: str | None = None) -> RecordResult:  # noqa: A002
         """Commit one label (idempotent on ``request_id``); returns :class:`balpm.store.RecordResult`.
 
         ``annotator`` is required (ValueError when missing or blank): no label without the person who gave it.
@@ -572,7 +579,7 @@ class Session:
         return len(self.store.label_map())
 
     # ------------------------------------------------------------------ simulation
-    def record_oracle(self, learner: Any, ids: list[str], round: int) -> None:  # noqa: A002
+    def record_oracle(self, learner: ActiveLearner, ids: list[str], round: int) -> None:  # noqa: A002
         """Store the oracle's labels of ``ids`` (already set on ``learner``) so a resumed session rebuilds them."""
         rows = learner.rows_of(ids)
         for pid, lab in zip(ids, learner.labels_[rows]):
@@ -580,7 +587,8 @@ class Session:
             self.store.record(str(pid), verdict, annotator=ORACLE, round=int(round),
                               request_id=f"{ORACLE}:{pid}")
 
-    def simulate_round(self, learner: Any, test_pool: Any = None, test_embeddings: Any = None) -> dict[str, Any]:
+    def simulate_round(self, learner: ActiveLearner, test_pool: PreferencePool | None = None,
+                       test_embeddings: PoolEmbeddings | None = None) -> dict[str, Any]:
         """One simulated round: the initial random set if nothing is labelled, else an oracle step; then refit,
         evaluate on the held-out split, append to ``metrics.csv`` and save the learner.
 

@@ -47,3 +47,51 @@ def test_every_public_name_of_balpm_data_is_still_there() -> None:
 def test_modules_cut_by_job_stay_under_600_lines(path: str) -> None:
     lines = (PACKAGE / path).read_text(encoding="utf-8").count("\n")
     assert lines < 600, f"balpm/{path} has {lines} lines"
+
+
+#: parameters that carry a collaborator (an engine object), by name
+COLLABORATORS = {"pool", "test_pool", "embeddings", "test_embeddings", "learner", "knn_graph", "graph", "store",
+                 "ensemble", "policy"}
+ENGINE_MODULES = ["balpm.learner", "balpm.session", "balpm.experiment", "balpm.embed", "balpm.projection",
+                  "balpm.distributed"]
+
+
+def _type_checking_names(module: object) -> dict[str, object]:
+    """What the module's ``if TYPE_CHECKING:`` block would import, so its annotations can be resolved."""
+    import ast
+
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+    ns: dict[str, object] = {}
+    for node in tree.body:
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            exec(compile(ast.Module(body=node.body, type_ignores=[]), module.__file__, "exec"), ns)  # noqa: S102
+    return ns
+
+
+@pytest.mark.parametrize("name", ENGINE_MODULES)
+def test_collaborators_are_annotated_with_real_types_that_resolve(name: str) -> None:
+    import inspect
+    import typing
+
+    module = importlib.import_module(name)
+    globalns = {**vars(module), **_type_checking_names(module)}
+    checked = 0
+    for _, obj in inspect.getmembers(module):
+        if getattr(obj, "__module__", None) != name:
+            continue
+        if inspect.isfunction(obj):
+            functions = [obj]
+        elif inspect.isclass(obj):
+            functions = [f for f in vars(obj).values() if inspect.isfunction(getattr(f, "__func__", f))]
+        else:
+            continue
+        for f in functions:
+            f = getattr(f, "__func__", f)
+            params = COLLABORATORS & set(inspect.signature(f).parameters)
+            if not params:
+                continue
+            hints = typing.get_type_hints(f, globalns=globalns)  # NameError for a name nothing imports
+            for param in params:
+                assert hints.get(param, typing.Any) is not typing.Any, f"{name}.{f.__qualname__}({param}: Any)"
+                checked += 1
+    assert checked, f"{name}: no collaborator parameter found"
