@@ -95,3 +95,33 @@ def test_collaborators_are_annotated_with_real_types_that_resolve(name: str) -> 
                 assert hints.get(param, typing.Any) is not typing.Any, f"{name}.{f.__qualname__}({param}: Any)"
                 checked += 1
     assert checked, f"{name}: no collaborator parameter found"
+
+
+ARCHITECTURE = PACKAGE.parent / "docs" / "ARCHITECTURE.md"
+
+
+def test_architecture_names_every_module() -> None:
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    modules = [p.relative_to(PACKAGE.parent).with_suffix("") for p in PACKAGE.rglob("*.py")
+               if p.name not in ("__init__.py", "__main__.py") and "datasets" not in p.parts]
+    missing = [".".join(m.parts) for m in modules if f"`{'.'.join(m.parts)}`" not in text]
+    assert not missing, f"docs/ARCHITECTURE.md does not say what these modules are for: {missing}"
+
+
+def test_every_balpm_name_in_architecture_still_imports() -> None:
+    import re
+
+    names = set(re.findall(r"`(balpm(?:\.\w+)+)`", ARCHITECTURE.read_text(encoding="utf-8")))
+    names |= set(re.findall(r"help\((balpm(?:\.\w+)+)\)", ARCHITECTURE.read_text(encoding="utf-8")))
+    assert names
+    for name in sorted(names):
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):  # the longest importable module, then attributes
+            try:
+                obj = importlib.import_module(".".join(parts[:cut]))
+                break
+            except ModuleNotFoundError:
+                continue
+        for attr in parts[cut:]:
+            assert hasattr(obj, attr), f"docs/ARCHITECTURE.md names {name}, which does not exist"
+            obj = getattr(obj, attr)
