@@ -111,22 +111,36 @@ def ratio_over_rounds(acquired: pd.DataFrame, column: str = "ratio") -> go.Figur
     Returns
     -------
     go.Figure
-        Traces: ``"q25–q75"`` band (filled polygon) and ``"median"`` line, x = round.
+        Traces: ``"q25–q75"`` band (filled, outlined polygon) and ``"median"`` line with q25–q75 error bars;
+        x = round as integers (integer ticks).
     """
     df = acquired[np.isfinite(pd.to_numeric(acquired[column], errors="coerce"))]
     g = df.groupby("round")[column]
     stats = pd.DataFrame({"q25": g.quantile(0.25), "median": g.median(), "q75": g.quantile(0.75)}).reset_index()
-    x = stats["round"].to_numpy(dtype=np.float64)
+    x = stats["round"].to_numpy().astype(np.int64)  # rounds are counted: integers on the axis and in the hover
+    med = stats["median"].to_numpy(dtype=np.float64)
+    q25, q75 = stats["q25"].to_numpy(dtype=np.float64), stats["q75"].to_numpy(dtype=np.float64)
+    color = COLORS["bal-pm"]
     fig = go.Figure()
+    # The spread as a band between rounds (outlined, so a thin one still shows) and as error bars at each round:
+    # a band alone has no width with one round, and no height where the picks of a round agree.
     fig.add_trace(go.Scatter(
-        x=np.concatenate([x, x[::-1]]), y=np.concatenate([stats["q75"], stats["q25"][::-1]]), fill="toself", mode="lines",
-        fillcolor=_rgba(COLORS["bal-pm"], 0.2), line=dict(width=0), hoverinfo="skip", name="q25–q75",
+        x=np.concatenate([x, x[::-1]]), y=np.concatenate([q75, q25[::-1]]), fill="toself", mode="lines",
+        fillcolor=_rgba(color, 0.3), line=dict(width=1, color=_rgba(color, 0.6)), hoverinfo="skip",
+        name="q25–q75",
     ))
-    fig.add_trace(go.Scatter(x=x, y=stats["median"].to_numpy(), mode="lines+markers", name="median",
-                             line=dict(color=COLORS["bal-pm"], width=2)))
+    fig.add_trace(go.Scatter(
+        x=x, y=med, mode="lines+markers", name="median", line=dict(color=color, width=2),
+        error_y=dict(type="data", symmetric=False, array=q75 - med, arrayminus=med - q25, color=color,
+                     thickness=1.5, width=6),
+        customdata=np.stack([q25, q75], axis=-1) if len(x) else None,
+        hovertemplate="round %{x:d}: median %{y:.3g} (q25 %{customdata[0]:.3g}, q75 %{customdata[1]:.3g})"
+                      "<extra></extra>",
+    ))
     fig.add_hline(y=1.0, line=dict(color="#7f7f7f", dash="dot", width=1))
     fig.update_layout(xaxis_title="round", yaxis_title="uncertainty / score of the picks",
                       template="plotly_white")
+    fig.update_xaxes(tickformat="d", dtick=1 if len(x) <= 20 else None)
     return fig
 
 
@@ -180,9 +194,9 @@ def feature_space(
                                        hovertemplate=hov, marker=dict(size=5, color=_color(c, i), opacity=0.7)))
     else:
         marker: dict[str, Any] = dict(size=5, opacity=0.7, color="#9aa0a6")
-        if col is not None:
+        if col is not None:  # the colour bar takes the right edge; the legend goes above the plot (never under it)
             marker.update(color=col.astype(np.float64), colorscale="Viridis", showscale=True,
-                          colorbar=dict(title=color_title))
+                          colorbar=dict(title=color_title, x=1.0, xanchor="left", y=0.5, yanchor="middle", len=0.9))
         all_rows = np.ones(n, bool)
         fig.add_trace(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name="pairs", text=_text(all_rows),
                                    hovertemplate=hov, marker=marker))
@@ -193,6 +207,8 @@ def feature_space(
                                                symbol="diamond")))
     fig.update_layout(template="plotly_white", xaxis=dict(showticklabels=False, title=""),
                       yaxis=dict(showticklabels=False, title=""), legend_title_text=color_title)
+    if col is not None and np.issubdtype(col.dtype, np.number):
+        fig.update_layout(legend=dict(orientation="h", x=0.0, xanchor="left", y=1.0, yanchor="bottom"))
     return fig
 
 

@@ -497,5 +497,5 @@ for col, (kind, title, file_name, mime) in zip(st.columns(len(exports)), exports
                         file_name=file_name, mime=mime, on_click="ignore", key=f"export_{kind}")
 st.caption("The first three are for training: one row per A/B label (ties and skips left out) with id, prompt, "
            "chosen, rejected (texts exactly as in the pool), annotator, labelled_at and your note; the datasets "
-           "folder loads with `datasets.load_from_disk`. The events file is the audit log: every label event with "
+           "folder loads with datasets.load_from_disk. The events file is the audit log: every label event with "
            "annotator, time, side order shown, undos, changes and withdrawals.")

@@ -30,16 +30,7 @@ _GREY = "rgba(160,160,160,0.45)"
 appkit.run_through_router()
 st.title("Feature space")
 session, pool = appkit.session_and_pool_or_stop()
-emb = appkit.cached_embeddings(session)
-if emb is None:
-    st.info(f"The pool is not embedded with {appkit.literal(session.config.model)} in this server yet. "
-            "Embed it on the Embed page, "
-            "or load it here (texts already in the disk cache are not recomputed).")
-    c1, c2 = st.columns([1, 3])
-    c2.page_link("pages/2_embed.py", label="Go to the Embed page", icon="🧮")
-    if not c1.button("Load embeddings", key="fs_load", type="primary"):
-        st.stop()
-    emb = appkit.get_embeddings(session, pool)
+emb = appkit.embeddings_or_offer(session, pool, key="fs_load")
 parts = appkit.split(session, pool, emb)
 learner = appkit.get_learner(session, parts)
 train, temb = parts.train, parts.train_emb

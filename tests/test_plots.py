@@ -98,3 +98,35 @@ def test_labels_saved_bar():
     np.testing.assert_allclose(vs_random.y, [37.5, 0.0])
     assert list(vs_random.text) == ["37.5%", "not reached"]
     assert fig.layout.barmode == "group"
+
+
+def test_ratio_over_rounds_has_integer_rounds_and_a_visible_spread():
+    """Issue 11 item 8: rounds are integers on the axis; the q25–q75 spread shows (outlined band and error bars),
+    also for a single round, where a band alone has no width."""
+    acquired = pd.DataFrame({"round": np.repeat([1, 2, 3], 4).astype(float),
+                             "ratio": [0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.6, 0.9, 0.0, 0.1, 0.1, 0.2]})
+    fig = ratio_over_rounds(acquired)
+    band, median = fig.data
+    assert fig.layout.xaxis.tickformat == "d" and fig.layout.xaxis.dtick == 1
+    assert np.asarray(median.x).dtype.kind == "i" and list(median.x) == [1, 2, 3]
+    assert band.line.width > 0 and float(band.fillcolor.rsplit(",", 1)[1].rstrip(")")) >= 0.3
+    g = acquired.groupby("round")["ratio"]
+    np.testing.assert_allclose(median.error_y.array, (g.quantile(0.75) - g.median()).to_numpy())
+    np.testing.assert_allclose(median.error_y.arrayminus, (g.median() - g.quantile(0.25)).to_numpy())
+    one = ratio_over_rounds(acquired[acquired["round"] == 2])
+    assert one.data[1].error_y.array[0] > 0  # one round: the spread still shows as an error bar
+
+
+def test_feature_space_colour_bar_never_covers_the_legend():
+    """Issue 11 item 8: with a colour scale and a highlighted batch, the legend sits above the plot and the
+    colour bar at the right edge, so neither covers the other."""
+    rng = np.random.default_rng(0)
+    fig = feature_space(rng.normal(size=(30, 2)), rng.random(30), highlight_mask=np.arange(30) < 3,
+                        color_title="BALD")
+    bar = fig.data[0].marker.colorbar
+    assert fig.data[0].marker.showscale and fig.data[-1].name == "selected"
+    assert fig.layout.legend.orientation == "h" and fig.layout.legend.y >= 1.0
+    assert fig.layout.legend.yanchor == "bottom"  # entirely above the plotting area ...
+    assert bar.len <= 1.0 and bar.yanchor == "middle" and bar.y + bar.len / 2 <= 1.0  # ... the bar entirely inside it
+    cats = feature_space(rng.normal(size=(30, 2)), np.array(["x", "y"] * 15))
+    assert cats.layout.legend.orientation is None  # no colour bar: the usual legend at the right
