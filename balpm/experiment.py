@@ -53,7 +53,8 @@ from balpm.safeio import atomic_write_text
 
 if TYPE_CHECKING:  # annotations only: the engine modules are imported when a run starts
     from balpm.data import PreferencePool
-    from balpm.embed import Embedder
+    from balpm.embed import Embedder, PoolEmbeddings
+    from balpm.learner import ActiveLearner
 
 __all__ = [
     "ExperimentConfig",
@@ -259,6 +260,41 @@ def _embedder(config: ExperimentConfig) -> Embedder:
     return _EMBEDDERS[key]
 
 
+def _run_info(config: ExperimentConfig, pools: tuple[PreferencePool, PreferencePool, PreferencePool | None],
+              embedder: Embedder, embs: tuple[PoolEmbeddings, PoolEmbeddings], embed_seconds: float,
+              started: str) -> dict[str, Any]:
+    """``config.json`` of a run: the config, and what it resolved to (pool sizes, embedding model, versions)."""
+    train, test, ood = pools
+    return {
+        "config": config.to_dict(),
+        "policy_label": config.policy_label(),
+        "resolved": {
+            "n_train": len(train), "n_test": len(test), "n_ood": len(ood) if ood is not None else 0,
+            "embedding_model_id": embedder.model_id, "embedding_dim": int(embs[0].dim),
+            "embed_seconds": embed_seconds, "embed_stats": [embs[0].stats, embs[1].stats],
+            "started": started, "finished": None, "python": platform.python_version(),
+        },
+    }
+
+
+def _round_rows(config: ExperimentConfig, learner: ActiveLearner, r: int, sel: pd.DataFrame | None,
+                splits: list[tuple[str, PreferencePool, PoolEmbeddings]]) -> list[dict[str, Any]]:
+    """The ``metrics.csv`` rows of round ``r`` (one per evaluation split) after the learner was fitted: metrics,
+    the batch's selection statistics and the round's timings (``sel`` None and NaN timings for round 0)."""
+    times = {"fit_seconds": learner.timings_.get("fit", np.nan),
+             "score_seconds": learner.timings_.get("score", np.nan) if r else np.nan,
+             "select_seconds": learner.timings_.get("select", np.nan) if r else np.nan}
+    stats = _selection_stats(sel)
+    rows = []
+    for split, pool, emb in splits:
+        te = time.perf_counter()
+        m = learner.evaluate(pool, emb)
+        rows.append({"dataset": config.dataset, "policy": config.policy_label(), "seed": config.seed, "round": r,
+                     "n_labeled": learner.n_labeled_, "split": split, **{k: m[k] for k in METRICS},
+                     "n_eval": m["n"], **stats, **times, "eval_seconds": time.perf_counter() - te})
+    return rows
+
+
 def run_experiment(
     config: ExperimentConfig,
     progress: Progress | None = None,
@@ -308,16 +344,7 @@ def run_experiment(
     )
     learner.initialize(config.initial)
 
-    info = {
-        "config": config.to_dict(),
-        "policy_label": config.policy_label(),
-        "resolved": {
-            "n_train": len(train), "n_test": len(test), "n_ood": len(ood) if ood is not None else 0,
-            "embedding_model_id": embedder.model_id, "embedding_dim": int(emb_train.dim),
-            "embed_seconds": embed_seconds, "embed_stats": [emb_train.stats, emb_test.stats],
-            "started": started, "finished": None, "python": platform.python_version(),
-        },
-    }
+    info = _run_info(config, (train, test, ood), embedder, (emb_train, emb_test), embed_seconds, started)
     _atomic_json(info, out / "config.json")
 
     splits = [("test", test, emb_test)] + ([("ood", ood, emb_ood)] if ood is not None else [])
@@ -334,18 +361,7 @@ def run_experiment(
             labels = learner.labels_[sel["row"].to_numpy()]
             acquired = pd.concat([acquired, sel.assign(label=labels)[list(ACQUIRED_COLUMNS)]], ignore_index=True)
         learner.fit()
-        times = {"fit_seconds": learner.timings_.get("fit", np.nan),
-                 "score_seconds": learner.timings_.get("score", np.nan) if r else np.nan,
-                 "select_seconds": learner.timings_.get("select", np.nan) if r else np.nan}
-        stats = _selection_stats(sel if r else None)
-        rows = []
-        for split, pool, emb in splits:
-            te = time.perf_counter()
-            m = learner.evaluate(pool, emb)
-            row = {"dataset": config.dataset, "policy": config.policy_label(), "seed": config.seed, "round": r,
-                   "n_labeled": learner.n_labeled_, "split": split, **{k: m[k] for k in METRICS},
-                   "n_eval": m["n"], **stats, **times, "eval_seconds": time.perf_counter() - te}
-            rows.append(row)
+        rows = _round_rows(config, learner, r, sel if r else None, splits)
         metric_rows += rows
         _atomic_csv(pd.DataFrame(metric_rows, columns=list(METRIC_COLUMNS)), out / "metrics.csv")
         _atomic_csv(acquired, out / "acquired.csv")

@@ -125,3 +125,14 @@ def test_every_balpm_name_in_architecture_still_imports() -> None:
         for attr in parts[cut:]:
             assert hasattr(obj, attr), f"docs/ARCHITECTURE.md names {name}, which does not exist"
             obj = getattr(obj, attr)
+
+
+@pytest.mark.parametrize("path", ["data/pool.py", "data/records.py", "data/formats.py", "data/sources.py",
+                                  "data/summary.py", "experiment.py", "report.py", "metrics.py"])
+def test_no_function_over_80_lines(path: str) -> None:
+    import ast
+
+    tree = ast.parse((PACKAGE / path).read_text(encoding="utf-8"))
+    long = [f"{n.name} ({n.end_lineno - n.lineno + 1} lines)" for n in ast.walk(tree)
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 80]
+    assert not long, f"balpm/{path}: {long}"
