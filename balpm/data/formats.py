@@ -262,7 +262,8 @@ def _iter_csv(path: Path, data: bytes, sep: str) -> Iterator[tuple[_Loc, dict]]:
         if not name:
             raise PoolFormatError(path, None, None, f"header: column {k} has no name")
         if name in where:
-            raise PoolFormatError(path, None, name, f"header names column {name!r} twice (columns {where[name]} and {k})")
+            raise PoolFormatError(path, None, name,
+                                  f"header names column {name!r} twice (columns {where[name]} and {k})")
         where[name] = k
     if not header:
         raise PoolFormatError(path, None, None, "header names no columns")
@@ -354,7 +355,8 @@ def _looks_like_jsonl(data: bytes) -> bool:
 
 def _is_hf_disk(path: Path) -> bool:
     return path.is_dir() and (
-        (path / "dataset_dict.json").is_file() or ((path / "state.json").is_file() and (path / "dataset_info.json").is_file())
+        (path / "dataset_dict.json").is_file()
+        or ((path / "state.json").is_file() and (path / "dataset_info.json").is_file())
     )
 
 

@@ -119,7 +119,8 @@ class PreferencePool:
         return len(self.pairs)
 
     def __repr__(self) -> str:
-        return f"PreferencePool(name={self.name!r}, pairs={len(self)}, labelled={int(self.pairs['label'].notna().sum())})"
+        labelled = int(self.pairs["label"].notna().sum())
+        return f"PreferencePool(name={self.name!r}, pairs={len(self)}, labelled={labelled})"
 
     @property
     def ids(self) -> np.ndarray:
@@ -173,9 +174,10 @@ class PreferencePool:
         codes, order, sizes = self._shuffled_groups(seed)
         n_groups = len(sizes)
         cum = np.cumsum(sizes[order])
-        n_test = int(np.searchsorted(cum, test_fraction * len(self), side="left")) + 1
+        target = test_fraction * len(self)
+        n_test = int(np.searchsorted(cum, target, side="left")) + 1
         # take the prefix whose total is closest to the target
-        if n_test > 1 and abs(cum[n_test - 2] - test_fraction * len(self)) <= abs(cum[n_test - 1] - test_fraction * len(self)):
+        if n_test > 1 and abs(cum[n_test - 2] - target) <= abs(cum[n_test - 1] - target):
             n_test -= 1
         if n_groups >= 2:
             n_test = min(max(n_test, 1), n_groups - 1)

@@ -125,7 +125,8 @@ class _Builder:
     def drop(self, reason: str, loc: _Loc, fld: str | None = None, n: int = 1) -> None:
         """Count ``n`` pairs dropped for ``reason`` at ``loc``; in strict mode, refuse the file there instead."""
         if self.strict:
-            raise loc.error(fld, f"{reason}: the record would be dropped, and strict mode turns every drop into an error")
+            raise loc.error(
+                fld, f"{reason}: the record would be dropped, and strict mode turns every drop into an error")
         self.dropped[reason] += n
         self.first_dropped.setdefault(reason, (loc.path, loc.line))
 
@@ -163,7 +164,8 @@ class _Builder:
         }
         for k in meta_keys:
             data[k] = [r.meta.get(k) for r in rows]
-        cols = {k: (v if k == "label" else pd.Series(v, dtype=str if k in CORE_COLUMNS else None)) for k, v in data.items()}
+        cols = {k: (v if k == "label" else pd.Series(v, dtype=str if k in CORE_COLUMNS else None))
+                for k, v in data.items()}
         return pd.DataFrame(cols)
 
 
@@ -212,7 +214,8 @@ def _add_chosen_rejected(
         a, c, lab = rejected, chosen, 0
     else:
         a, c, lab = chosen, rejected, 1
-    b.add(_Row(pid, prompt, a, c, lab, src, grp if grp is not None else _prompt_group(prompt), meta, loc, rid is not None))
+    grp = grp if grp is not None else _prompt_group(prompt)
+    b.add(_Row(pid, prompt, a, c, lab, src, grp, meta, loc, rid is not None))
 
 
 def _read_trl(b: _Builder, rec: dict, loc: _Loc, source: str, seed: int) -> None:
@@ -230,7 +233,8 @@ def _read_pairs(b: _Builder, rec: dict, loc: _Loc, source: str, seed: int) -> No
     lab = _label(rec.get("label"), loc)
     rid, src, grp, meta = _generic_extras(rec, loc, source)
     pid = rid if rid is not None else pair_id(prompt, a, c)
-    b.add(_Row(pid, prompt, a, c, lab, src, grp if grp is not None else _prompt_group(prompt), meta, loc, rid is not None))
+    grp = grp if grp is not None else _prompt_group(prompt)
+    b.add(_Row(pid, prompt, a, c, lab, src, grp, meta, loc, rid is not None))
 
 
 def split_hh_transcript(chosen: str, rejected: str) -> tuple[str, str, str] | str:

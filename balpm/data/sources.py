@@ -24,8 +24,8 @@ SAMPLE_OF: dict[str, int] = {"hh-rlhf:harmless-base": 2303, "qa-feedback": 2616}
 #: A name with a sample reads the full split from :func:`data_dir` when it is there, else the sample.
 BUILTIN_DATASETS: dict[str, str] = {
     "hh-rlhf": "Anthropic HH-RLHF test splits (all four, concatenated), data_dir()/hh-rlhf/*.jsonl.gz",
-    **{f"hh-rlhf:{s}": f"Anthropic HH-RLHF {s} test split" + (" (else the embedded sample)" if f"hh-rlhf:{s}" in SAMPLE_OF else "")
-       for s in HH_SPLITS},
+    **{f"hh-rlhf:{s}": f"Anthropic HH-RLHF {s} test split"
+       + (" (else the embedded sample)" if f"hh-rlhf:{s}" in SAMPLE_OF else "") for s in HH_SPLITS},
     "qa-feedback": "AllenAI QA-Feedback dev set, data_dir()/qa-feedback/dev_feedback.json (else the embedded sample)",
     **{f"{SAMPLE_PREFIX}{k}": f"embedded sample of {k} (ships with balpm)" for k in SAMPLE_OF},
 }
@@ -59,7 +59,8 @@ def _split_files(name: str, root: Path) -> list[tuple[str, Path]]:
     """(source, file) pairs of built-in ``name`` in a folder laid out like the data folder; [] when any is missing."""
     base, _, split = name.partition(":")
     if base == "qa-feedback":
-        found = [f for f in (root / "qa-feedback" / n for n in ("dev_feedback.json", "dev_feedback.json.gz")) if f.is_file()]
+        names = ("dev_feedback.json", "dev_feedback.json.gz")
+        found = [f for f in (root / "qa-feedback" / n for n in names) if f.is_file()]
         return [("qa-feedback", found[0])] if found else []
     out = []
     for s in (split,) if split else HH_SPLITS:
@@ -85,7 +86,8 @@ def _builtin_files(name: str) -> tuple[list[tuple[str, Path]], Path | None]:
     samples = ", ".join(SAMPLE_PREFIX + k for k in SAMPLE_OF)
     base = name[len(SAMPLE_PREFIX):] if name.startswith(SAMPLE_PREFIX) else name
     if base.startswith("hh-rlhf:") and base.partition(":")[2] not in HH_SPLITS:
-        raise PoolFormatError(name, None, None, f"unknown hh-rlhf split {base.partition(':')[2]!r}; known: {', '.join(HH_SPLITS)}")
+        raise PoolFormatError(name, None, None,
+                              f"unknown hh-rlhf split {base.partition(':')[2]!r}; known: {', '.join(HH_SPLITS)}")
     if name.startswith(SAMPLE_PREFIX):
         if base not in SAMPLE_OF:
             raise PoolFormatError(name, None, None, f"no embedded sample of {base!r}; samples: {samples}")
@@ -117,7 +119,8 @@ def _read_path(b: _Builder, path: Path, fmt: str | None, seed: int, schemas: set
         try:
             import datasets
         except ImportError:
-            raise PoolFormatError(path, None, None, "reading a save_to_disk folder needs `pip install datasets`") from None
+            raise PoolFormatError(path, None, None,
+                                  "reading a save_to_disk folder needs `pip install datasets`") from None
         for s, recs in _hf_records(datasets.load_from_disk(str(path)), str(path), name):
             _consume(b, recs, s, seed, schemas)
     elif path.is_dir():
@@ -194,12 +197,15 @@ def load_pool(
         for s, f in files:
             _consume(b, _records_from_file(f, None), s, seed, schemas)
         full = SAMPLE_OF.get(src[len(SAMPLE_PREFIX):] if src.startswith(SAMPLE_PREFIX) else src)
-        origin = f"embedded sample, {len(b.rows):,} of {full:,} pairs" if root is None else f"full split, data folder {root}"
+        origin = (f"embedded sample, {len(b.rows):,} of {full:,} pairs" if root is None
+                  else f"full split, data folder {root}")
     else:
         known = ", ".join(k for k in BUILTIN_DATASETS if not k.startswith("hh-rlhf:"))
-        raise PoolFormatError(src, None, None, f"no such file or built-in dataset (built-ins: {known}, hh-rlhf:<split>)")
+        raise PoolFormatError(src, None, None,
+                              f"no such file or built-in dataset (built-ins: {known}, hh-rlhf:<split>)")
     if not b.rows:
-        raise PoolFormatError(src, None, None, "no usable pairs" + (f" (dropped: {dict(b.dropped)})" if b.dropped else ""))
+        raise PoolFormatError(src, None, None,
+                              "no usable pairs" + (f" (dropped: {dict(b.dropped)})" if b.dropped else ""))
     pairs = b.frame()
     report = LoadReport(path=src, kept=len(pairs), dropped=dict(b.dropped), first_dropped=dict(b.first_dropped),
                         format="+".join(sorted(schemas)),

@@ -30,9 +30,9 @@ def summarize(pool: PreferencePool) -> dict:
         ``source_pairs`` (pairs kept when the source was read),
         ``is_subset`` (``pairs < source_pairs``), ``dropped`` (reason -> count, whole source file),
         ``first_dropped`` (reason -> ``{"path", "line"}`` of its first dropped record),
-        ``dropped_total`` (whole source file), ``labelled``, ``unlabelled``, ``a_preferred``, ``b_preferred``, ``a_preferred_fraction`` (NaN when
-        nothing is labelled), ``groups``, ``repeated_prompt_groups`` (groups with more than one pair),
-        ``pairs_in_repeated_groups``, ``sources`` (source -> pairs) and ``lengths`` (``prompt``/``completion_a``/
+        ``dropped_total`` (whole source file), ``labelled``, ``unlabelled``, ``a_preferred``, ``b_preferred``,
+        ``a_preferred_fraction`` (NaN when nothing is labelled), ``groups``, ``repeated_prompt_groups`` (groups
+        with more than one pair), ``pairs_in_repeated_groups``, ``sources`` (source -> pairs) and ``lengths`` (``prompt``/``completion_a``/
         ``completion_b``/``completion`` -> ``p5``/``p50``/``p95`` in characters).
     """
     df = pool.pairs
