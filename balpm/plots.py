@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-__all__ = ["learning_curves", "ratio_over_rounds", "feature_space", "labels_saved_bar", "COLORS"]
+__all__ = ["learning_curves", "ratio_over_rounds", "feature_space", "labels_saved_bar", "learnability_curve",
+           "COLORS"]
 
 #: One stable colour per policy, so every figure of a report agrees.
 COLORS = {
@@ -241,4 +242,52 @@ def labels_saved_bar(table: pd.DataFrame) -> go.Figure:
                              hovertemplate="%{x}: %{y:.1f}% (%{customdata:.0f} labels)<extra>%{fullData.name}</extra>"))
     fig.update_layout(barmode="group", template="plotly_white", yaxis_title="labels saved (%)",
                       xaxis_title="policy", title="Labels saved to reach the reference's final test log-likelihood")
+    return fig
+
+
+def learnability_curve(report: Any) -> go.Figure:
+    """The learnability check's learning curve: held-out LL over nested subsets, the fitted saturating curve
+    extrapolated to the budget with its bootstrap band, and the constant's and chance's levels for scale.
+
+    Parameters
+    ----------
+    report : balpm.check.LearnabilityReport
+        Reads ``curve``, ``forecast``, ``models``, ``n_labels``, ``budget``, ``verdict``.
+
+    Returns
+    -------
+    go.Figure
+        Traces, in order: ``"forecast band (10-90%)"`` (filled polygon), ``"fitted curve"``, then one
+        ``lines+markers`` trace per model of ``report.curve`` (``± se`` error bars), then ``"constant P(A)"`` and
+        ``"chance"`` (flat dotted lines from the first subset to the budget); dashed vertical lines mark the labels
+        in hand and the budget. Log x axis.
+    """
+    fc = report.forecast
+    color = COLORS["bal-pm"]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=np.concatenate([fc["n"], fc["n"][::-1]]), y=np.concatenate([fc["hi"], fc["lo"][::-1]]), fill="toself",
+        mode="lines", fillcolor=_rgba(color, 0.18), line=dict(width=0), hoverinfo="skip",
+        name="forecast band (10-90%)"))
+    fig.add_trace(go.Scatter(x=fc["n"], y=fc["log_likelihood"], mode="lines", name="fitted curve",
+                             line=dict(color=color, width=2, dash="dash"),
+                             hovertemplate="%{x:.0f} labels: %{y:.4f}<extra>fitted</extra>"))
+    for i, (model, part) in enumerate(report.curve.groupby("model", sort=False)):
+        c = color if i == 0 else _FALLBACK[(i - 1) % len(_FALLBACK)]
+        fig.add_trace(go.Scatter(
+            x=part["n_train"], y=part["log_likelihood"], mode="lines+markers", name=str(model),
+            line=dict(color=c, width=2), marker=dict(size=7),
+            error_y=dict(type="data", array=part["ll_se"].to_numpy(dtype=np.float64), color=c, thickness=1),
+            hovertemplate="%{x:.0f} training pairs: %{y:.4f}<extra>" + str(model) + "</extra>"))
+    x_span = [float(fc["n"].min()), float(max(report.budget, report.n_labels))]
+    const = report.models.set_index("model")["log_likelihood"].get("constant P(A)", np.nan)
+    for name, level, c in (("constant P(A)", const, "#7f7f7f"), ("chance", -np.log(2.0), "#bbbbbb")):
+        fig.add_trace(go.Scatter(x=x_span, y=[level, level], mode="lines", name=name,
+                                 line=dict(color=c, width=1, dash="dot"), hoverinfo="skip"))
+    for x, label in ((report.n_labels, "labels in hand"), (report.budget, "budget")):
+        fig.add_vline(x=x, line=dict(color="#555555", width=1, dash="dash"), annotation_text=label,
+                      annotation_position="top")
+    fig.update_layout(template="plotly_white", title=f"verdict: {report.verdict}", xaxis_title="training labels",
+                      yaxis_title="held-out log-likelihood (nats)", hovermode="closest")
+    fig.update_xaxes(type="log")
     return fig

@@ -6,7 +6,9 @@ Three views:
    picks, the paper's figure): near 1 BALD drives the picks, near 0 the prompt-entropy bonus does;
 2. held-out log-likelihood and accuracy of this session's simulated rounds (test split, and ``ood`` rows when
    the metrics hold them);
-3. a comparison of run folders written by ``balpm run`` (learning curves and the labels-saved table).
+3. a comparison of run folders written by ``balpm run`` (learning curves and the labels-saved table);
+4. the learnability check (:func:`balpm.check.check_session`) on this session's labels: can the features learn the
+   task, and how much would the rest of the budget still buy.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import streamlit as st
 
 import appkit
 from balpm import plots
+from balpm.check import MIN_LABELS, check_session
 from balpm.experiment import compare_runs, find_runs, labels_saved_table, load_runs, ratio_by_round
 
 
@@ -32,7 +35,7 @@ def _load_runs(paths: tuple[str, ...], stamps: tuple[float, ...]) -> tuple[pd.Da
 appkit.run_through_router()
 st.title("Diagnostics")
 session = appkit.current_session()
-tab_session, tab_runs = st.tabs(["This session", "Compare runs"])
+tab_session, tab_runs, tab_check = st.tabs(["This session", "Compare runs", "Learnability"])
 
 with tab_session:
     if session is None:
@@ -152,3 +155,47 @@ with tab_runs:
                 pol = st.selectbox("Policy", pols, key="dg_ratio_policy")
                 part = acq_all[(acq_all["policy"] == pol) & (acq_all["round"] > 0)]
                 st.plotly_chart(plots.ratio_over_rounds(part), key="dg_runs_ratio", width="stretch")
+
+with tab_check:
+    st.caption("Before paying for more labels: cross-validated (by prompt group) held-out log-likelihood of the "
+               "preference model and of simple baselines on the labels given so far, a learning curve extrapolated "
+               "to your budget, and a verdict. Same as `balpm check --session NAME`.")
+    if session is None:
+        st.info("No session open.")
+    else:
+        try:
+            check_pool = appkit.get_pool(session)
+        except (ValueError, OSError) as e:  # PoolFormatError is a ValueError
+            check_pool = None
+            st.error(f"Cannot load the pool: {appkit.literal(e)}")
+        if check_pool is not None:
+            n_have = session.n_labelled()
+            c1, c2 = st.columns(2)
+            budget = c1.number_input("Budget (labels in all)", min_value=max(n_have, 1),
+                                     value=max(len(check_pool), n_have, 1), step=50, key="dg_check_budget")
+            folds = c2.number_input("Folds", min_value=2, max_value=10, value=5, key="dg_check_folds")
+            st.caption(f"{n_have} A/B label(s) in this session. The check needs at least {MIN_LABELS}, from as "
+                       "many prompt groups as folds or more; it embeds only the labelled pairs when the pool is not embedded in this server.")
+            state_key = f"_dg_check::{session.folder}"
+            if st.button("Run the check", key="dg_check_run", type="primary", disabled=n_have < MIN_LABELS):
+                try:
+                    with st.spinner("Cross-validating…"):
+                        st.session_state[state_key] = (n_have, check_session(
+                            session, check_pool, appkit.cached_embeddings(session), budget=int(budget),
+                            folds=int(folds)))
+                except ValueError as e:
+                    st.error(f"The check cannot run: {appkit.literal(e)}")
+            done = st.session_state.get(state_key)
+            if done is not None:
+                n_then, report = done
+                if n_then != n_have:
+                    st.caption(f"From {n_then} labels; the session now has {n_have}: run it again to update.")
+                st.subheader(f"Verdict: {report.verdict}")
+                for reason in report.reasons:
+                    st.markdown(f"- {appkit.literal(reason)}")
+                st.plotly_chart(plots.learnability_curve(report), key="dg_check_curve", width="stretch")
+                st.dataframe(report.models, hide_index=True, width="stretch", key="dg_check_models",
+                             column_config={c: st.column_config.NumberColumn(format="%.4f") for c in (
+                                 "log_likelihood", "ll_se", "accuracy", "accuracy_se", "gain", "gain_se")})
+                with st.expander("Full report"):
+                    st.code(report.summary(), language=None)

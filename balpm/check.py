@@ -1,0 +1,541 @@
+"""Know before you pay: can these features learn this preference task, and will more labels help?
+
+:func:`learnability_check` answers from the labels a user already has (a session's labels, or, in simulation, N
+random labels of the pool's own), before a labelling campaign is paid for:
+
+1. **Cross-validated quality.** K-fold by prompt group (a prompt never sits on both sides) held-out
+   log-likelihood and accuracy of the preference model (:class:`balpm.model.PreferenceEnsemble`, the learner's
+   model) and of three baselines: a constant P(A) (the training rate), an L2 logistic regression on the
+   completion-length difference and one on the embedding difference a − b. Standard errors are clustered by
+   prompt group (pairs of one prompt are not independent), and each model's gain over the constant is a paired
+   difference on the same held-out pairs, so its standard error is much smaller than either model's own.
+2. **A learning curve.** The same folds, the model trained on nested subsets of each training part, then
+   ``LL(n) = c − a · n^(−b)`` fitted by weighted least squares (exact linear solve for ``c, a`` on a grid of
+   ``b``, so there is no optimiser to fail) and extrapolated to the budget the user names. The band is the
+   10th-90th percentile of the forecast over a bootstrap of prompt groups (all curve points resampled together).
+3. **A verdict**, from those numbers (thresholds below, each with its reason):
+
+   - ``no usable signal``: no model beats the constant by :data:`SIGNAL_Z` standard errors and
+     :data:`MIN_GAIN` nats; a campaign with these features would pay for labels the model cannot use.
+   - ``learning and still rising``: the forecast gain from the labels in hand to the budget is at least
+     :data:`RISE_SHARE` of the forecast gain over the constant at the budget, and at least :data:`MIN_GAIN`.
+   - ``saturating: few labels left to save``: there is signal, but the curve is (nearly) flat from here on.
+
+Why these baselines: on our data a logistic regression on a − b matches the ensemble's all-label ceiling and the
+length difference alone carries QA-Feedback's signal (``benchmarks/README.md``, "Why BAL-PM does (not) win
+here"); when a baseline beats the preference model the summary says so.
+
+The check's own validation against all-label ceilings is in ``benchmarks/README.md`` ("Learnability check"),
+produced by ``benchmarks/learnability.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from balpm.model import PreferenceEnsemble
+
+__all__ = [
+    "CHANCE_LL",
+    "LearnabilityReport",
+    "MIN_LABELS",
+    "VERDICTS",
+    "check_session",
+    "embed_labelled",
+    "fit_saturating_curve",
+    "group_folds",
+    "learnability_check",
+    "random_labelled_ids",
+    "saturating_curve",
+]
+
+#: Log-likelihood of a coin, P(A) = 0.5, in nats.
+CHANCE_LL = -math.log(2.0)
+#: The three verdicts, in order of how much a campaign can still buy.
+VERDICTS = ("no usable signal", "learning and still rising", "saturating: few labels left to save")
+#: A model shows signal when its held-out gain over the constant is this many (clustered) standard errors ...
+SIGNAL_Z = 2.0
+#: ... and at least this many nats: smaller gains are below what a preference model can use (hh-rlhf's whole
+#: four-split pool, unlearnable from MiniLM features, sits within 0.005 nats of chance with 6,790 labels).
+MIN_GAIN = 0.003
+#: "Still rising" when at least this share of the forecast gain at the budget is still to come.
+RISE_SHARE = 0.25
+#: Fewest A/B labels the check runs on: 5 folds of 8 pairs, and a curve of at least 3 nested subsets.
+MIN_LABELS = 40
+#: Names of the models in :attr:`LearnabilityReport.models` (the preference model first).
+MODEL_NAMES = ("preference model", "constant P(A)", "logistic on length difference", "logistic on a − b")
+_EPS = 1e-7
+_CS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # standardised features: 1e-4 ≈ constant, 1.0 ≈ barely penalised
+_B_GRID = np.round(np.arange(0.1, 2.001, 0.05), 3)
+
+
+# ------------------------------------------------------------------------------------------------ small helpers
+def group_folds(groups: Sequence[str] | np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Fold index (0..k−1) of every row; whole groups per fold, groups shuffled by ``seed``, sizes balanced.
+
+    Groups are dealt, largest first (ties in seeded random order), to the fold holding the fewest rows so far, so
+    folds differ by at most one group's size.
+    """
+    codes, uniques = pd.factorize(pd.Series(np.asarray(groups, dtype=str)), sort=True)
+    n_groups = len(uniques)
+    if n_groups < k:
+        raise ValueError(f"{k} folds need at least {k} prompt groups; the labels cover {n_groups}")
+    sizes = np.bincount(codes, minlength=n_groups)
+    order = np.random.default_rng(seed).permutation(n_groups)
+    order = order[np.argsort(-sizes[order], kind="stable")]
+    fold_of_group = np.empty(n_groups, dtype=np.int64)
+    load = np.zeros(k, dtype=np.int64)
+    for g in order:
+        f = int(np.argmin(load))
+        fold_of_group[g] = f
+        load[f] += sizes[g]
+    return fold_of_group[codes]
+
+
+def _cluster_se(x: np.ndarray, codes: np.ndarray) -> float:
+    """Standard error of ``mean(x)`` with rows clustered by ``codes`` (a prompt's pairs are not independent)."""
+    n = len(x)
+    if n < 2:
+        return float("nan")
+    dev = np.bincount(codes, weights=x - x.mean())
+    g = int(np.count_nonzero(np.bincount(codes)))
+    if g < 2:
+        return float("nan")
+    return float(math.sqrt(g / (g - 1) * np.sum(dev**2)) / n)
+
+
+def _pair_ll(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    pc = np.clip(p, _EPS, 1 - _EPS)
+    return y * np.log(pc) + (1 - y) * np.log1p(-pc)
+
+
+def _fit_logistic(x: np.ndarray, y: np.ndarray, c: float, w0: np.ndarray | None = None) -> np.ndarray:
+    """L2 logistic regression (penalty ``|w|² / (2C)``, intercept free); returns ``[w..., bias]``.
+
+    Newton's method with step halving: the objective is strictly convex, so it converges in a handful of
+    iterations, each one ``(d+1)``-square solve, about 10x faster here than L-BFGS (400 fits per check).
+    """
+    n, d = x.shape
+    xb = np.hstack([x, np.ones((n, 1))])
+    pen = np.full(d + 1, 1.0 / c)
+    pen[-1] = 1e-8
+
+    def objective(w: np.ndarray) -> float:
+        z = xb @ w
+        return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * np.sum(pen * w * w))
+
+    w = np.zeros(d + 1) if w0 is None else w0.copy()
+    f = objective(w)
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-(xb @ w)))
+        grad = xb.T @ (p - y) + pen * w
+        hess = (xb * (p * (1 - p))[:, None]).T @ xb + np.diag(pen)
+        step = np.linalg.solve(hess, grad)
+        t = 1.0
+        while True:
+            f_new = objective(w - t * step)
+            if f_new <= f + 1e-12 or t < 1e-6:
+                break
+            t *= 0.5
+        w = w - t * step
+        done = f - f_new < 1e-10 * max(1.0, abs(f))
+        f = f_new
+        if done:
+            break
+    return w
+
+
+def _logistic_predict(w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-(x @ w[:-1] + w[-1])))
+
+
+def _logistic_cv(x_tr: np.ndarray, y_tr: np.ndarray, g_tr: np.ndarray, x_te: np.ndarray, seed: int) -> np.ndarray:
+    """P(A) on ``x_te`` from an L2 logistic regression whose C is picked by 3-fold group CV log-loss on the
+    training rows (features standardised on the training rows, so one C grid fits every feature scale)."""
+    mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-12
+    xs_tr, xs_te = (x_tr - mu) / sd, (x_te - mu) / sd
+    best_c = _CS[len(_CS) // 2]
+    if len(np.unique(g_tr)) >= 3 and len(y_tr) >= 12:
+        inner = group_folds(g_tr, 3, seed)
+        scores = []
+        warm: list[np.ndarray | None] = [None, None, None]
+        for c in _CS:  # from strong to weak penalty, each fold's fit warm-started from the previous C's
+            ll = np.empty(len(y_tr))
+            for f in range(3):
+                te = inner == f
+                warm[f] = _fit_logistic(xs_tr[~te], y_tr[~te], c, warm[f])
+                ll[te] = _pair_ll(_logistic_predict(warm[f], xs_tr[te]), y_tr[te])
+            scores.append(ll.mean())
+        best_c = _CS[int(np.argmax(scores))]
+    return _logistic_predict(_fit_logistic(xs_tr, y_tr, best_c), xs_te)
+
+
+def saturating_curve(n: np.ndarray | float, c: float, a: float, b: float) -> np.ndarray:
+    """``LL(n) = c − a · n^(−b)``: rises to the ceiling ``c`` when ``a > 0``, falls to it when ``a < 0``."""
+    return c - a * np.power(np.asarray(n, dtype=np.float64), -b)
+
+
+def fit_saturating_curve(n: np.ndarray, ll: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float, float]:
+    """Least-squares ``(c, a, b)`` of :func:`saturating_curve` through points ``(n, ll)``.
+
+    For each ``b`` on a grid (0.1 … 2) the model is linear in ``(c, a)`` and solved exactly (weighted least
+    squares); the ``b`` with the smallest weighted residual wins. Why a grid: with 4-5 noisy points a free
+    three-parameter optimiser often runs off to ``b → 0`` with huge ``a`` and ``c``; the grid keeps the fit defined.
+    """
+    n = np.asarray(n, dtype=np.float64)
+    ll = np.asarray(ll, dtype=np.float64)
+    w = np.ones_like(ll) if weights is None else np.asarray(weights, dtype=np.float64)
+    sw = np.sqrt(w)
+    best: tuple[float, float, float, float] | None = None
+    for b in _B_GRID:
+        design = np.stack([np.ones_like(n), -np.power(n, -b)], axis=1) * sw[:, None]
+        coef, *_ = np.linalg.lstsq(design, ll * sw, rcond=None)
+        sse = float(np.sum((design @ coef - ll * sw) ** 2))
+        if best is None or sse < best[0] - 1e-15:
+            best = (sse, float(coef[0]), float(coef[1]), float(b))
+    assert best is not None
+    return best[1], best[2], best[3]
+
+
+def random_labelled_ids(pool: Any, n: int, seed: int = 0) -> list[str]:
+    """``n`` random pairs with a label in ``pool`` (simulation: the pool's own labels play the annotators)."""
+    labelled = np.flatnonzero(~np.isnan(pool.labels))
+    if n > len(labelled):
+        raise ValueError(f"--labels {n}: the pool {pool.name!r} has only {len(labelled)} labelled pairs")
+    rows = np.sort(np.random.default_rng(seed).choice(labelled, size=n, replace=False))
+    return pool.ids[rows].tolist()
+
+
+def _length_features(pool: Any, rows: np.ndarray) -> np.ndarray:
+    la = pool.pairs["completion_a"].iloc[rows].str.len().to_numpy(dtype=np.float64)
+    lb = pool.pairs["completion_b"].iloc[rows].str.len().to_numpy(dtype=np.float64)
+    return np.stack([la - lb, np.log1p(la) - np.log1p(lb)], axis=1)
+
+
+# ------------------------------------------------------------------------------------------------------ report
+@dataclass
+class LearnabilityReport:
+    """What :func:`learnability_check` found; :meth:`summary` says it in words.
+
+    Attributes
+    ----------
+    verdict : str
+        One of :data:`VERDICTS`.
+    reasons : list of str
+        The numbers behind the verdict, one sentence each.
+    n_labels, n_groups, folds, budget : int
+        Labelled pairs used, their prompt groups, CV folds, the budget forecast for.
+    models : DataFrame
+        One row per model (:data:`MODEL_NAMES`): ``log_likelihood``, ``ll_se``, ``accuracy``, ``accuracy_se``,
+        ``gain`` (held-out LL minus the constant's on the same pairs), ``gain_se``, ``z`` (gain / gain_se).
+    curve : DataFrame
+        ``model``, ``n_train`` (mean training pairs per fold), ``log_likelihood``, ``ll_se``: held-out LL over
+        nested subsets, for the preference model and the logistic on a − b.
+    fit : dict
+        ``c``, ``a``, ``b`` of the preference model's :func:`saturating_curve`.
+    forecast : DataFrame
+        ``n``, ``log_likelihood``, ``lo``, ``hi``: the fitted curve from the smallest subset to the budget with its
+        10-90% bootstrap band (``n_boot`` resamples of prompt groups).
+    forecast_now, forecast_budget : float
+        The fitted curve at ``n_labels`` and at ``budget``; ``forecast_budget_lo`` / ``_hi`` its band.
+    seconds : float
+        Wall time of the check.
+    """
+
+    verdict: str
+    reasons: list[str]
+    n_labels: int
+    n_groups: int
+    folds: int
+    budget: int
+    models: pd.DataFrame
+    curve: pd.DataFrame
+    fit: dict[str, float]
+    forecast: pd.DataFrame
+    forecast_now: float
+    forecast_budget: float
+    forecast_budget_lo: float
+    forecast_budget_hi: float
+    seconds: float
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def model_row(self, name: str) -> pd.Series:
+        """The :attr:`models` row of ``name``."""
+        return self.models.set_index("model").loc[name]
+
+    def summary(self) -> str:
+        """A plain-text report: verdict, reasons, the CV table and the forecast."""
+        lines = [f"verdict: {self.verdict}"]
+        lines += [f"  - {r}" for r in self.reasons]
+        lines.append(f"{self.folds}-fold CV by prompt group on {self.n_labels} labelled pairs ({self.n_groups} "
+                     f"prompt groups); chance is {CHANCE_LL:.4f} nats; ± is one standard error (clustered by group)")
+        width = max(len(m) for m in self.models["model"])
+        lines.append(f"  {'model':{width}s}  held-out LL          accuracy         gain over constant")
+        for _, r in self.models.iterrows():
+            lines.append(f"  {r['model']:{width}s}  {r['log_likelihood']:.4f} ± {r['ll_se']:.4f}   "
+                         f"{r['accuracy']:.3f} ± {r['accuracy_se']:.3f}   {r['gain']:+.4f} ± {r['gain_se']:.4f}")
+        pts = self.curve[self.curve["model"] == MODEL_NAMES[0]]
+        lines.append("learning curve (preference model, held-out LL by training pairs): " + ", ".join(
+            f"{int(round(n))}: {v:.4f}" for n, v in zip(pts["n_train"], pts["log_likelihood"])))
+        lines.append(f"fit LL(n) = {self.fit['c']:.4f} − {self.fit['a']:.4f}·n^(−{self.fit['b']:.2f}); "
+                     f"at {self.n_labels} labels {self.forecast_now:.4f}, at the budget of {self.budget} "
+                     f"{self.forecast_budget:.4f} (10-90% band {self.forecast_budget_lo:.4f} to "
+                     f"{self.forecast_budget_hi:.4f})")
+        lines.append(f"({self.seconds:.1f} s)")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready numbers (for ``balpm check --json`` and the benchmark)."""
+        return {"verdict": self.verdict, "reasons": list(self.reasons), "n_labels": self.n_labels,
+                "n_groups": self.n_groups, "folds": self.folds, "budget": self.budget,
+                "models": self.models.to_dict(orient="records"), "curve": self.curve.to_dict(orient="records"),
+                "fit": dict(self.fit), "forecast_now": self.forecast_now, "forecast_budget": self.forecast_budget,
+                "forecast_budget_lo": self.forecast_budget_lo, "forecast_budget_hi": self.forecast_budget_hi,
+                "seconds": self.seconds, "settings": dict(self.settings)}
+
+
+# ------------------------------------------------------------------------------------------------------- check
+def _rows_for(ids: np.ndarray, index: pd.Index, what: str) -> np.ndarray:
+    rows = index.get_indexer(ids)
+    if (rows < 0).any():
+        missing = ids[rows < 0]
+        raise ValueError(f"{len(missing)} labelled pair(s) are not in the {what}, e.g. {str(missing[0])!r}")
+    return rows
+
+
+def learnability_check(
+    pool: Any,
+    embeddings: Any,
+    ids: Sequence[str] | None = None,
+    labels: Sequence[float] | Mapping[str, int] | None = None,
+    *,
+    budget: int | None = None,
+    folds: int = 5,
+    seed: int = 0,
+    ensemble_params: Mapping[str, Any] | None = None,
+    curve_fractions: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
+    n_boot: int = 200,
+) -> LearnabilityReport:
+    """Cross-validate the preference model and baselines on the labels in hand and forecast the budget.
+
+    Parameters
+    ----------
+    pool : balpm.data.PreferencePool
+        The pool (texts for the length baseline, groups for the folds).
+    embeddings : balpm.embed.PoolEmbeddings
+        Vectors of at least the labelled pairs (matched by id, so embedding only those is enough).
+    ids : sequence of str, optional
+        The labelled pairs. Default: every pair of ``pool`` with a label.
+    labels : sequence or mapping, optional
+        1 = A preferred, 0 = B; a mapping ``id → label`` (a session's ``store.label_map()``) or one value per
+        ``ids``. Default: the pool's own labels (simulation). Ties / NaN are left out.
+    budget : int, optional
+        Labels the campaign would buy in total; default the pool's size.
+    folds : int
+        K of the K-fold split by prompt group.
+    seed : int
+        Seeds the folds, the subsets, the ensemble and the bootstrap: same inputs, same report.
+    ensemble_params : mapping, optional
+        :class:`balpm.model.PreferenceEnsemble` parameters (a session's ``model_params``); default the defaults.
+    curve_fractions : sequence of float
+        Nested subset sizes of each training part for the learning curve (1.0 = the CV fit itself).
+    n_boot : int
+        Bootstrap resamples of prompt groups for the forecast band.
+
+    Returns
+    -------
+    LearnabilityReport
+
+    Raises
+    ------
+    ValueError
+        Fewer than ``folds`` prompt groups or :data:`MIN_LABELS` labels, a single class, or labelled ids missing from the pool or
+        the embeddings.
+    """
+    t0 = time.perf_counter()
+    pool_index = pd.Index(pool.ids)
+    if ids is None:
+        ids_arr = pool.ids[~np.isnan(pool.labels)]
+    else:
+        ids_arr = np.asarray(list(ids), dtype=str)
+    if labels is None:
+        y = pool.labels[_rows_for(ids_arr, pool_index, "pool")]
+    elif isinstance(labels, Mapping):
+        if ids is None:
+            ids_arr = np.asarray(list(labels), dtype=str)
+        y = np.array([np.nan if labels[i] is None else float(labels[i]) for i in ids_arr], dtype=np.float64)
+    else:
+        y = np.asarray(labels, dtype=np.float64)
+        if y.shape != ids_arr.shape:
+            raise ValueError(f"{len(y)} labels for {len(ids_arr)} ids")
+    keep = ~np.isnan(y)
+    ids_arr, y = ids_arr[keep], y[keep]
+    if len(y) < MIN_LABELS:
+        raise ValueError(f"the check needs at least {MIN_LABELS} labelled pairs (A or B); it got {len(y)}")
+    if len(np.unique(y)) < 2:
+        raise ValueError("every label says the same side; the check needs both A and B preferred somewhere")
+    prow = _rows_for(ids_arr, pool_index, "pool")
+    erow = _rows_for(ids_arr, pd.Index(np.asarray(embeddings.ids, dtype=str)), "embeddings")
+    a = np.asarray(embeddings.a[erow], dtype=np.float32)
+    b = np.asarray(embeddings.b[erow], dtype=np.float32)
+    diff = (a - b).astype(np.float64)
+    lengths = _length_features(pool, prow)
+    groups = pool.groups[prow]
+    codes = pd.factorize(pd.Series(groups))[0]
+    fold = group_folds(groups, folds, seed)
+    n = len(y)
+    budget = int(budget) if budget is not None else int(len(pool))
+    if budget < n:
+        raise ValueError(f"budget {budget} is below the {n} labels already in hand; name the campaign's total")
+    params = {"device": "cpu"} | dict(ensemble_params or {})
+    fracs = sorted({float(f) for f in curve_fractions} | {1.0})
+
+    # ---- out-of-fold predictions; curve: per fraction, each pair held out once
+    preds = {name: np.empty(n) for name in MODEL_NAMES}
+    curve_ll = {m: np.full((len(fracs), n), np.nan) for m in (MODEL_NAMES[0], MODEL_NAMES[3])}
+    n_train = np.zeros((len(fracs), folds))
+    for f in range(folds):
+        te, tr = fold == f, np.flatnonzero(fold != f)
+        order = tr[np.random.default_rng([seed, f]).permutation(len(tr))]
+        for j, frac in enumerate(fracs):
+            sub = np.sort(order[: max(int(round(frac * len(tr))), 2)])
+            n_train[j, f] = len(sub)
+            if len(np.unique(y[sub])) < 2 or len(sub) < 8:
+                continue
+            model = PreferenceEnsemble(**(params | {"seed": seed + f}))
+            p_ens = model.fit(a[sub], b[sub], y[sub]).predict_proba(a[te], b[te])
+            p_lr = _logistic_cv(diff[sub], y[sub], groups[sub], diff[te], seed)
+            curve_ll[MODEL_NAMES[0]][j, te] = _pair_ll(p_ens, y[te])
+            curve_ll[MODEL_NAMES[3]][j, te] = _pair_ll(p_lr, y[te])
+            if frac == 1.0:
+                preds[MODEL_NAMES[0]][te] = p_ens
+                preds[MODEL_NAMES[3]][te] = p_lr
+                preds[MODEL_NAMES[1]][te] = np.clip(y[sub].mean(), _EPS, 1 - _EPS)
+                preds[MODEL_NAMES[2]][te] = _logistic_cv(lengths[sub], y[sub], groups[sub], lengths[te], seed)
+
+    # ---- CV table
+    ll = {m: _pair_ll(p, y) for m, p in preds.items()}
+    rows = []
+    for m in MODEL_NAMES:
+        correct = ((preds[m] >= 0.5) == (y == 1)).astype(np.float64)
+        gain = ll[m] - ll[MODEL_NAMES[1]]
+        gain_se = _cluster_se(gain, codes) if m != MODEL_NAMES[1] else float("nan")
+        rows.append({"model": m, "log_likelihood": float(ll[m].mean()), "ll_se": _cluster_se(ll[m], codes),
+                     "accuracy": float(correct.mean()), "accuracy_se": _cluster_se(correct, codes),
+                     "gain": float(gain.mean()), "gain_se": gain_se,
+                     "z": float(gain.mean() / gain_se) if gain_se and gain_se > 0 else float("nan")})
+    models = pd.DataFrame(rows)
+
+    # ---- learning curve and its fit (preference model), bootstrap band over prompt groups
+    n_mean = n_train.mean(axis=1)
+    curve_rows = []
+    for m, mat in curve_ll.items():
+        for j in range(len(fracs)):
+            if np.isnan(mat[j]).any():
+                continue
+            curve_rows.append({"model": m, "n_train": float(n_mean[j]), "log_likelihood": float(mat[j].mean()),
+                               "ll_se": _cluster_se(mat[j], codes)})
+    curve = pd.DataFrame(curve_rows, columns=["model", "n_train", "log_likelihood", "ll_se"])
+    ok = ~np.isnan(curve_ll[MODEL_NAMES[0]]).any(axis=1)
+    mat = curve_ll[MODEL_NAMES[0]][ok]
+    xs = n_mean[ok]
+    if len(xs) < 3:
+        raise ValueError(f"too few labels of each side for a learning curve ({n} labels)")
+    # Unweighted: the points' standard errors shrink where predictions sit near 0.5 (few labels), which would let
+    # the flat start of the curve decide the extrapolation; the curve's shape, not its noise, is the larger error.
+    weights = None
+    c, a_, b_ = fit_saturating_curve(xs, mat.mean(axis=1), weights)
+    grid = np.unique(np.concatenate([np.geomspace(xs.min(), max(budget, n), 60).round(1), [n, budget]]))
+    uniq = np.unique(codes)
+    by_group = [np.flatnonzero(codes == g) for g in uniq]
+    rng = np.random.default_rng([seed, 1_000_003])
+    boots = np.empty((n_boot, len(grid)))
+    for i in range(n_boot):
+        take = np.concatenate([by_group[g] for g in rng.integers(0, len(uniq), len(uniq))])
+        boots[i] = saturating_curve(grid, *fit_saturating_curve(xs, mat[:, take].mean(axis=1), weights))
+    lo, hi = np.percentile(boots, [10, 90], axis=0)
+    forecast = pd.DataFrame({"n": grid, "log_likelihood": saturating_curve(grid, c, a_, b_), "lo": lo, "hi": hi})
+    now = float(saturating_curve(n, c, a_, b_))
+    at_budget = float(saturating_curve(budget, c, a_, b_))
+    at = int(np.searchsorted(grid, budget))
+    b_lo, b_hi = float(lo[at]), float(hi[at])
+
+    verdict, reasons = _verdict(models, now, at_budget, b_lo, b_hi, n, budget)
+    return LearnabilityReport(
+        verdict=verdict, reasons=reasons, n_labels=n, n_groups=len(uniq), folds=folds, budget=budget,
+        models=models, curve=curve, fit={"c": c, "a": a_, "b": b_}, forecast=forecast, forecast_now=now,
+        forecast_budget=at_budget, forecast_budget_lo=b_lo, forecast_budget_hi=b_hi,
+        seconds=time.perf_counter() - t0,
+        settings={"seed": seed, "curve_fractions": fracs, "n_boot": n_boot, "ensemble_params": dict(params)},
+    )
+
+
+def _verdict(models: pd.DataFrame, now: float, at_budget: float, lo: float, hi: float, n: int,
+             budget: int) -> tuple[str, list[str]]:
+    """The plain verdict and the sentences with the numbers behind it (rules in the module docstring)."""
+    m = models.set_index("model")
+    const = float(m.loc[MODEL_NAMES[1], "log_likelihood"])
+    learners = [x for x in MODEL_NAMES if x != MODEL_NAMES[1]]
+    best = max(learners, key=lambda x: m.loc[x, "gain"])
+    pm = m.loc[MODEL_NAMES[0]]
+    signal = {x: bool(m.loc[x, "gain"] >= MIN_GAIN and m.loc[x, "z"] >= SIGNAL_Z) for x in learners}
+    reasons = [f"best held-out model: {best}, {m.loc[best, 'log_likelihood']:.4f} nats "
+               f"({m.loc[best, 'gain']:+.4f} ± {m.loc[best, 'gain_se']:.4f} over the constant's {const:.4f}, "
+               f"accuracy {m.loc[best, 'accuracy']:.3f})"]
+    if not any(signal.values()):
+        reasons.append(f"no model beats the constant by {SIGNAL_Z:g} standard errors and {MIN_GAIN} nats, so "
+                       f"these features show no preference signal the model could learn from {n} labels")
+        return VERDICTS[0], reasons
+    if not signal[MODEL_NAMES[0]]:
+        reasons.append(f"the preference model itself gains only {pm['gain']:+.4f} ± {pm['gain_se']:.4f}; the "
+                       f"signal is in: {', '.join(x for x in learners if signal[x])}")
+    elif best != MODEL_NAMES[0] and m.loc[best, "gain"] - pm["gain"] > 0:
+        reasons.append(f"a {best} does as well or better than the preference model ({pm['log_likelihood']:.4f})")
+    total = at_budget - const
+    still = at_budget - now
+    reasons.append(f"the fitted curve gives {now:.4f} at {n} labels and {at_budget:.4f} at {budget} "
+                   f"(10-90% band {lo:.4f} to {hi:.4f}): {still:+.4f} nats still to gain, "
+                   f"{(still / total if total > 0 else 0.0):.0%} of the forecast gain over the constant")
+    if signal[MODEL_NAMES[0]] and total > 0 and still >= MIN_GAIN and still >= RISE_SHARE * total:
+        return VERDICTS[1], reasons
+    return VERDICTS[2], reasons
+
+
+# ------------------------------------------------------------------------------------------- entry points' helpers
+def embed_labelled(pool: Any, ids: Sequence[str], embedder: Any, cache_dir: Any = None, progress: Any = None) -> Any:
+    """Embed only the pairs ``ids`` of ``pool`` (the check needs no others), through the usual vector cache."""
+    from balpm.embed import embed_pool
+
+    rows = _rows_for(np.asarray(list(ids), dtype=str), pd.Index(pool.ids), "pool")
+    return embed_pool(pool.subset(np.sort(rows)), embedder, cache_dir=cache_dir, progress=progress)
+
+
+def check_session(session: Any, pool: Any | None = None, embeddings: Any | None = None, *,
+                  cache_dir: Any = None, **kwargs: Any) -> LearnabilityReport:
+    """:func:`learnability_check` on the labels a session has so far (its label database is the truth).
+
+    ``pool`` / ``embeddings`` default to the session's pool and vectors of its labelled pairs only (embedded with
+    the session's model through the cache); the ensemble uses the session's model parameters. ``kwargs`` go to
+    :func:`learnability_check` (``budget``, ``folds``, ``seed``).
+    """
+    pool = session.load_pool() if pool is None else pool
+    labels = session.store.label_map()
+    if not labels:
+        raise ValueError(f"session {session.name!r} has no A/B labels yet; label some pairs first")
+    if embeddings is None:
+        from balpm.embed import Embedder
+
+        c = session.config
+        embedder = Embedder(c.model, device=c.device, batch_size=int(c.embed_batch_size),
+                            max_length=int(c.max_length))
+        embeddings = embed_labelled(pool, list(labels), embedder, cache_dir=cache_dir)
+    kwargs.setdefault("ensemble_params", session.config.ensemble_params())
+    kwargs.setdefault("seed", int(session.config.seed))
+    return learnability_check(pool, embeddings, list(labels), labels, **kwargs)
