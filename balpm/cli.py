@@ -1,4 +1,4 @@
-"""The ``balpm`` command line: ``balpm validate | embed | run | compare | backup``.
+"""The ``balpm`` command line: ``balpm validate | embed | check | run | compare | backup``.
 
 Each sub-command is a thin wrapper over the library. A user's mistake (a bad file, an unknown dataset name) is
 printed as one located line on stderr with exit status 2, never as a traceback.
@@ -118,6 +118,45 @@ def _embed_ray(args: argparse.Namespace, pool) -> int:
     if args.out:
         path = emb.save(Path(args.out) / "embeddings.npz")
         print(f"wrote {path}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Learnability check (:mod:`balpm.check`): N random labels of the pool's own, or a session's labels so far."""
+    import json
+
+    from balpm.check import check_session, embed_labelled, learnability_check, random_labelled_ids
+    from balpm.embed import EmbeddingModelError, Embedder
+
+    kw = {"budget": args.budget, "folds": args.folds}
+    try:
+        if args.session:
+            from pathlib import Path
+
+            from balpm.session import Session
+
+            ref = args.session
+            is_folder = "/" in ref or ref.startswith("~") or ref in (".", "..")
+            session = Session.open(Path(ref).expanduser() if is_folder else ref)
+            if args.seed is not None:
+                kw["seed"] = args.seed
+            report = check_session(session, cache_dir=args.cache_dir, **kw)
+        else:
+            if not args.source:
+                print("balpm check: give a POOL (simulation) or --session NAME", file=sys.stderr)
+                return 2
+            from balpm.data import load_pool
+
+            seed = 0 if args.seed is None else args.seed
+            pool = load_pool(args.source, seed=seed, strict=args.strict)
+            ids = random_labelled_ids(pool, args.labels, seed)
+            embedder = Embedder(args.model, max_length=args.max_length)
+            emb = embed_labelled(pool, ids, embedder, cache_dir=args.cache_dir)
+            report = learnability_check(pool, emb, ids, seed=seed, **kw)
+    except (EmbeddingModelError, ValueError, OSError, KeyError) as e:  # bad file, too few labels, no session
+        print(f"balpm check: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_dict(), indent=2, default=float) if args.json else report.summary())
     return 0
 
 
@@ -245,6 +284,23 @@ def add_embed_args(p: argparse.ArgumentParser) -> None:
     add_strict_arg(p)
 
 
+def add_check_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", nargs="?", default=None,
+                   help="pool file or built-in name (simulation: its own labels answer); omit with --session")
+    p.add_argument("--session", default=None, help="check the labels a session has so far (name or folder)")
+    p.add_argument("--labels", type=int, default=256, metavar="N", help="simulation: N random labelled pairs")
+    p.add_argument("--budget", type=int, default=None, metavar="B",
+                   help="total labels the campaign would buy, for the forecast (default: the pool's size)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seeds the labels drawn, folds, model and bootstrap (default 0; a session's own seed)")
+    p.add_argument("--folds", type=int, default=5, help="K of the K-fold split by prompt group")
+    p.add_argument("--model", default="default", help="embedding model (simulation; a session uses its own)")
+    p.add_argument("--max-length", type=int, default=256, help="tokens kept per text (simulation)")
+    p.add_argument("--cache-dir", default=None, help="embedding cache (default: $BALPM_CACHE_DIR or ~/.cache/balpm)")
+    p.add_argument("--json", action="store_true", help="print the report's numbers as JSON")
+    add_strict_arg(p)
+
+
 def add_run_args(p: argparse.ArgumentParser) -> None:
     from balpm.experiment import add_config_arguments
 
@@ -261,6 +317,8 @@ def add_compare_args(p: argparse.ArgumentParser) -> None:
 COMMANDS = {
     "validate": (add_validate_args, cmd_validate, "check a pool file or built-in dataset and print a summary"),
     "embed": (add_embed_args, cmd_embed, "embed a pool with a frozen Hugging Face model (cached)"),
+    "check": (add_check_args, cmd_check,
+              "learnability check: can these features learn the task, and will more labels help?"),
     "run": (add_run_args, cmd_run, "simulate an active-learning run with the dataset's labels as oracle"),
     "compare": (add_compare_args, cmd_compare, "compare run folders: curves and labels saved"),
     "backup": (add_backup_args, cmd_backup, "back up a session's label database (consistent while labelling)"),
