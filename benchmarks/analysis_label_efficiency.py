@@ -1,7 +1,7 @@
 """Why BAL-PM does (not) win in ``benchmarks/label_efficiency.py``: learnability ceiling and the β/k scale study.
 
 Two studies, both reusing ``balpm`` (pools exactly as :func:`balpm.experiment.load_experiment_pools` loads them,
-:class:`balpm.model.PreferenceEnsemble`, :func:`balpm.learner.preference_metrics`,
+:class:`balpm.model.PreferenceEnsemble`, :func:`balpm.metrics.preference_metrics`,
 :func:`balpm.experiment.run_experiment`):
 
 ``ceiling``
@@ -43,15 +43,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from balpm.embed import Embedder, embed_pool  # noqa: E402
-from balpm.experiment import (  # noqa: E402
-    ExperimentConfig,
-    _markdown_table,
-    load_experiment_pools,
-    load_run,
-    run_experiment,
-)
-from balpm.learner import preference_metrics  # noqa: E402
+from balpm.experiment import ExperimentConfig, load_experiment_pools, run_experiment  # noqa: E402
+from balpm.metrics import preference_metrics  # noqa: E402
 from balpm.model import PreferenceEnsemble  # noqa: E402
+from balpm.report import _markdown_table, load_run  # noqa: E402
 
 OUT = HERE / "out" / "analysis_label_efficiency"
 

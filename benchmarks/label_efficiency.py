@@ -1,7 +1,7 @@
 """Label efficiency: policies × datasets × seeds of simulated active learning, then the comparison report.
 
 Every run is :func:`balpm.experiment.run_experiment` with the dataset's own labels as the oracle; the report is
-:func:`balpm.experiment.write_report` (learning curves with standard-error bands, labels saved against ``random``
+:func:`balpm.report.write_report` (learning curves with standard-error bands, labels saved against ``random``
 and ``bald``). Output goes to ``benchmarks/out/label_efficiency/`` (gitignored): ``runs/<dataset>-<policy>-seed<s>``
 and ``report/``. The report's summary replaces the "Label efficiency" section of ``benchmarks/README.md``.
 
@@ -28,7 +28,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from balpm.experiment import ExperimentConfig, run_experiment, write_report  # noqa: E402
+from balpm.experiment import ExperimentConfig, run_experiment  # noqa: E402
+from balpm.report import write_report  # noqa: E402
 
 POLICIES = ("bal-pm", "random", "bald", "softmax-bald", "power-bald", "softrank-bald")
 DATASETS = ("hh-rlhf", "qa-feedback")

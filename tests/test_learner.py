@@ -10,7 +10,8 @@ import pytest
 
 from balpm.data import PreferencePool
 from balpm.embed import PoolEmbeddings
-from balpm.learner import ActiveLearner, expected_calibration_error, knn_cache_path, preference_metrics
+from balpm.learner import ActiveLearner, knn_cache_path
+from balpm.metrics import expected_calibration_error, preference_metrics
 from balpm.store import LabelStore
 
 MODEL = {"n_members": 3, "hidden": (32, 8), "max_epochs": 8, "lr": 3e-3}

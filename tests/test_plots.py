@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from balpm.experiment import compare_runs
+from balpm.report import compare_runs
 from balpm.plots import COLORS, feature_space, labels_saved_bar, learning_curves, ratio_over_rounds
 
 
