@@ -300,6 +300,17 @@ class TorchFlatIndex:
         kk = min(kk, n)
         D = np.empty((len(q), kk), np.float32)
         I = np.empty((len(q), kk), np.int64)
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False  # TF32 products (10-bit mantissa) would mis-rank the lists
+        try:
+            self._search(q, kk, D, I)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+        return D, I
+
+    def _search(self, q: np.ndarray, kk: int, D: np.ndarray, I: np.ndarray) -> None:
+        torch = self.torch
+        n = self.X.shape[0]
         with torch.no_grad():
             for a, b in _chunks(len(q), self.query_block):
                 Q = torch.from_numpy(np.ascontiguousarray(q[a:b], dtype=np.float32)).to(self.device)
@@ -316,7 +327,6 @@ class TorchFlatIndex:
                     best_d, best_i = dd, ii
                 D[a:b] = best_d.cpu().numpy()
                 I[a:b] = best_i.cpu().numpy()
-        return D, I
 
 
 def _make_index(X: Any, exact: bool, tuning: IndexTuning, chunk_size: int, min_ef: int = 0):
