@@ -333,7 +333,7 @@ def test_learner_saved_before_manifests_still_loads(data, tmp_path):
     d = tmp_path / "old"
     d.mkdir()
     meta = {"format_version": 1, "params": learner.get_params(), "pool_name": pool.name, "n_pairs": len(pool.ids),
-            "ids_sha256": __import__("balpm.learner", fromlist=["_ids_digest"])._ids_digest(learner.ids),
+            "ids_sha256": __import__("balpm.safeio", fromlist=["ids_digest"]).ids_digest(learner.ids),
             "embeddings_model_id": emb.model_id, "fitted_key": learner._fitted_key, "fit_round": learner._fit_round,
             "timings": {}}
     (d / "learner.json").write_text(json.dumps(meta, default=list))
