@@ -93,7 +93,8 @@ if asked is not None:
 
 
 def _sig(x: float) -> str:
-    return format_sig(x, 2)
+    """2 significant digits (1.2e-06, never 0.0000); a dash where a pick has no score (random, cold start)."""
+    return format_sig(x, 2) or "–"
 
 
 @st.fragment(run_every=appkit.LIVE_S)

@@ -295,7 +295,7 @@ def labelling_widget() -> None:
     st.caption(f"Pair {appkit.literal(pid)}")
     if batch.cold_start:
         st.caption(appkit.COLD_START_NOTE)
-    v1, v2, _ = st.columns([1, 1, 3])
+    v1, v2, _ = st.columns([1, 2, 2])
     v1.toggle("Raw text", key="label_raw", help="The texts exactly as stored, no Markdown formatting")
     v2.toggle("Highlight differences", key="label_diff", help="Mark the words where A and B differ")
     show_pair(prompt, left, right, key="label")

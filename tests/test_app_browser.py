@@ -724,3 +724,139 @@ def test_double_press_after_two_undos_records_one_label(page: Any, servers: list
     active, events = _store_labels(s.folder)
     assert list(active["pair_id"]) == [first], active[["pair_id", "created_at"]]
     assert len(events) == 3  # two labels undone, one new
+
+
+# ---------------------------------------------------------------------------------------------- issue 11
+def _chat_session(sessions: Path, name: str, pixel: str, n: int = 12, batch: int = 6) -> Any:
+    """A human session on an ``n``-pair trl-style file of HH dialogues whose completions hold Markdown, a remote
+    image and HTML; its first ``batch`` pairs are the current batch (no embedding needed to label)."""
+    from balpm.session import Session, SessionConfig
+
+    rows = [{
+        "prompt": f"\n\nHuman: How do I store tomatoes {i}?\n\nAssistant: On the counter, out of the sun."
+                  f"\n\nHuman: And once they are cut {i}?\n\nAssistant:",
+        "chosen": f" Keep **cut** tomatoes in the fridge, covered {i}.\n\n- wrap them\n- eat them within 2 days",
+        "rejected": f" Keep them on the counter {i}. ![pixel]({pixel}?c={i}) <img src='{pixel}?h={i}'> $5",
+    } for i in range(n)]
+    data = sessions.parent / f"{name}.jsonl"
+    sessions.mkdir(parents=True, exist_ok=True)
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    s = Session.create(name, SessionConfig(pool=str(data), max_pairs=None, mode="human", batch_size=4,
+                                           max_length=64), root=sessions)
+    s.set_batch(pd.DataFrame({"id": [str(i) for i in s.load_pool().ids[:batch]]}))
+    (sessions / ".last_session").write_text(str(s.folder))
+    return s
+
+
+def _sidebar_text(page: Any) -> str:
+    return page.locator("[data-testid='stSidebarUserContent']").inner_text(timeout=10_000)
+
+
+def test_chat_label_view_history_edit_and_live_count(page: Any, servers: list[Server], tmp_path: Path,
+                                                     embed_cache: Path, pixel_server: tuple[str, list[str]]) -> None:
+    """Issue 11 items 4-6 in a browser: the dialogue as chat bubbles and completions as Markdown (bold and lists
+    render; the remote image and HTML never load), the differences highlight, the sidebar's count following the
+    labels given, `?` showing the shortcuts, and a label changed with a note in the History view."""
+    url, hits = pixel_server
+    sessions = tmp_path / "sessions"
+    s = _chat_session(sessions, "chat", url)
+    srv = _start(servers, app_env(sessions, embed_cache, BALPM_DATA_DIR="none"), tmp_path / "server.log")
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+    open_label(page, srv.url)
+    set_annotator(page, "ann")
+    wait_text(page, r"Pair 1 of 6", timeout=120)
+    main = page.locator("[data-testid='stMain']")
+    assert main.locator("[data-testid='stChatMessage']").count() == 5  # 3 dialogue turns + the two completions
+    assert main.locator("strong", has_text="cut").count() == 1  # Markdown renders ...
+    assert main.locator("li", has_text="wrap them").count() == 1
+    assert main.locator("img").count() == 0  # ... but no image, and the HTML shows as text
+    assert "<img src=" in main_text(page) and "$5" in main_text(page)
+    shoot(page, "label_chat_view")
+
+    main.get_by_text("Highlight differences").click()
+    wait_idle(page)
+    page.wait_for_function("() => [...document.querySelectorAll(\"[data-testid='stMain'] span\")]"
+                           ".some(e => /fridge|counter/.test(e.innerText) && getComputedStyle(e).backgroundColor"
+                           " !== 'rgba(0, 0, 0, 0)')", timeout=30_000, polling="raf")
+    shoot(page, "label_chat_diff")
+    main.get_by_text("Highlight differences").click()
+    wait_idle(page)
+    page.evaluate("document.activeElement && document.activeElement.blur()")  # the toggle kept the focus
+
+    done = [press_label(page, k) for k in ("a", "b")]
+    page.wait_for_function(  # the sidebar is outside the Label page's fragment: it follows on its own
+        "() => /Labelled:\\s*2 pairs/.test(document.querySelector(\"[data-testid='stSidebarUserContent']\")"
+        ".innerText)", timeout=30_000, polling="raf")
+
+    page.evaluate("document.activeElement && document.activeElement.blur()")  # focus on the page, not a widget
+    page.keyboard.press("Shift+Slash")  # '?'
+    wait_text(page, "show or hide this list", timeout=30)
+    wait_idle(page)
+    shoot(page, "label_shortcuts")
+
+    # History: change the FIRST label (not the last) to the other side, with a note
+    main.get_by_text("History: change or withdraw a label").click()
+    wait_text(page, r"2 of 2 labels, newest first", timeout=60)
+    wait_idle(page)
+    main.locator("[data-testid='stSelectbox']").filter(has_text="Label to change").locator("input").click()
+    page.get_by_role("option", name=re.compile(re.escape(done[0][0]))).click()
+    wait_text(page, "shown as you saw it", timeout=60)
+    wait_idle(page)
+    main.get_by_role("radiogroup", name="Your choice").get_by_text("Right is better").click()
+    wait_idle(page)
+    note = main.get_by_label("Note (optional)")
+    note.fill("the left one ignores the cut")
+    note.press("Enter")
+    wait_idle(page)
+    main.get_by_role("button", name="Save change").click()
+    wait_text(page, "Changed: Right is better", timeout=60)
+    wait_idle(page)
+    shoot(page, "label_history_edit")
+
+    active, events = _store_labels(s.folder)
+    changed = events[events["supersedes"].notna()]
+    assert len(changed) == 1 and changed["pair_id"].iloc[0] == done[0][0]
+    swapped = s.side_swapped(done[0][0])
+    assert changed["verdict"].iloc[0] == ("a" if swapped else "b")
+    assert changed["note"].iloc[0] == "the left one ignores the cut"
+    assert len(active) == 2 and len(events) == 3  # one active label per pair, the first verdict kept
+    assert not [u for u in requested if "pixel.png" in u], requested
+    assert hits == []
+
+
+def test_step_asks_before_replacing_a_batch_and_the_caption_follows_labels(page: Any, servers: list[Server],
+                                                                          tmp_path: Path, embed_cache: Path,
+                                                                          pixel_server: tuple[str, list[str]]
+                                                                          ) -> None:
+    """Issue 11 items 6-7: Acquire offers Embed now; its caption follows labels given elsewhere without a click;
+    Step with unlabelled pairs asks, and replaces the batch only when told."""
+    url, _ = pixel_server
+    sessions = tmp_path / "sessions"
+    s = _chat_session(sessions, "acq", url, n=20, batch=4)
+    first = s.current_batch()
+    srv = _start(servers, app_env(sessions, embed_cache, BALPM_DATA_DIR="none"), tmp_path / "server.log")
+    page.goto(srv.url, timeout=60_000)
+    page.wait_for_selector("[data-testid='stMain'] h1", timeout=60_000)
+    wait_idle(page)
+    goto(page, "Acquire")
+    main = page.locator("[data-testid='stMain']")
+    assert main.get_by_role("button", name=re.compile("^Step")).count() == 0
+    main.get_by_role("button", name="Embed now").click()
+    wait_text(page, r"0 labelled · next round", timeout=600)
+    wait_idle(page)
+    s.record(first.ids[0], "a", annotator="other-tab", shown_swapped=False, request_id="elsewhere")
+    wait_text(page, r"1 labelled · next round", timeout=30)  # no click: the caption re-reads the store
+    wait_text(page, r"3 still to label", timeout=30)
+    main.get_by_role("button", name=re.compile("^Step")).click()
+    wait_text(page, rf"3 pairs of round {first.round} are unlabelled", timeout=120)
+    wait_idle(page)
+    shoot(page, "acquire_step_confirm")
+    assert s.current_batch().batch_id == first.batch_id
+    main.get_by_role("button", name="Replace the batch").click()
+    page.wait_for_function("() => !/are unlabelled/.test(document.querySelector(\"[data-testid='stMain']\")"
+                           ".innerText)", timeout=300_000, polling="raf")
+    wait_idle(page, 300)
+    assert s.current_batch().batch_id != first.batch_id
+    assert s.store.label_map() == {first.ids[0]: 1}
+    shoot(page, "acquire_after_replace")
