@@ -784,3 +784,14 @@ def _display_values(frame) -> dict[str, list[str]]:
     display = pa.ipc.open_stream(styler.display_values).read_all().to_pandas()
     display.columns = list(frame.value.columns)
     return {c: [str(v) for v in display[c]] for c in display.columns}
+
+
+def test_feature_space_offers_embed_now_instead_of_embedding_silently(sessions: Path) -> None:
+    """Issue 11 item 7 (Feature space): a pool not embedded in this server gets an *Embed now* button, no map."""
+    _session(sessions, max_pairs=91)  # a pool no other test embedded in this process
+    at = _app("pages/5_feature_space.py")
+    assert [b.label for b in at.button if b.key == "fs_load"] == ["Embed now"]
+    assert not at.get("plotly_chart")
+    _embed_now(at)
+    assert not [b for b in at.button if b.label == "Embed now"]
+    assert len(at.get("plotly_chart")) == 1
