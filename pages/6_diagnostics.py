@@ -175,7 +175,8 @@ with tab_check:
                                      value=max(len(check_pool), n_have, 1), step=50, key="dg_check_budget")
             folds = c2.number_input("Folds", min_value=2, max_value=10, value=5, key="dg_check_folds")
             st.caption(f"{n_have} A/B label(s) in this session. The check needs at least {MIN_LABELS}, from as "
-                       "many prompt groups as folds or more; it embeds only the labelled pairs when the pool is not embedded in this server.")
+                       "many prompt groups as folds or more; it embeds only the labelled pairs when the pool is not "
+                       "embedded in this server.")
             state_key = f"_dg_check::{session.folder}"
             if st.button("Run the check", key="dg_check_run", type="primary", disabled=n_have < MIN_LABELS):
                 try:

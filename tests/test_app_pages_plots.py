@@ -210,3 +210,37 @@ def test_diagnostics_compares_runs_with_labels_saved(app_env: Path, tmp_path: Pa
 
     at.text_area(key="dg_runs_extra").set_value(str(tmp_path / "nowhere")).run()
     assert any("not a run folder" in w.value for w in at.warning)
+
+
+def test_diagnostics_learnability_check_on_the_session_labels(app_env: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Learnability tab: refused below 40 labels (the simulated session has 26); on a session with 60 labels
+    *Run the check* shows the verdict, its reasons, the learning-curve figure and the CV table of that session."""
+    at = _page("pages/6_diagnostics.py")
+    assert at.button(key="dg_check_run").disabled  # 8 + 3 × 6 = 26 labels < MIN_LABELS
+
+    root = tmp_path / "sessions"
+    s = Session.create("sixty", SessionConfig(**(SMALL | {"mode": "human"})), root=root)
+    pool = s.load_pool()
+    labelled = [(pid, lab) for pid, lab in zip(pool.ids, pool.labels) if not np.isnan(lab)][:60]
+    for pid, lab in labelled:
+        s.record(str(pid), "a" if lab == 1 else "b", annotator="ann", shown_swapped=False, request_id=f"r{pid}")
+    s.close()
+    (root / ".last_session").write_text(str(s.folder))
+    monkeypatch.setenv("BALPM_SESSIONS_DIR", str(root))
+    at = _page("pages/6_diagnostics.py")
+    assert not at.button(key="dg_check_run").disabled
+    at.button(key="dg_check_run").click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    verdicts = [h.value for h in at.subheader if h.value.startswith("Verdict: ")]
+    assert len(verdicts) == 1 and verdicts[0].removeprefix("Verdict: ") in (
+        "no usable signal", "learning and still rising", "saturating: few labels left to save")
+    models = next(d.value for d in at.dataframe if "gain_se" in d.value.columns)
+    assert models["model"].tolist()[:2] == ["preference model", "constant P(A)"]
+    fig = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+               if json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "").startswith("verdict: "))
+    names = [t["name"] for t in fig["data"]]
+    assert names[:3] == ["forecast band (10-90%)", "fitted curve", "preference model"]
+    curve = fig["data"][2]
+    assert len(_arr(curve["x"])) == 4 and _arr(curve["x"]).max() == pytest.approx(48)  # 4/5 of 60 per fold
+    assert any("A/B label(s)" in c.value and "60" in c.value for c in at.caption)
