@@ -31,8 +31,33 @@ from IPython.display import display
 from balpm import plots
 from balpm import uncertainty as unc
 from balpm.acquisition import balpm_select, entropy_term
-from balpm.experiment import ExperimentConfig, run_experiment
+from balpm.check import embed_labelled, learnability_check, random_labelled_ids
+from balpm.embed import Embedder
+from balpm.experiment import ExperimentConfig, load_labelled_sample, run_experiment
 from balpm.report import compare_runs, labels_saved_table, load_run
+
+# %% [markdown]
+# ## First: is there anything to learn?
+#
+# Before paying for labels (or for the runs below), `balpm.check.learnability_check` answers from a few labels in
+# hand, here `CHECK_LABELS` random pairs of each pool with the pool's own labels (what `balpm check POOL --labels N`
+# does). It cross-validates the preference model and three simple baselines by prompt group, fits a learning curve
+# $LL(n) = c - a\,n^{-b}$, forecasts it at the budget (the whole pool here) and says one of *no usable signal*,
+# *learning and still rising* or *saturating: few labels left to save*, with the numbers behind it. Where it finds
+# no usable signal, the curves of every policy below stay flat and their differences are noise. In quick mode 64
+# labels are too few to show a small signal; the report says how many would.
+
+# %%
+CHECK_LABELS = 64 if QUICK else 256
+embedder = Embedder("default", max_length=MAX_LENGTH)
+for dataset, max_pairs in POOL_PAIRS.items():
+    pool = load_labelled_sample(dataset, max_pairs)  # the pool the runs below sample from
+    ids = random_labelled_ids(pool, CHECK_LABELS, seed=0)
+    report = learnability_check(pool, embed_labelled(pool, ids, embedder), ids, seed=0)
+    print(f"--- {dataset}\n{report.summary()}\n")
+    fig = plots.learnability_curve(report)
+    fig.update_layout(title=f"{dataset}: learnability check on {CHECK_LABELS} labels", height=380)
+    fig.show()
 
 # %% [markdown]
 # ## The method, equation by equation
