@@ -566,13 +566,23 @@ class Session:
         """
         ev = self.store.undo_last(annotator, request_id=request_id)
         if ev is not None:
-            batch = self.current_batch()
-            pid = str(ev["pair_id"])
-            if batch is not None and pid not in batch.ids:
-                batch.table = pd.concat([pd.DataFrame({"id": [pid]}), batch.table], ignore_index=True)
-                batch.ids = [pid] + batch.ids
-                self._write_batch(batch)
+            self._offer_again(str(ev["pair_id"]))
         return ev
+
+    def withdraw(self, event_id: int, annotator: str, *, request_id: str) -> dict[str, Any]:
+        """Withdraw any one of ``annotator``'s labels (:meth:`balpm.store.LabelStore.withdraw`: marked, never
+        deleted); like Undo, the pair is put back at the front of the current batch to be labelled again."""
+        ev = self.store.withdraw(event_id, annotator, request_id=request_id)
+        self._offer_again(str(ev["pair_id"]))
+        return ev
+
+    def _offer_again(self, pid: str) -> None:
+        """Put an undecided pair back at the front of the current batch (if it is not in it already)."""
+        batch = self.current_batch()
+        if batch is not None and pid not in batch.ids:
+            batch.table = pd.concat([pd.DataFrame({"id": [pid]}), batch.table], ignore_index=True)
+            batch.ids = [pid] + batch.ids
+            self._write_batch(batch)
 
     def n_labelled(self) -> int:
         """Active a/b labels in the store (what the model trains on)."""

@@ -7,6 +7,13 @@ pair appearing is dropped and restarts that clock, so a held key records exactly
 what is on screen now, not to a pair's first display: every pair that comes into view (the next one, one re-shown
 by Undo, one coming back after Undo moved it aside) starts a fresh window. The widget is an ``st.fragment``: a
 click reruns only it.
+
+What a pair looks like (issue 11): the dialogue as chat turns and the completions as Markdown made safe by
+``balpm.render.safe_markdown`` (formatting renders; images, HTML, LaTeX and directives never do), whole texts, with
+a raw-text view and a word-level highlight of where A and B differ. The History view lists this annotator's labels
+newest first; any of them can be changed (``LabelStore.revise``: a new event supersedes the old one), given a note
+or withdrawn (``LabelStore.withdraw``); it is a separate view so the labelling view keeps no text box for a
+shortcut key to type into.
 """
 
 from __future__ import annotations
@@ -107,6 +114,11 @@ st.html("""<script>
   const doc = window.parent && window.parent.document ? window.parent.document : document;
   if (doc.__balpmHelpKey) return;
   doc.__balpmHelpKey = true;
+  // a toggle (Raw text, Highlight differences) must not keep the focus: shortcut keys skip focused inputs
+  doc.addEventListener("change", (e) => {
+    const t = e.target;
+    if (t && t.closest && t.closest(".st-key-label_raw, .st-key-label_diff")) t.blur();
+  });
   doc.addEventListener("keydown", (e) => {
     if (e.key !== "?" || e.ctrlKey || e.metaKey || e.altKey) return;
     const t = e.target;
@@ -369,12 +381,13 @@ def _on_withdraw(event_id: int, folder: str, name: str | None) -> None:
     if s is None:
         return
     try:
-        ev = s.store.withdraw(event_id, name, request_id=_history_token(event_id))
+        ev = s.withdraw(event_id, name, request_id=_history_token(event_id))
     except (KeyError, ValueError) as e:
         _hflash("error", f"Not withdrawn: {appkit.literal(e)}")
         return
     st.session_state.pop("hist_pick", None)
-    _hflash("success", f"Withdrew the label of pair {appkit.literal(ev['pair_id'])}: it is unlabelled again.")
+    _hflash("success", f"Withdrew the label of pair {appkit.literal(ev['pair_id'])}: it is offered again for "
+                       "labelling.")
 
 
 def history_panel(s: Session, name: str) -> None:

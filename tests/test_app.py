@@ -689,12 +689,15 @@ def test_history_lists_labels_newest_first_and_changes_or_withdraws_any(sessions
     assert len(s.store) == 4 and len(s.store.decided_ids()) == 4  # one active label per pair still
     assert any("Changed" in m.value for m in at.success)
 
-    # withdraw the middle label
-    middle = int(s.store.history("ann")["event_id"].iloc[1])
+    # withdraw the middle label, after the session moved on to another batch: it is offered again, first
+    middle_row = s.store.history("ann").iloc[1]
+    middle = int(middle_row["event_id"])
+    s.set_batch(pd.DataFrame({"id": ids[3:5]}))
     at.selectbox(key="hist_pick").set_value(middle).run()
     _button(at, "Withdraw this label").click()
     at.run()
     assert not at.exception, at.exception
+    assert s.current_batch().ids == [middle_row["pair_id"], *ids[3:5]]
     assert len(s.store.history("ann")) == 2 and len(s.store.events()) == 5  # nothing deleted, nothing added
     assert s.store.history("ann", include_inactive=True).set_index("event_id").loc[middle, "state"] == "withdrawn"
     assert s.store.label_map()[ids[5]] == 1  # bob's label untouched
