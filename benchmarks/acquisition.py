@@ -95,6 +95,8 @@ def run_one(n: int, batch: int, naive: bool, naive_cap: float, recall_queries: i
     out["graph_parts"] = {key: round(v, 2) for key, v in g.info.items() if key.startswith("seconds_")}
     out["n_overflow"] = g.info["n_overflow"]
     out["method"] = g.info["method"]
+    if exact:  # throughput of the exact search's matrix products (2·N²·d FLOPs), to set against the device's rate
+        out["search_tflops"] = 2.0 * n * n * X.shape[1] / max(g.info["seconds_search"], 1e-9) / 1e12
     if single_search:
         t = time.perf_counter()
         knn_search(X, K, exact=exact)
@@ -230,7 +232,8 @@ def table(rows: list[dict]) -> str:
             ratio = f"{per_pick_naive / per_pick_fast:,.0f}x per pick"
         else:
             naive, ratio = "not run", "-"
-        recall = f"{r['recall_at_k']:.3f} ({r['recall_queries']} q)" if "recall_at_k" in r else "exact"
+        recall = (f"{r['recall_at_k']:.3f} ({r['recall_queries']} q)" if "recall_at_k" in r
+                  else f"exact ({r['search_tflops']:.2f} TFLOP/s)" if "search_tflops" in r else "exact")
         lines.append(
             f"| {r['n']:,} | {r['method']} | {build} | {single} | {1e3 * r['select_argmax_s']:.1f} | "
             f"{1e3 * r['select_heap_s']:.1f} | {naive} | {ratio} | {recall} | {r['peak_rss_gb']:.2f} |"
