@@ -115,10 +115,12 @@ st.html("""<script>
   if (doc.__balpmHelpKey) return;
   doc.__balpmHelpKey = true;
   // a toggle (Raw text, Highlight differences) must not keep the focus: shortcut keys skip focused inputs
-  doc.addEventListener("change", (e) => {
+  doc.addEventListener("click", (e) => {
     const t = e.target;
-    if (t && t.closest && t.closest(".st-key-label_raw, .st-key-label_diff")) t.blur();
-  });
+    if (t && t.closest && t.closest(".st-key-label_raw, .st-key-label_diff")) {
+      setTimeout(() => { const a = doc.activeElement; if (a && a !== doc.body) a.blur(); }, 50);
+    }
+  }, true);
   doc.addEventListener("keydown", (e) => {
     if (e.key !== "?" || e.ctrlKey || e.metaKey || e.altKey) return;
     const t = e.target;
