@@ -20,6 +20,7 @@ from plotly.colors import sample_colorscale
 import appkit
 from balpm import plots
 from balpm.projection import umap_coords
+from balpm.render import format_sig, preview
 
 MAX_POINTS = int(os.environ.get("BALPM_MAP_MAX_POINTS", "50000"))  # a smaller cap lets tests see the sample
 COLOR_OPTIONS = ("acquisition round", "labelled or not", "BALD", "entropy term (β·Ĥ)", "score (BALD + β·Ĥ)",
@@ -80,8 +81,7 @@ def _hover(ids_key: str, rows_key: int, _df: pd.DataFrame, rows: np.ndarray) -> 
     df = _df
     out = []
     for pid, prompt in zip(df["id"].to_numpy()[rows], df["prompt"].to_numpy()[rows]):
-        s = " ".join(str(prompt).split())
-        s = s[:240] + ("…" if len(s) > 240 else "")
+        s = preview(str(prompt), 240)  # one line, cut at a word with an ellipsis
         body = "<br>".join(html.escape(line) for line in textwrap.wrap(s, 70)) or "(empty prompt)"
         out.append(f"<b>{html.escape(str(pid))}</b><br>{body}")
     return out
@@ -223,8 +223,8 @@ else:
         "completion_a": pairs["completion_a"].to_numpy(),
         "completion_b": pairs["completion_b"].to_numpy(),
     })
-    st.dataframe(table, hide_index=True, width="stretch", key="fs_selected_table",
-                 column_config={"round": st.column_config.NumberColumn(help="-1: not acquired"),
-                                "BALD": st.column_config.NumberColumn(format="%.4f")})
+    st.dataframe(table.style.format({"BALD": lambda x: format_sig(x, 2) or "–"}), hide_index=True,
+                 width="stretch", key="fs_selected_table",
+                 column_config={"round": st.column_config.NumberColumn(help="-1: not acquired")})
     st.download_button("Download selection (CSV)", table.to_csv(index=False).encode(), "selection.csv",
                        "text/csv", key="fs_download")

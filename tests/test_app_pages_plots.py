@@ -142,6 +142,16 @@ def test_feature_space_selection_lists_pairs(app_env: Path) -> None:
     train_ids = pool.pairs["id"].astype(str).to_numpy()[s.split_masks(pool)[0]]
     assert sorted(table["id"]) == sorted(train_ids[rows])
     assert (table["round"] == -1).all()
+    # BALD in significant digits (issue 11 item 8): what the browser shows is format_sig's text, never 0.0000
+    import pyarrow as pa
+
+    from balpm.render import format_sig
+
+    styler = at.dataframe[0].proto.arrow_data.styler
+    assert styler.display_values, "the selection table is not styled"
+    shown = pa.ipc.open_stream(styler.display_values).read_all().to_pandas()
+    shown.columns = list(table.columns)
+    assert shown["BALD"].tolist() == [format_sig(v, 2) or "–" for v in table["BALD"]]
 
 
 def test_feature_space_samples_past_max_points(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
