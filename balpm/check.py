@@ -382,6 +382,9 @@ def learnability_check(
             raise ValueError(f"{len(y)} labels for {len(ids_arr)} ids")
     keep = ~np.isnan(y)
     ids_arr, y = ids_arr[keep], y[keep]
+    bad = np.flatnonzero((y != 0) & (y != 1))
+    if len(bad):
+        raise ValueError(f"labels are 1 (A preferred) or 0 (B); pair {str(ids_arr[bad[0]])!r} has {y[bad[0]]:g}")
     if len(y) < MIN_LABELS:
         raise ValueError(f"the check needs at least {MIN_LABELS} labelled pairs (A or B); it got {len(y)}")
     if len(np.unique(y)) < 2:

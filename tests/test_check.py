@@ -151,6 +151,8 @@ def test_bad_inputs_are_named() -> None:
         learnability_check(pool, emb, pool.ids[:60], np.ones(60))
     with pytest.raises(ValueError, match=r"not in the embeddings, e\.g\. 'p0'"):
         learnability_check(pool, emb.subset(np.arange(100, 200)), pool.ids[:60])
+    with pytest.raises(ValueError, match="pair 'p1' has 2"):
+        learnability_check(pool, emb, pool.ids[:60], [0, 2] + [1, 0] * 29)
     with pytest.raises(ValueError, match="budget 50 is below the 60 labels"):
         learnability_check(pool, emb, pool.ids[:60], budget=50)
     with pytest.raises(ValueError, match="has only 200 labelled pairs"):
