@@ -583,8 +583,6 @@ def _chat_pool(tmp_path: Path) -> Path:
 
 def _pair_on_screen(s: Session, at: AppTest) -> tuple[str, str, str]:
     """(prompt, left text, right text) of the pair the Label page shows now, in the order shown."""
-    from balpm.session import Session as _S  # noqa: F401 - the same class; keeps the helper self-contained
-
     pid = next(c.value for c in at.caption if c.value.startswith("Pair ")).split(" ", 1)[1]
     pid = _shown(pid)
     row = s.load_pool().pairs.set_index("id").loc[pid]
