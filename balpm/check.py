@@ -486,11 +486,6 @@ def learnability_check(
     )
 
 
-def _labels_to_show(gain: float, gain_se: float, n: int) -> int:
-    """Labels at which a gain of ``gain`` would reach :data:`SIGNAL_Z` standard errors (s.e. ∝ 1/√n)."""
-    return int(math.ceil(n * (SIGNAL_Z * gain_se / gain) ** 2))
-
-
 def _verdict(models: pd.DataFrame, now: float, at_budget: float, lo: float, hi: float, n: int,
              budget: int) -> tuple[str, list[str]]:
     """The plain verdict and the sentences with the numbers behind it (rules in the module docstring)."""
@@ -507,11 +502,11 @@ def _verdict(models: pd.DataFrame, now: float, at_budget: float, lo: float, hi: 
         reasons.append(f"no model beats the constant by {SIGNAL_Z:g} standard errors and {MIN_GAIN} nats, so "
                        f"these features show no preference signal the model could learn from {n} labels")
         upper = pm["gain"] + SIGNAL_Z * pm["gain_se"]
-        if upper >= 2 * MIN_GAIN:  # too few labels to rule out a small signal: say how small, and what would show it
-            need = _labels_to_show(pm["gain"], pm["gain_se"], n) if pm["gain"] >= MIN_GAIN else 0
-            more = f"; if the {pm['gain']:+.4f} seen is real, about {need:,} labels would show it" if need else ""
+        if upper >= 2 * MIN_GAIN:  # too few labels to rule out a small signal: say how small, and what to do
             reasons.append(f"{n} labels cannot rule out a preference-model gain of up to {upper:.4f} nats over the "
-                           f"constant ({SIGNAL_Z:g} standard errors above what was seen){more}")
+                           f"constant ({SIGNAL_Z:g} standard errors above what was seen); label more and check "
+                           "again: the standard error shrinks as 1/√labels and a real gain grows while the model "
+                           "learns")
         return VERDICTS[0], reasons
     if not signal[MODEL_NAMES[0]]:
         reasons.append(f"the preference model itself gains only {pm['gain']:+.4f} ± {pm['gain_se']:.4f}; the "
