@@ -2,14 +2,14 @@
 
 For each dataset: the benchmark's training pool (:func:`balpm.experiment.load_experiment_pools`, the split of
 ``benchmarks/analysis_label_efficiency.py ceiling``), and per seed a random order of its pairs; the check runs on
-the first 128 and the first 256 of them (nested) with the budget set to the whole training pool, so its forecast at
+the first 128, 256 and 512 of them (nested) with the budget set to the whole training pool, so its forecast at
 the budget can be compared with the ensemble trained on all training labels (``benchmarks/README.md``, "Why
 BAL-PM does (not) win here", section 2). Only the labelled pairs are embedded (the check needs no more), through
 the usual cache. The table it prints is written between the ``learnability`` markers of ``benchmarks/README.md``.
 
 Usage (2-core shared CPU)::
 
-    OMP_NUM_THREADS=1 nice python benchmarks/learnability.py            # 3 datasets x 3 seeds x {128, 256}
+    OMP_NUM_THREADS=1 nice python benchmarks/learnability.py        # 3 datasets x 3 seeds x {128, 256, 512}
     python benchmarks/learnability.py --datasets sample:qa-feedback --seeds 0 --no-readme   # smoke test
 """
 
@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", nargs="+", default=list(CEILINGS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--labels", nargs="+", type=int, default=[128, 256])
+    p.add_argument("--labels", nargs="+", type=int, default=[128, 256, 512])
     p.add_argument("--model", default="default", help="embedding model")
     p.add_argument("--out", type=Path, default=HERE / "out" / "learnability")
     p.add_argument("--no-readme", action="store_true", help="do not rewrite the README section")

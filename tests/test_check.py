@@ -236,3 +236,24 @@ def test_cli_check_simulation_and_errors(tmp_path, capsys: pytest.CaptureFixture
     assert "has only 120 labelled pairs" in capsys.readouterr().err
     assert main(["check"]) == 2
     assert "give a POOL" in capsys.readouterr().err
+
+
+def test_cli_check_session_reads_the_labels_given_so_far(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`balpm check --session FOLDER`: the check runs on the session's 50 stored labels, not the pool's own."""
+    from balpm.cli import main
+    from balpm.session import Session, SessionConfig
+
+    pool, _ = synthetic(n=90)
+    path = tmp_path / "pool.jsonl"
+    pool.pairs.drop(columns=["source"]).to_json(path, orient="records", lines=True)
+    s = Session.create("s", SessionConfig(pool=str(path), max_pairs=None, n_members=2,
+                                          model_params={"max_epochs": 5}), root=tmp_path / "sessions")
+    for i, pid in enumerate(s.load_pool().ids[:50]):
+        s.record(str(pid), "ab"[i % 2], annotator="ann", shown_swapped=False, request_id=f"r{pid}")
+    s.close()
+    assert main(["check", "--session", str(s.folder), "--json", "--budget", "90"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_labels"] == 50 and out["budget"] == 90
+    assert out["settings"]["ensemble_params"]["n_members"] == 2
+    assert main(["check", "--session", str(tmp_path / "sessions" / "nope")]) == 2
+    assert "balpm check:" in capsys.readouterr().err
