@@ -217,6 +217,11 @@ class _GreedyState:
 _LOWEST = -np.finfo(np.float64).max  # a candidate's score stays above the -inf of non-candidates
 
 
+def _prefix_block(batch_size: int) -> int:
+    """First block of the sorted prefix: the picks plus room for the points whose score changed."""
+    return 4 * batch_size + 64
+
+
 class _SortedPrefix:
     """Candidates in (initial score descending, index ascending) order, sorted only as far as it is read.
 
@@ -315,7 +320,7 @@ def balpm_greedy(
             score[i] = -np.inf
             score[live] = new
     else:
-        prefix = _SortedPrefix(score, block=4 * B + 64)
+        prefix = _SortedPrefix(score, block=_prefix_block(B))
         skip = ~cand  # picked, or score changed (then the heap holds its current score, not the prefix)
         version = np.zeros(n_pts, np.int64)
         heap: list[tuple[float, int, int]] = []

@@ -286,3 +286,36 @@ def test_selection_equals_the_oracle_with_many_exact_ties(seed):
     B = int(rng.integers(1, len(X) + 5))
     _assert_same_as_oracle(g, U, cand, acq, B, beta=beta, d=float(rng.choice([1.0, 3.0])))
     _assert_same_as_oracle(g, None, cand, acq, B, beta=1.0, uncertainty_weight=0.0)  # entropy: ties everywhere
+
+
+def test_sorted_prefix_reads_the_full_order_block_by_block_with_ties():
+    from balpm.acquisition import _SortedPrefix
+
+    rng = np.random.default_rng(3)
+    s = np.round(rng.uniform(0, 1, 500), 1)  # 11 distinct values: ties across every block cut
+    s[rng.uniform(size=500) < 0.2] = -np.inf  # non-candidates
+    full = [int(i) for i in np.lexsort((np.arange(500), -s)) if s[i] > -np.inf]
+    skip = np.zeros(500, bool)
+    skip[rng.choice(500, 100, replace=False)] = True  # changed scores, read from elsewhere
+    expect = [i for i in full if not skip[i]]
+    pre = _SortedPrefix(s, block=1)
+    got = []
+    while (j := pre.peek(skip)) >= 0:
+        got.append(j)
+        skip[j] = True  # picked
+    assert got == expect  # the full sort's order (score down, index up), read one doubling block at a time
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_selection_with_a_one_point_first_block_still_equals_the_oracle(seed, monkeypatch):
+    """The prefix extended many times over (block 1, doubling), against the oracle, with ties."""
+    import balpm.acquisition as acquisition
+
+    monkeypatch.setattr(acquisition, "_prefix_block", lambda batch_size: 1)
+    rng = np.random.default_rng(seed)
+    X = repeated(80, 3, seed)
+    g = build_knn_graph(X, k=5)
+    U = np.round(rng.uniform(0, 0.02, len(X)), 2)
+    acq = rng.uniform(size=len(X)) < 0.1
+    for B in (1, 7, 60, len(X)):
+        _assert_same_as_oracle(g, U, ~acq, acq, B, beta=0.3)
