@@ -26,8 +26,8 @@ A 1M-pair pool at d = 384 is 4.6 GB of float32 (prompt, a, b). :func:`save_pool_
 plain ``.npy`` files that :func:`load_pool_embeddings` memory-maps (``.npz``, the format of
 ``PoolEmbeddings.save``, cannot be memory-mapped); :func:`chunked_uncertainty` scores the pool with a
 :class:`balpm.model.PreferenceEnsemble` in row chunks, keeping only ``(N,)`` results; ``balpm.neighbors``
-already reads memmaps in chunks and switches to HNSW past its ``approx_threshold``
-(:func:`knn_recall_sample` measures that index's recall against exact search). Figures:
+already reads memmaps in chunks and switches to an approximate index (IVF) past its ``approx_threshold``
+(:func:`balpm.neighbors.graph_fidelity` checks its radii and balls against exact search). Figures:
 ``benchmarks/scale.py``.
 """
 
