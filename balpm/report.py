@@ -25,6 +25,7 @@ __all__ = [
     "METRIC_COLUMNS",
     "compare_runs",
     "find_runs",
+    "pool_names",
     "labels_saved",
     "labels_saved_table",
     "load_run",
@@ -299,11 +300,38 @@ def _markdown_table(df: pd.DataFrame, digits: int | dict[str, int] = 4) -> str:
     return "\n".join(lines)
 
 
+def pool_names(datasets: Iterable[str]) -> dict[str, str]:
+    """Each run's ``dataset`` as the pool is named (:func:`balpm.data.load_pool`): a path by its file or folder name,
+    a built-in or ``hf:`` name as it is. Paths that share a file name keep as many parent folders as tell them apart.
+
+    Why: a report is read and shared away from the machine that ran it; a full path says nothing there.
+    """
+    def is_path(d: str) -> bool:
+        return not d.startswith("hf:") and ("/" in d or os.sep in d or d.startswith("~"))
+
+    names = {d: (Path(d).name if is_path(d) else d) for d in {str(x) for x in datasets}}
+    for name in set(names.values()):
+        clash = [d for d, v in names.items() if v == name]
+        for k in range(2, max(len(Path(d).parts) for d in clash) + 1) if len(clash) > 1 else ():
+            names.update({d: "/".join(Path(d).parts[-k:]) for d in clash if is_path(d)})
+            if len({names[d] for d in clash}) == len(clash):
+                break
+    return names
+
+
+#: The plotly.js every HTML figure of a report loads: one copy beside them (4.6 MB once, not in each of ~20 files).
+PLOTLY_JS = "plotly.min.js"
+
+
 def write_report(dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], *,
                  png: bool = True) -> Path:
     """Write a comparison folder: ``curves.csv``, ``labels_saved.csv``, ``summary.md``, HTML (and PNG) figures.
 
-    PNG export needs kaleido with a working Chrome; when that fails the report says so and keeps the HTML.
+    The HTML figures load :data:`PLOTLY_JS` from the folder itself, so they draw offline as long as the folder is
+    kept whole (one local copy rather than one inside each file: a report has one figure per dataset, split and
+    metric). PNG export needs kaleido (``requirements.txt``) and a Chrome or Chromium on ``PATH`` or
+    ``$BROWSER_PATH``; when that fails the summary says why and the HTML figures stay. Datasets are named by
+    :func:`pool_names`.
     """
     from balpm import plots
 
@@ -313,6 +341,9 @@ def write_report(dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[
     if not runs:
         raise ValueError("no run folders given")
     metrics = pd.concat([m for _, m, _ in runs], ignore_index=True)
+    names = pool_names([*metrics["dataset"].astype(str),
+                        *(str(info.get("config", {}).get("dataset")) for info, _, _ in runs)])
+    metrics["dataset"] = metrics["dataset"].astype(str).map(names)
     curves = compare_runs(metrics)
     curves.to_csv(out / "curves.csv", index=False)
     table = labels_saved_table(curves)
@@ -331,7 +362,8 @@ def write_report(dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[
     for info, m, a in runs:
         if len(a) and "policy_label" in info:
             cfg = info.get("config", {})
-            acq.append(a.assign(policy=info["policy_label"], seed=cfg.get("seed"), dataset=cfg.get("dataset")))
+            acq.append(a.assign(policy=info["policy_label"], seed=cfg.get("seed"),
+                                dataset=names[str(cfg.get("dataset"))]))
     if acq:
         acq_df = pd.concat(acq, ignore_index=True)
         acq_df = acq_df[acq_df["round"] > 0]
@@ -347,14 +379,23 @@ def write_report(dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[
         figures["labels-saved"] = plots.labels_saved_bar(table)
 
     for name, fig in figures.items():
-        fig.write_html(out / f"{name}.html", include_plotlyjs="cdn")
+        fig.write_html(out / f"{name}.html", include_plotlyjs="directory")  # writes PLOTLY_JS once, loads it
     png_note = _write_pngs(figures, out) if png else "PNG export not requested (--no-png)."
     (out / "summary.md").write_text(_summary_markdown(runs, curves, table, figures, png_note))
     return out
 
 
+#: What PNG export needs, said whenever it fails.
+PNG_NEEDS = ("PNG export needs kaleido (pinned in requirements.txt) and Chrome or Chromium on PATH "
+             "(Debian: apt-get install chromium) or its path in $BROWSER_PATH")
+
+
 def _write_pngs(figures: dict[str, Any], out: Path) -> str:
-    """Export PNGs through kaleido (one browser session when plotly has ``write_images``); never raises."""
+    """Export PNGs through kaleido (one browser session when plotly has ``write_images``); never raises.
+
+    The note names the exception and its first non-blank line: plotly's messages start with a blank line, which
+    once left the reason empty.
+    """
     import plotly.io as pio
 
     names = list(figures)
@@ -368,16 +409,38 @@ def _write_pngs(figures: dict[str, Any], out: Path) -> str:
     except Exception as exc:  # kaleido needs a Chrome: no browser, no PNG
         for p in paths:
             p.unlink(missing_ok=True)
-        first = (str(exc).splitlines() or [""])[0][:200]
-        return f"PNG export skipped ({type(exc).__name__}: {first}); the HTML figures are complete."
+        reason = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), repr(exc))[:200]
+        return (f"PNG export skipped ({type(exc).__name__}: {reason}). {PNG_NEEDS}. "
+                f"The HTML figures were written and draw offline with `{PLOTLY_JS}` beside them.")
     return "PNG figures written beside the HTML ones."
+
+
+def _why_no_labels_saved(curves: pd.DataFrame, n_runs: int, references: Sequence[str] = ("random", "bald")) -> str:
+    """Why :func:`labels_saved_table` came out empty, per dataset, in words a reader can act on."""
+    need = (f"labels saved compares a policy with a reference policy ({' or '.join(references)}) on the same "
+            "dataset's test split")
+    test = curves[curves["split"] == "test"]
+    if n_runs == 1:
+        row = curves.iloc[0] if len(curves) else None
+        what = f" ({row['policy']} on {row['dataset']})" if row is not None else ""
+        return f"No table: one run{what}; {need}. Add a run of a reference policy."
+    if test.empty:
+        return f"No table: the runs have no test split; {need}."
+    parts = []
+    for dataset, g in test.groupby("dataset"):
+        pols = sorted(g["policy"].unique())
+        if not set(pols) & set(references):
+            parts.append(f"{dataset}: no reference run (policies {', '.join(pols)})")
+        else:
+            parts.append(f"{dataset}: only the reference policy ({', '.join(pols)})")
+    return f"No table: {need}. " + "; ".join(parts) + "."
 
 
 def _summary_markdown(runs: list, curves: pd.DataFrame, table: pd.DataFrame, figures: dict, png_note: str) -> str:
     lines = ["# Label efficiency", ""]
     cfgs = [info.get("config", {}) for info, _, _ in runs]
     seeds = sorted({c.get("seed") for c in cfgs if c.get("seed") is not None})
-    lines.append(f"{len(runs)} runs; seeds {seeds}. Metric: mean test log-likelihood (nats, higher is better), "
+    lines.append(f"{len(runs)} run{'s' if len(runs) != 1 else ''}; seeds {seeds}. Metric: mean test log-likelihood (nats, higher is better), "
                  "mean ± standard error over seeds.")
     lines.append("")
     final = curves[curves["split"] == "test"].sort_values("n_labeled").groupby(["dataset", "policy"]).tail(1)
@@ -389,9 +452,13 @@ def _summary_markdown(runs: list, curves: pd.DataFrame, table: pd.DataFrame, fig
             view[m] = [f"{a:.4f} ± {b:.4f}" if np.isfinite(b) else f"{a:.4f}"
                        for a, b in zip(final[f"{m}_mean"], final[f"{m}_se"])]
         lines += [_markdown_table(view.reset_index(drop=True)), ""]
-    if len(table):
-        lines += ["## Labels saved", "",
-                  "Labels a policy needs to reach the reference policy's final mean test log-likelihood, against "
+    else:
+        lines += ["## Final test metrics", "", "No table: the runs' metrics have no test split.", ""]
+    lines += ["## Labels saved", ""]
+    if not len(table):
+        lines += [_why_no_labels_saved(curves, len(runs)), ""]
+    else:
+        lines += ["Labels a policy needs to reach the reference policy's final mean test log-likelihood, against "
                   "the reference's label count: the smallest label count from which the policy's mean curve stays "
                   "at or above that target at every later point (linear interpolation at its last upward "
                   "crossing), so an early touch of a noisy curve that falls back does not count. A curve that "
@@ -400,6 +467,8 @@ def _summary_markdown(runs: list, curves: pd.DataFrame, table: pd.DataFrame, fig
                       "labels_needed", "labels_saved", "percent_saved", "note"]]
         lines += [_markdown_table(view, {"target": 4, "reference_gain": 4, "reference_labels": 0,
                                          "labels_needed": 1, "labels_saved": 1, "percent_saved": 1}), ""]
-    lines += ["## Files", "", "- `curves.csv`, `labels_saved.csv`", *(f"- `{n}.html`" for n in figures),
+    lines += ["## Files", "", "- `curves.csv`, `labels_saved.csv`",
+              *(f"- `{n}.html`" for n in figures),
+              f"- `{PLOTLY_JS}`: the plotly.js every HTML figure loads (keep the folder whole to view offline)",
               f"- {png_note}", ""]
     return "\n".join(lines)
