@@ -1,4 +1,4 @@
-"""The ``balpm`` command line: ``balpm validate | embed | check | run | compare | backup``.
+"""The ``balpm`` command line: ``balpm validate | embed | check | run | compare | backup | labelstudio``.
 
 Each sub-command is a thin wrapper over the library. A user's mistake (a bad file, an unknown dataset name) is
 printed as one located line on stderr with exit status 2, never as a traceback.
@@ -7,8 +7,11 @@ printed as one located line on stderr with exit status 2, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -54,7 +57,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         embedder = Embedder(
-            args.model, device=args.device, batch_size=args.batch_size, max_length=args.max_length,
+            args.embedding_model, device=args.device, batch_size=args.embed_batch_size, max_length=args.max_length,
             pooling=args.pooling, dtype=args.dtype, truncation_side=args.truncation_side,
         )
     except (EmbeddingModelError, ValueError) as e:
@@ -99,7 +102,7 @@ def _embed_ray(args: argparse.Namespace, pool) -> int:
     if not ray_available():
         print("balpm embed: --engine ray needs Ray: pip install -r requirements-ray.txt", file=sys.stderr)
         return 2
-    kwargs = {"model": args.model, "batch_size": args.batch_size, "max_length": args.max_length,
+    kwargs = {"model": args.embedding_model, "batch_size": args.embed_batch_size, "max_length": args.max_length,
               "pooling": args.pooling, "dtype": args.dtype, "truncation_side": args.truncation_side}
     if args.device:
         kwargs["device"] = args.device
@@ -150,7 +153,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             seed = 0 if args.seed is None else args.seed
             pool = load_pool(args.source, seed=seed, strict=args.strict)
             ids = random_labelled_ids(pool, args.labels, seed)
-            embedder = Embedder(args.model, max_length=args.max_length)
+            embedder = Embedder(args.embedding_model, max_length=args.max_length)
             emb = embed_labelled(pool, ids, embedder, cache_dir=args.cache_dir)
             report = learnability_check(pool, emb, ids, seed=seed, **kw)
     except (EmbeddingModelError, ValueError, OSError, KeyError) as e:  # bad file, too few labels, no session
@@ -164,11 +167,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Simulate one active-learning run and write its run folder (config.json, metrics.csv, acquired.csv)."""
     from tqdm.auto import tqdm
 
-    from balpm.experiment import config_from_namespace, run_experiment
+    from balpm.experiment import run_experiment
 
     config = config_from_namespace(args)
     quiet = bool(getattr(args, "quiet", False))
-    rounds = tqdm(total=config.rounds + 1, unit="round", desc=f"{config.policy} seed {config.seed}",
+    rounds = tqdm(total=config.rounds + 1, unit="round", desc=f"{config.acquisition.policy} seed {config.seed}",
                   disable=quiet)
     embedding = tqdm(total=0, unit="text", desc="embedding", disable=quiet, leave=False)
 
@@ -231,6 +234,134 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_labelstudio(args: argparse.Namespace) -> int:
+    """Label Studio: export the current batch as tasks (and the labelling config), or import its JSON export."""
+    from pathlib import Path
+
+    from balpm.labelstudio import export_tasks, import_export
+    from balpm.session import Session
+    from balpm.store import LabelStoreError
+
+    ref = args.session
+    is_folder = "/" in ref or ref.startswith("~") or ref in (".", "..")
+    try:
+        session = Session.open(Path(ref).expanduser() if is_folder else ref)
+        if args.action == "export":
+            n = export_tasks(session, args.out, config_out=args.config)
+            print(f"{n} tasks written to {args.out}" + (f"; labelling config in {args.config}" if args.config else ""))
+        else:
+            print(import_export(session, args.export).summary())
+    except (LabelStoreError, OSError, ValueError, KeyError) as e:  # bad file (located), no session, no batch
+        print(f"balpm labelstudio: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def add_labelstudio_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True)
+    ex = sub.add_parser("export", help="the current batch's unlabelled pairs as Label Studio tasks (JSON)")
+    ex.add_argument("session", help="session name (under $BALPM_SESSIONS_DIR) or a session folder path (with a '/')")
+    ex.add_argument("--out", required=True, metavar="FILE", help="tasks file to import into Label Studio")
+    ex.add_argument("--config", default=None, metavar="FILE",
+                    help="also write the labelling config (XML) for the project's Labeling Interface")
+    im = sub.add_parser("import", help="labels from Label Studio's JSON export of those tasks (idempotent)")
+    im.add_argument("session", help="session name (under $BALPM_SESSIONS_DIR) or a session folder path (with a '/')")
+    im.add_argument("export", help="Label Studio's JSON export (Export > JSON)")
+
+
+# ------------------------------------------------------------------------------------------------ options
+# Options are built from the config dataclasses (balpm.config, balpm.experiment.ExperimentConfig), like trl's
+# HfArgumentParser: each setting is declared, with its help and default, once.
+def _field_type(f: dataclasses.Field, hints: dict[str, Any]) -> Callable[[str], Any]:
+    """argparse ``type`` of a config field (an optional field accepts 'none')."""
+    if "type" in f.metadata:
+        return f.metadata["type"]
+    tp = hints[f.name]
+    args = typing.get_args(tp)
+    base = next((a for a in args if a is not type(None)), tp) if args else tp
+    if base not in (int, float, str):
+        base = str
+    if type(None) in args:
+        def parse(text: str, base: Callable[[str], Any] = base) -> Any:
+            return None if text.strip().lower() in ("none", "") else base(text)
+        return parse
+    return base
+
+
+def _with_default(text: str, shown: Any) -> str:
+    """``text`` plus ``(default: shown)``, unless the text already says its default in words (said once) or there
+    is none to say (``None``: the option is off unless given)."""
+    return text if "(default" in text or shown is None else f"{text} (default: {shown})"
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, only: Sequence[str] | None = None,
+                            flags: dict[str, Sequence[str]] | None = None) -> None:
+    """One ``--option`` per field of the config dataclass ``cls`` (``only``: these fields), with its help and default.
+
+    A field whose type is a config of :data:`balpm.config.CONCERNS` adds that config's options. ``flags`` gives a
+    field extra option strings on this command (``embed``'s ``--batch-size``); the field's own ``flags``
+    metadata names the ones every command keeps (``--model`` for ``--embedding-model``).
+    """
+    from balpm.config import CONCERNS
+
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if only is not None and f.name not in only:
+            continue
+        if hints[f.name] in CONCERNS.values():
+            add_dataclass_arguments(parser, hints[f.name], only=only, flags=flags)
+            if f.name == "acquisition":
+                _add_policy_param_arguments(parser)
+            continue
+        names = ["--" + f.name.replace("_", "-"), *f.metadata.get("flags", ()), *(flags or {}).get(f.name, ())]
+        if hints[f.name] is bool:  # a flag: off unless given
+            parser.add_argument(*names, dest=f.name, action="store_true", default=f.default,
+                                help=f.metadata.get("help", ""))
+            continue
+        if "help" not in f.metadata:  # not a command-line setting (a dict of policy parameters)
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        parser.add_argument(*names, dest=f.name, type=_field_type(f, hints), default=default,
+                            metavar=f.name.upper(), help=_with_default(f.metadata.get("help", ""), shown))
+
+
+#: Today's policy parameter options (until each policy declares its own): name, type, default, help.
+POLICY_PARAM_OPTIONS = (
+    ("beta", float, 0.01, "bal-pm: weight of the prompt entropy term"),
+    ("k", int, 13, "bal-pm/entropy: neighbour rank of the kNN entropy estimate"),
+    ("temperature", float, 1.0, "softmax/power/softrank-bald: sampling temperature"),
+)
+
+
+def _add_policy_param_arguments(parser: argparse.ArgumentParser) -> None:
+    for name, conv, default, text in POLICY_PARAM_OPTIONS:
+        parser.add_argument("--" + name, dest=name, type=conv, default=default, metavar=name.upper(),
+                            help=_with_default(text, default))
+
+
+def config_from_namespace(ns: argparse.Namespace, cls: type | None = None) -> Any:
+    """The config ``cls`` (default :class:`balpm.experiment.ExperimentConfig`) from parsed options, nested
+    configs included; the policy parameter options go into ``acquisition.params``."""
+    from balpm.config import CONCERNS, AcquisitionConfig
+
+    if cls is None:
+        from balpm.experiment import ExperimentConfig
+
+        cls = ExperimentConfig
+    hints = typing.get_type_hints(cls)
+    kw: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if hints[f.name] is AcquisitionConfig:
+            params = {n: getattr(ns, n) for n, *_ in POLICY_PARAM_OPTIONS if hasattr(ns, n)}
+            kw[f.name] = AcquisitionConfig(policy=ns.policy, params=params)
+        elif hints[f.name] in CONCERNS.values():
+            kw[f.name] = config_from_namespace(ns, hints[f.name])
+        elif hasattr(ns, f.name):
+            kw[f.name] = getattr(ns, f.name)
+    return cls(**kw)
+
+
 def add_backup_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("session", help="session name (under $BALPM_SESSIONS_DIR) or a session folder path (with a '/')")
     p.add_argument("--out", default=None, metavar="FILE",
@@ -249,22 +380,17 @@ def add_validate_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_strict_arg(p: argparse.ArgumentParser) -> None:
-    """``--strict`` on every command that reads a pool; ``run`` gets it, and its help, from ExperimentConfig."""
-    import dataclasses
+    """``--strict`` on every command that reads a pool (from :class:`balpm.config.PoolConfig`)."""
+    from balpm.config import PoolConfig
 
-    from balpm.experiment import ExperimentConfig
-
-    strict = next(f for f in dataclasses.fields(ExperimentConfig) if f.name == "strict")
-    p.add_argument("--strict", action="store_true", help=strict.metadata["help"])
+    add_dataclass_arguments(p, PoolConfig, only=("strict",))
 
 
 def add_embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="pool file or built-in name")
-    p.add_argument("--model", default="default",
-                   help="'default' (all-MiniLM-L6-v2), 'smollm2' (SmolLM2-135M GGUF), a hub name or a local folder")
-    p.add_argument("--device", default=None, help="cuda | mps | cpu (default: the best available)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=256, help="tokens kept per text")
+    from balpm.config import EmbeddingConfig
+
+    add_dataclass_arguments(p, EmbeddingConfig, flags={"embed_batch_size": ("--batch-size",)})
     p.add_argument("--pooling", choices=["mean", "last", "cls"], default=None,
                    help="default: mean for encoders, last token for decoders")
     p.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 (default: half on GPU, fp32 on CPU)")
@@ -294,17 +420,18 @@ def add_check_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None,
                    help="seeds the labels drawn, folds, model and bootstrap (default 0; a session's own seed)")
     p.add_argument("--folds", type=int, default=5, help="K of the K-fold split by prompt group")
-    p.add_argument("--model", default="default", help="embedding model (simulation; a session uses its own)")
-    p.add_argument("--max-length", type=int, default=256, help="tokens kept per text (simulation)")
+    from balpm.config import EmbeddingConfig
+
+    add_dataclass_arguments(p, EmbeddingConfig, only=("embedding_model", "max_length"))  # simulation only
     p.add_argument("--cache-dir", default=None, help="embedding cache (default: $BALPM_CACHE_DIR or ~/.cache/balpm)")
     p.add_argument("--json", action="store_true", help="print the report's numbers as JSON")
     add_strict_arg(p)
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
-    from balpm.experiment import add_config_arguments
+    from balpm.experiment import ExperimentConfig
 
-    add_config_arguments(p)
+    add_dataclass_arguments(p, ExperimentConfig)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -322,6 +449,8 @@ COMMANDS = {
     "run": (add_run_args, cmd_run, "simulate an active-learning run with the dataset's labels as oracle"),
     "compare": (add_compare_args, cmd_compare, "compare run folders: curves and labels saved"),
     "backup": (add_backup_args, cmd_backup, "back up a session's label database (consistent while labelling)"),
+    "labelstudio": (add_labelstudio_args, cmd_labelstudio,
+                    "Label Studio: export the batch as tasks, import its JSON export as labels"),
 }
 
 

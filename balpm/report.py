@@ -126,12 +126,19 @@ def load_runs(dirs: Iterable[str | os.PathLike[str]]) -> tuple[pd.DataFrame, pd.
     for d in dirs:
         info, m, a = load_run(d)
         metrics.append(m)
-        cfg = info.get("config", {})
+        cfg = _run_config(info)
         label = info.get("policy_label") or (m["policy"].iloc[0] if len(m) and "policy" in m else Path(d).name)
         if len(a):
             acquired.append(a.assign(policy=label, seed=cfg.get("seed"), dataset=cfg.get("dataset"), run=str(d)))
     return (pd.concat(metrics, ignore_index=True) if metrics else pd.DataFrame(columns=list(METRIC_COLUMNS)),
             pd.concat(acquired, ignore_index=True) if acquired else pd.DataFrame())
+
+
+def _run_config(info: dict[str, Any]) -> dict[str, Any]:
+    """A run's ``dataset`` and ``seed`` from its ``config.json``: the nested layout (issue 13) or the flat one."""
+    cfg = info.get("config", {})
+    pool = cfg.get("pool")
+    return {"dataset": pool.get("dataset") if isinstance(pool, dict) else cfg.get("dataset"), "seed": cfg.get("seed")}
 
 
 def compare_runs(dirs: Iterable[str | os.PathLike[str]] | pd.DataFrame) -> pd.DataFrame:
@@ -342,7 +349,7 @@ def write_report(dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[
         raise ValueError("no run folders given")
     metrics = pd.concat([m for _, m, _ in runs], ignore_index=True)
     names = pool_names([*metrics["dataset"].astype(str),
-                        *(str(info.get("config", {}).get("dataset")) for info, _, _ in runs)])
+                        *(str(_run_config(info).get("dataset")) for info, _, _ in runs)])
     metrics["dataset"] = metrics["dataset"].astype(str).map(names)
     curves = compare_runs(metrics)
     curves.to_csv(out / "curves.csv", index=False)
@@ -361,7 +368,7 @@ def write_report(dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[
     acq = []
     for info, m, a in runs:
         if len(a) and "policy_label" in info:
-            cfg = info.get("config", {})
+            cfg = _run_config(info)
             acq.append(a.assign(policy=info["policy_label"], seed=cfg.get("seed"),
                                 dataset=names[str(cfg.get("dataset"))]))
     if acq:
@@ -438,10 +445,10 @@ def _why_no_labels_saved(curves: pd.DataFrame, n_runs: int, references: Sequence
 
 def _summary_markdown(runs: list, curves: pd.DataFrame, table: pd.DataFrame, figures: dict, png_note: str) -> str:
     lines = ["# Label efficiency", ""]
-    cfgs = [info.get("config", {}) for info, _, _ in runs]
+    cfgs = [_run_config(info) for info, _, _ in runs]
     seeds = sorted({c.get("seed") for c in cfgs if c.get("seed") is not None})
-    lines.append(f"{len(runs)} run{'s' if len(runs) != 1 else ''}; seeds {seeds}. Metric: mean test log-likelihood (nats, higher is better), "
-                 "mean ± standard error over seeds.")
+    lines.append(f"{len(runs)} run{'s' if len(runs) != 1 else ''}; seeds {seeds}. Metric: mean test log-likelihood "
+                 "(nats, higher is better), mean ± standard error over seeds.")
     lines.append("")
     final = curves[curves["split"] == "test"].sort_values("n_labeled").groupby(["dataset", "policy"]).tail(1)
     final = final.sort_values(["dataset", "log_likelihood_mean"], ascending=[True, False])  # best first per dataset
