@@ -83,12 +83,18 @@ class ImportResult:
     duplicates: int = 0
     cancelled: int = 0
     conflicts: list[dict[str, Any]] = field(default_factory=list)
+    changed: list[dict[str, Any]] = field(default_factory=list)
+    """Annotations imported before whose verdict has since changed in Label Studio: not applied (a correction is
+    the annotator's to make, in balpm's History), listed so nobody believes it was."""
 
     def summary(self) -> str:
         lines = [f"recorded {self.recorded} labels; {self.duplicates} already imported; "
-                 f"{self.cancelled} skipped in Label Studio (not labels); {len(self.conflicts)} conflicts"]
+                 f"{self.cancelled} skipped in Label Studio (not labels); {len(self.conflicts)} conflicts; "
+                 f"{len(self.changed)} changed in Label Studio since imported (not applied)"]
         lines += [f"  pair {c['pair_id']}: {c['annotator']} said {c['verdict']} (annotation {c['annotation']}), "
                   f"kept the earlier label {c['kept_verdict']} by {c['kept_annotator']}" for c in self.conflicts]
+        lines += [f"  pair {c['pair_id']}: annotation {c['annotation']} by {c['annotator']} now says {c['verdict']}, "
+                  f"imported as {c['kept_verdict']}: change it in balpm's History if meant" for c in self.changed]
         return "\n".join(lines)
 
 
@@ -224,18 +230,23 @@ def import_export(session: Session, path: str | os.PathLike[str]) -> ImportResul
     known = set(session.load_pool().ids.astype(str).tolist())
     plan, cancelled = _plan(path, tasks, known)
     result = ImportResult(cancelled=cancelled)
+    others = []
     for p in plan:
         r = session.store.record(p["pair_id"], p["verdict"], annotator=p["annotator"],
                                  shown_swapped=p["shown_swapped"], round=p["round"], request_id=p["request_id"],
                                  batch_id=p["batch_id"], created_at=p["created_at"])
-        if r.status == "recorded":
-            result.recorded += 1
-        elif r.status == "duplicate":
+        result.recorded += r.recorded
+        if not r.recorded:
+            others.append((p, r))
+    kept = session.store.events().set_index("event_id") if others else None  # one read, after every write
+    for p, r in others:
+        k = kept.loc[r.event_id]
+        row = {"pair_id": p["pair_id"], "annotator": p["annotator"], "verdict": p["verdict"],
+               "annotation": p["request_id"][len(_PREFIX):], "kept_verdict": k["verdict"]}
+        if r.status == "duplicate":
             result.duplicates += 1
+            if k["verdict"] != p["verdict"]:
+                result.changed.append(row)
         else:
-            events = session.store.events()
-            kept = events[events["event_id"] == r.event_id].iloc[0]
-            result.conflicts.append({"pair_id": p["pair_id"], "annotator": p["annotator"], "verdict": p["verdict"],
-                                     "annotation": p["request_id"][len(_PREFIX):], "kept_event": r.event_id,
-                                     "kept_annotator": kept["annotator"], "kept_verdict": kept["verdict"]})
+            result.conflicts.append(row | {"kept_event": r.event_id, "kept_annotator": k["annotator"]})
     return result

@@ -120,6 +120,14 @@ def test_round_trip_import_is_idempotent_and_keeps_annotator_time_and_sides(sess
     assert (again.recorded, again.duplicates) == (0, 2) and len(session.store.events()) == n
     # the app's own label on the fifth pair is untouched
     assert ev.loc["app-click-1", "annotator"] == "carol"
+    # alice changes her mind in Label Studio after the import: listed, not applied behind her back
+    export[1]["annotations"][0]["result"] = _choice("Left is better")
+    f.write_text(json.dumps(export))
+    later = import_export(session, f)
+    assert later.recorded == 0 and len(session.store.events()) == n
+    assert [(c["pair_id"], c["verdict"], c["kept_verdict"]) for c in later.changed] == [
+        (second["balpm_pair_id"], "b" if second["balpm_swapped"] else "a", "tie")]
+    assert "1 changed in Label Studio since imported" in later.summary()
 
 
 def test_bad_export_names_file_task_and_field_and_records_nothing(session: Session, tmp_path: Path) -> None:
