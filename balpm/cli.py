@@ -326,18 +326,17 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, only:
                             metavar=f.name.upper(), help=_with_default(f.metadata.get("help", ""), shown))
 
 
-#: Today's policy parameter options (until each policy declares its own): name, type, default, help.
-POLICY_PARAM_OPTIONS = (
-    ("beta", float, 0.01, "bal-pm: weight of the prompt entropy term"),
-    ("k", int, 13, "bal-pm/entropy: neighbour rank of the kNN entropy estimate"),
-    ("temperature", float, 1.0, "softmax/power/softrank-bald: sampling temperature"),
-)
+def _policy_param_options() -> list[Any]:
+    """The policy parameter options: every parameter a policy declares (``Policy.PARAMS``), advanced ones aside."""
+    from balpm.acquisition import all_policy_parameters
+
+    return all_policy_parameters()
 
 
 def _add_policy_param_arguments(parser: argparse.ArgumentParser) -> None:
-    for name, conv, default, text in POLICY_PARAM_OPTIONS:
-        parser.add_argument("--" + name, dest=name, type=conv, default=default, metavar=name.upper(),
-                            help=_with_default(text, default))
+    for p in _policy_param_options():
+        parser.add_argument("--" + p.name, dest=p.name, type=p.type, default=p.default, metavar=p.name.upper(),
+                            help=_with_default(p.help, p.default))
 
 
 def config_from_namespace(ns: argparse.Namespace, cls: type | None = None) -> Any:
@@ -353,7 +352,7 @@ def config_from_namespace(ns: argparse.Namespace, cls: type | None = None) -> An
     kw: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if hints[f.name] is AcquisitionConfig:
-            params = {n: getattr(ns, n) for n, *_ in POLICY_PARAM_OPTIONS if hasattr(ns, n)}
+            params = {p.name: getattr(ns, p.name) for p in _policy_param_options() if hasattr(ns, p.name)}
             kw[f.name] = AcquisitionConfig(policy=ns.policy, params=params)
         elif hints[f.name] in CONCERNS.values():
             kw[f.name] = config_from_namespace(ns, hints[f.name])

@@ -23,7 +23,6 @@ import dataclasses
 import json
 import platform
 import time
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -49,6 +48,7 @@ from balpm.report import (  # re-exported: run comparison and reporting lived he
     ratio_by_round,
     write_report,
 )
+from balpm.config import CONCERNS, AcquisitionConfig, EmbeddingConfig, EnsembleConfig, PoolConfig
 from balpm.safeio import atomic_write_text
 
 if TYPE_CHECKING:  # annotations only: the engine modules are imported when a run starts
@@ -80,108 +80,97 @@ __all__ = [
 Progress = Callable[[int, int], None]
 
 
-def _int_tuple(text: str) -> tuple[int, ...]:
-    """``"2048,256"`` → ``(2048, 256)`` (argparse type of tuple fields)."""
-    parts = [p for p in str(text).replace(" ", "").split(",") if p]
-    return tuple(int(p) for p in parts)
-
-
 @dataclass
 class ExperimentConfig:
-    """Everything that defines a simulated run; every field is a ``balpm run`` option (``--max-pairs`` ...)."""
+    """Everything that defines a simulated run: the run's own fields, and one nested config per concern.
 
-    dataset: str = field(default="hh-rlhf:harmless-base", metadata={
-        "help": "pool file or built-in name (hh-rlhf, hh-rlhf:harmless-base, qa-feedback, ...)"})
-    max_pairs: int | None = field(default=2000, metadata={
-        "help": "sample whole prompt groups down to about this many pairs before splitting (0 or none: all)"})
-    test_fraction: float = field(default=0.2, metadata={"help": "fraction of pairs (whole groups) held out for test"})
+    Every field is a ``balpm run`` option (``--max-pairs``, ``--embedding-model`` ...), built by :mod:`balpm.cli`.
+    ``config.json`` files written before the nesting (flat fields, ``model`` for the embedding model) still load
+    through :meth:`from_dict`.
+    """
+
+    pool: PoolConfig = field(default_factory=PoolConfig)
     ood_dataset: str | None = field(default=None, metadata={
         "help": "optional out-of-distribution pool evaluated every round (split 'ood')"})
     ood_max_pairs: int | None = field(default=500, metadata={"help": "cap on the OOD pool (whole groups)"})
-    model: str = field(default="default", metadata={
-        "help": "embedding model: default (MiniLM), smollm2, a hub name or a local folder"})
-    max_length: int = field(default=256, metadata={"help": "tokens per embedded text (left-truncated)"})
-    embed_batch_size: int = field(default=32, metadata={"help": "texts per embedding forward pass"})
-    device: str | None = field(default=None, metadata={"help": "torch device (default: cuda, mps, then cpu)"})
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     cache_dir: str | None = field(default=None, metadata={
         "help": "embedding and kNN cache folder (default: $BALPM_CACHE_DIR or ~/.cache/balpm)"})
-    policy: str = field(default="bal-pm", metadata={
-        "help": "acquisition policy: bal-pm, random, bald, softmax-bald, power-bald, softrank-bald, entropy"})
-    beta: float = field(default=0.01, metadata={"help": "bal-pm: weight of the prompt entropy term"})
-    k: int = field(default=13, metadata={"help": "bal-pm/entropy: neighbour rank of the kNN entropy estimate"})
-    temperature: float = field(default=1.0, metadata={"help": "softmax/power/softrank-bald: sampling temperature"})
+    acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig)
     initial: int = field(default=32, metadata={"help": "random initial labelled pairs (round 0)"})
     batch_size: int = field(default=32, metadata={"help": "pairs acquired per round"})
     rounds: int = field(default=10, metadata={"help": "acquisition rounds after the initial set"})
     seed: int = field(default=0, metadata={"help": "seed of the initial set, the picks and the ensemble training"})
-    strict: bool = field(default=False, metadata={
-        "help": "refuse a pool at the first record its format would drop (empty completion, tie, duplicate ...) "
-                "instead of dropping and counting it"})
-    data_seed: int = field(default=0, metadata={
-        "help": "seed of the A/B coin, the pool sample and the train/test split: fixed across --seed values so "
-                "that every seed is scored on the same test set"})
-    n_members: int = field(default=5, metadata={"help": "ensemble members"})
-    hidden: tuple[int, ...] = field(default=(64,), metadata={
-        "help": "hidden widths of each reward head, comma separated (the model's default; paper: 2048,256)",
-        "type": _int_tuple})
-    lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate of the heads"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-    train_batch_size: int = field(default=32, metadata={"help": "training minibatch size (pairs)"})
-    max_epochs: int = field(default=15, metadata={"help": "epoch cap of one ensemble fit"})
-    patience: int = field(default=3, metadata={"help": "early-stopping patience (epochs)"})
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     tag: str = field(default="", metadata={
         "help": "label told apart in comparisons (e.g. beta=0.1): runs are grouped by policy + tag"})
     out: str | None = field(default=None, metadata={
         "help": "run folder (default runs/<dataset>-<policy>[-<tag>]-seed<seed>)"})
 
     def model_params(self) -> dict[str, Any]:
-        """Constructor parameters of :class:`balpm.model.PreferenceEnsemble`."""
-        return {
-            "n_members": int(self.n_members), "hidden": tuple(int(h) for h in self.hidden), "lr": float(self.lr),
-            "weight_decay": float(self.weight_decay), "batch_size": int(self.train_batch_size),
-            "max_epochs": int(self.max_epochs), "patience": int(self.patience), "device": self.device,
-        }
+        """Constructor parameters of :class:`balpm.model.PreferenceEnsemble` (on the embedding's device)."""
+        return self.ensemble.model_params(self.embedding.device)
 
     def policy_label(self) -> str:
-        return f"{self.policy} [{self.tag}]" if self.tag else self.policy
+        policy = self.acquisition.policy
+        return f"{policy} [{self.tag}]" if self.tag else policy
 
     def out_dir(self) -> Path:
         if self.out:
             return Path(self.out)
-        name = "-".join(x for x in (_slug(self.dataset), _slug(self.policy), _slug(self.tag)) if x)
-        return Path("runs") / f"{name}-seed{self.seed}"
+        parts = (_slug(self.pool.dataset), _slug(self.acquisition.policy), _slug(self.tag))
+        return Path("runs") / f"{'-'.join(x for x in parts if x)}-seed{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["hidden"] = list(d["hidden"])
+        d["ensemble"]["hidden"] = list(d["ensemble"]["hidden"])
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExperimentConfig:
+        """From :meth:`to_dict`, or from the flat dict of a ``config.json`` written before issue 13."""
+        d = dict(d)
+        if not any(isinstance(d.get(name), dict) for name in CONCERNS):
+            d = _nest_flat(d)
         names = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in d.items() if k in names}
-        if "hidden" in kw:
-            kw["hidden"] = tuple(kw["hidden"])
+        kw = {k: v for k, v in d.items() if k in names and k not in CONCERNS}
+        for name, concern in CONCERNS.items():
+            sub = d.get(name) or {}
+            known = {f.name for f in dataclasses.fields(concern)}
+            kw[name] = concern(**{k: v for k, v in sub.items() if k in known})
         return cls(**kw)
 
 
+_LEGACY_EMBEDDING = {"model": "embedding_model", "max_length": "max_length", "embed_batch_size": "embed_batch_size",
+                     "device": "device"}
+
+
+def _nest_flat(flat: dict[str, Any]) -> dict[str, Any]:
+    """A flat config dict (``config.json`` before issue 13) in the nested layout of :meth:`ExperimentConfig.to_dict`."""
+    d = dict(flat)
+    nested: dict[str, Any] = {}
+    for name in ("pool", "ensemble"):
+        known = {f.name for f in dataclasses.fields(CONCERNS[name])}
+        nested[name] = {k: d.pop(k) for k in list(d) if k in known}
+    nested["embedding"] = {new: d.pop(old) for old, new in _LEGACY_EMBEDDING.items() if old in d}
+    params = {k: d.pop(k) for k in ("beta", "k", "temperature") if k in d}
+    nested["acquisition"] = {"policy": d.pop("policy", "bal-pm"), **({"params": params} if params else {})}
+    return {**d, **nested}
+
+
 def policy_params_for(config: ExperimentConfig) -> dict[str, Any]:
-    """The constructor parameters the configured policy takes (others are ignored, not errors)."""
-    name = config.policy.strip().lower().replace("_", "-")
-    if name in ("bal-pm", "balpm"):
-        return {"beta": float(config.beta), "k": int(config.k)}
-    if name == "entropy":
-        return {"k": int(config.k)}
-    if name in ("softmax-bald", "power-bald", "softrank-bald"):
-        return {"temperature": float(config.temperature)}
-    return {}
+    """The constructor parameters the configured policy takes (:meth:`AcquisitionConfig.policy_params`)."""
+    return config.acquisition.policy_params()
 
 
 # ------------------------------------------------------------------------------------------------ running
 def load_labelled_sample(
-    source: str, max_pairs: int | None = None, seed: int = 0, strict: bool = False
+    source: str, max_pairs: int | None = None, seed: int = 0, strict: bool = False, *, labelled_only: bool = True
 ) -> PreferencePool:
     """The labelled pairs of a pool, sampled down to about ``max_pairs`` pairs by whole prompt groups.
+
+    The one loader of a run's pools and of a session's pool (:meth:`balpm.session.Session.load_pool`), so both
+    see the same pairs for the same settings.
 
     Parameters
     ----------
@@ -193,16 +182,18 @@ def load_labelled_sample(
         Seed of the A/B coin of the loader and of the group sample (a run's ``data_seed``).
     strict : bool
         Refuse the source at its first record the format would drop (:func:`balpm.data.load_pool`).
+    labelled_only : bool
+        Keep only pairs with a label (the simulated oracle can answer no other); False for human labelling.
 
     Returns
     -------
     PreferencePool
-        Only pairs with a label (the simulated oracle can answer no other).
     """
     from balpm.data import load_pool
 
     pool = load_pool(source, seed=seed, strict=strict)
-    pool = pool.subset(~np.isnan(pool.labels))
+    if labelled_only:
+        pool = pool.subset(~np.isnan(pool.labels))
     return pool.sample_groups(int(max_pairs), seed) if max_pairs else pool
 
 
@@ -212,7 +203,7 @@ def load_experiment_pools(config: ExperimentConfig) -> tuple[PreferencePool, Pre
     Parameters
     ----------
     config : ExperimentConfig
-        Reads ``dataset``, ``max_pairs``, ``test_fraction``, ``data_seed``, ``ood_dataset``, ``ood_max_pairs``.
+        Reads ``pool`` (:class:`balpm.config.PoolConfig`), ``ood_dataset`` and ``ood_max_pairs``.
 
     Returns
     -------
@@ -229,11 +220,12 @@ def load_experiment_pools(config: ExperimentConfig) -> tuple[PreferencePool, Pre
     Every pool is :func:`load_labelled_sample` of its source with ``data_seed``, so every ``seed`` of a
     comparison sees the same sample and test set.
     """
-    pool = load_labelled_sample(config.dataset, config.max_pairs, config.data_seed, config.strict)
-    train, test = pool.split_by_group(config.test_fraction, config.data_seed)
+    pc = config.pool
+    pool = load_labelled_sample(pc.dataset, pc.max_pairs, pc.data_seed, pc.strict)
+    train, test = pool.split_by_group(pc.test_fraction, pc.data_seed)
     ood = None
     if config.ood_dataset:
-        ood = load_labelled_sample(config.ood_dataset, config.ood_max_pairs, config.data_seed, config.strict)
+        ood = load_labelled_sample(config.ood_dataset, config.ood_max_pairs, pc.data_seed, pc.strict)
     return train, test, ood
 
 
@@ -252,11 +244,12 @@ def _embedder(config: ExperimentConfig) -> Embedder:
     """One loaded embedding model per setting and process: a benchmark of many runs loads it once."""
     from balpm.embed import Embedder
 
-    key = (config.model, config.device, int(config.embed_batch_size), int(config.max_length))
+    ec = config.embedding
+    key = (ec.embedding_model, ec.device, int(ec.embed_batch_size), int(ec.max_length))
     if key not in _EMBEDDERS:
         _EMBEDDERS.clear()  # keep at most one model in memory
-        _EMBEDDERS[key] = Embedder(config.model, device=config.device, batch_size=config.embed_batch_size,
-                                   max_length=config.max_length)
+        _EMBEDDERS[key] = Embedder(ec.embedding_model, device=ec.device, batch_size=ec.embed_batch_size,
+                                   max_length=ec.max_length)
     return _EMBEDDERS[key]
 
 
@@ -289,7 +282,7 @@ def _round_rows(config: ExperimentConfig, learner: ActiveLearner, r: int, sel: p
     for split, pool, emb in splits:
         te = time.perf_counter()
         m = learner.evaluate(pool, emb)
-        rows.append({"dataset": config.dataset, "policy": config.policy_label(), "seed": config.seed, "round": r,
+        rows.append({"dataset": config.pool.dataset, "policy": config.policy_label(), "seed": config.seed, "round": r,
                      "n_labeled": learner.n_labeled_, "split": split, **{k: m[k] for k in METRICS},
                      "n_eval": m["n"], **stats, **times, "eval_seconds": time.perf_counter() - te})
     return rows
@@ -338,9 +331,9 @@ def run_experiment(
 
     knn_dir = Path(config.cache_dir) / "knn" if config.cache_dir else None
     learner = ActiveLearner(
-        train, emb_train, policy=config.policy, policy_params=policy_params_for(config),
+        train, emb_train, policy=config.acquisition.policy, policy_params=config.acquisition.policy_params(),
         model_params=config.model_params(), batch_size=config.batch_size, seed=config.seed,
-        knn_k=config.k, knn_cache_dir=knn_dir,
+        knn_k=config.acquisition.knn_k, knn_cache_dir=knn_dir,
     )
     learner.initialize(config.initial)
 
@@ -374,48 +367,3 @@ def run_experiment(
     info["resolved"]["seconds"] = time.perf_counter() - t0
     _atomic_json(info, out / "config.json")
     return out
-
-
-# ------------------------------------------------------------------------------------------------ CLI glue
-def _field_type(f: dataclasses.Field, hints: dict[str, Any]) -> tuple[Callable[[str], Any], bool]:
-    """argparse ``type`` of a config field, and whether it is optional (accepts 'none')."""
-    if "type" in f.metadata:
-        return f.metadata["type"], False
-    tp = hints[f.name]
-    args = typing.get_args(tp)
-    optional = type(None) in args
-    base = next((a for a in args if a is not type(None)), tp) if args else tp
-    if base not in (int, float, str):
-        base = str
-    if optional:
-        def parse(text: str, base: Callable[[str], Any] = base) -> Any:
-            return None if text.strip().lower() in ("none", "") else base(text)
-        return parse, True
-    return base, False
-
-
-def _with_default(text: str, shown: Any) -> str:
-    """``text`` plus ``(default: shown)``, unless the text already says its default in words (said once) or there
-    is none to say (``None``: the option is off unless given)."""
-    return text if "(default" in text or shown is None else f"{text} (default: {shown})"
-
-
-def add_config_arguments(parser: Any, cls: type = ExperimentConfig) -> None:
-    """One ``--option`` per dataclass field, with its help text and default (like trl's ``HfArgumentParser``)."""
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if hints[f.name] is bool:  # a flag: off unless given
-            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, action="store_true",
-                                default=f.default, help=f.metadata.get("help", ""))
-            continue
-        conv, _ = _field_type(f, hints)
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        parser.add_argument(
-            "--" + f.name.replace("_", "-"), dest=f.name, type=conv, default=default, metavar=f.name.upper(),
-            help=_with_default(f.metadata.get("help", ""), shown),
-        )
-
-
-def config_from_namespace(ns: Any, cls: type = ExperimentConfig) -> ExperimentConfig:
-    return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if hasattr(ns, f.name)})

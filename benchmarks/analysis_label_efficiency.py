@@ -43,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from balpm.embed import Embedder, embed_pool  # noqa: E402
+from balpm.config import AcquisitionConfig, EmbeddingConfig, EnsembleConfig, PoolConfig  # noqa: E402
 from balpm.experiment import ExperimentConfig, load_experiment_pools, run_experiment  # noqa: E402
 from balpm.metrics import preference_metrics  # noqa: E402
 from balpm.model import PreferenceEnsemble  # noqa: E402
@@ -64,7 +65,7 @@ VARIANTS: dict[str, tuple[dict, bool]] = {
 
 
 def _pools(dataset: str, max_pairs: int | None, embedder: Embedder):
-    cfg = ExperimentConfig(dataset=dataset, max_pairs=max_pairs)
+    cfg = ExperimentConfig(PoolConfig(dataset=dataset, max_pairs=max_pairs))
     train, test, _ = load_experiment_pools(cfg)
     return train, test, embed_pool(train, embedder), embed_pool(test, embedder)
 
@@ -146,15 +147,16 @@ def ceiling(args: argparse.Namespace) -> pd.DataFrame:
 
 
 def beta(args: argparse.Namespace) -> pd.DataFrame:
-    base = ExperimentConfig(dataset=args.dataset, max_pairs=args.max_pairs, initial=64, batch_size=64, rounds=12,
-                            n_members=5, hidden=(64,), max_epochs=15, max_length=args.max_length, model=args.model,
-                            policy="bal-pm")
+    base = ExperimentConfig(PoolConfig(dataset=args.dataset, max_pairs=args.max_pairs), initial=64, batch_size=64,
+                            rounds=12, ensemble=EnsembleConfig(n_members=5, hidden=(64,), max_epochs=15),
+                            embedding=EmbeddingConfig(embedding_model=args.model, max_length=args.max_length))
     grid = [(b, args.k[0]) for b in args.betas] + [(args.k_beta, k) for k in args.k[1:]]
     frames = []
     for b, k in grid:
         for seed in args.seeds:
             tag = f"beta={b:g},k={k}"
-            cfg = replace(base, beta=float(b), k=int(k), seed=seed, tag=tag,
+            cfg = replace(base, acquisition=AcquisitionConfig("bal-pm", {"beta": float(b), "k": int(k)}), seed=seed,
+                          tag=tag,
                           out=str(OUT / "beta_runs" / f"{args.dataset.replace(':', '-')}-{tag}-seed{seed}"))
             t0 = time.perf_counter()
             run_experiment(cfg)

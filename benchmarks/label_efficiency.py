@@ -28,6 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from balpm.config import AcquisitionConfig, EmbeddingConfig, EnsembleConfig, PoolConfig, int_tuple  # noqa: E402
 from balpm.experiment import ExperimentConfig, run_experiment  # noqa: E402
 from balpm.report import write_report  # noqa: E402
 
@@ -70,16 +71,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def configs(args: argparse.Namespace) -> list[ExperimentConfig]:
     base = ExperimentConfig(
-        max_pairs=args.max_pairs, initial=args.initial, batch_size=args.batch_size, rounds=args.rounds,
-        n_members=args.n_members, hidden=tuple(int(h) for h in args.hidden.split(",")), max_epochs=args.max_epochs,
-        max_length=args.max_length, model=args.model, beta=args.beta,
+        pool=PoolConfig(max_pairs=args.max_pairs), initial=args.initial, batch_size=args.batch_size,
+        rounds=args.rounds, ensemble=EnsembleConfig(n_members=args.n_members, hidden=int_tuple(args.hidden),
+                                                    max_epochs=args.max_epochs),
+        embedding=EmbeddingConfig(embedding_model=args.model, max_length=args.max_length),
     )
     out = []
     for dataset in args.datasets:
         for seed in args.seeds:
             for policy in args.policies:
                 name = f"{re.sub(r'[^A-Za-z0-9._-]+', '-', dataset)}-{policy}-seed{seed}"
-                out.append(replace(base, dataset=dataset, policy=policy, seed=seed,
+                out.append(replace(base, pool=replace(base.pool, dataset=dataset), seed=seed,
+                                   acquisition=AcquisitionConfig(policy, {"beta": args.beta, "k": 13}),
                                    out=str(args.out / "runs" / name)))
     return out
 
@@ -90,7 +93,8 @@ def finished(cfg: ExperimentConfig) -> bool:
     if not path.exists():
         return False
     info = json.loads(path.read_text())
-    return info.get("config") == cfg.to_dict() and bool(info.get("resolved", {}).get("finished"))
+    same = ExperimentConfig.from_dict(info.get("config") or {}) == cfg  # folders of either config layout
+    return same and bool(info.get("resolved", {}).get("finished"))
 
 
 def update_readme(summary: str, args: argparse.Namespace, seconds: float) -> None:
@@ -123,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     dirs = []
     for i, cfg in enumerate(cfgs, 1):
-        tag = f"[{i}/{len(cfgs)}] {cfg.dataset} {cfg.policy} seed {cfg.seed}"
+        tag = f"[{i}/{len(cfgs)}] {cfg.pool.dataset} {cfg.acquisition.policy} seed {cfg.seed}"
         if finished(cfg):
             print(f"{tag}: done already", flush=True)
         else:

@@ -33,6 +33,7 @@ from _common import cpu_model  # noqa: E402
 
 from balpm.check import CHANCE_LL, learnability_check  # noqa: E402
 from balpm.embed import Embedder, embed_pool  # noqa: E402
+from balpm.config import PoolConfig  # noqa: E402
 from balpm.experiment import ExperimentConfig, load_experiment_pools  # noqa: E402
 
 README = HERE / "README.md"
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     rows = []
     for dataset in args.datasets:
         max_pairs = CEILINGS.get(dataset, (3000,))[0]
-        train, _test, _ = load_experiment_pools(ExperimentConfig(dataset=dataset, max_pairs=max_pairs))
+        train, _test, _ = load_experiment_pools(ExperimentConfig(PoolConfig(dataset=dataset, max_pairs=max_pairs)))
         orders = {s: np.random.default_rng(s).permutation(len(train)) for s in args.seeds}
         need = np.unique(np.concatenate([o[: max(args.labels)] for o in orders.values()]))
         t0 = time.perf_counter()

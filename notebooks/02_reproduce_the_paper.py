@@ -32,6 +32,7 @@ from balpm import plots
 from balpm import uncertainty as unc
 from balpm.acquisition import balpm_select, entropy_term
 from balpm.check import embed_labelled, learnability_check, random_labelled_ids
+from balpm.config import AcquisitionConfig, EmbeddingConfig, EnsembleConfig, PoolConfig
 from balpm.embed import Embedder
 from balpm.experiment import ExperimentConfig, load_labelled_sample, run_experiment
 from balpm.report import compare_runs, labels_saved_table, load_run
@@ -141,15 +142,12 @@ STOCHASTIC = os.environ.get("BALPM_NOTEBOOK_STOCHASTIC", "0").strip().lower() in
 POLICIES = ["random", "bald", "bal-pm"] + (["softmax-bald", "power-bald", "softrank-bald"] if STOCHASTIC else [])
 SEEDS = [0, 1] if QUICK else [0, 1, 2, 3, 4]
 RUN = dict(
-    max_length=MAX_LENGTH,
+    embedding=EmbeddingConfig(max_length=MAX_LENGTH),
     initial=16 if QUICK else 64,
     batch_size=16 if QUICK else 64,
     rounds=4 if QUICK else 20,
-    n_members=3 if QUICK else 5,
-    hidden=(64,),            # balpm.model's default head (the paper's is (2048, 256): see benchmarks/README.md)
-    max_epochs=15,
-    test_fraction=0.2,
-    data_seed=0,             # same pool sample, A/B coin and test set for every seed
+    # balpm.model's default head (64,) (the paper's is (2048, 256): see benchmarks/README.md)
+    ensemble=EnsembleConfig(n_members=3 if QUICK else 5, hidden=(64,), max_epochs=15),
 )
 RUNS_DIR = Path(tempfile.mkdtemp(prefix="balpm-nb02-")) if QUICK else Path("..").resolve() / "runs" / "notebook-02"
 print("policies:", POLICIES, "| seeds:", SEEDS, "| run folders under", RUNS_DIR)
@@ -160,7 +158,9 @@ t_all = time.perf_counter()
 for dataset, max_pairs in POOL_PAIRS.items():
     for policy in POLICIES:
         for seed in SEEDS:
-            cfg = ExperimentConfig(dataset=dataset, max_pairs=max_pairs, policy=policy, seed=seed,
+            # data_seed=0: the same pool sample, A/B coin and test set for every seed
+            pool = PoolConfig(dataset=dataset, max_pairs=max_pairs, test_fraction=0.2, data_seed=0)
+            cfg = ExperimentConfig(pool, acquisition=AcquisitionConfig(policy), seed=seed,
                                    out=str(RUNS_DIR / f"{dataset.replace(':', '-')}-{policy}-seed{seed}"), **RUN)
             t0 = time.perf_counter()
             if not finished_with(cfg):

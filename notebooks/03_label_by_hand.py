@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from balpm.config import PoolConfig
 from balpm.embed import Embedder, embed_pool
 from balpm.experiment import ExperimentConfig, load_experiment_pools
 from balpm.learner import ActiveLearner
@@ -40,8 +41,8 @@ print("session folder:", WORK)
 # with a few dozen labels, it stays near chance: log-likelihood $\approx -\log 2$.)
 
 # %%
-train, test, _ = load_experiment_pools(ExperimentConfig(dataset=DATASET, max_pairs=POOL_PAIRS[DATASET],
-                                                        test_fraction=0.2, data_seed=0))
+train, test, _ = load_experiment_pools(ExperimentConfig(PoolConfig(dataset=DATASET, max_pairs=POOL_PAIRS[DATASET],
+                                                                   test_fraction=0.2, data_seed=0)))
 embedder = Embedder("default", max_length=MAX_LENGTH)
 emb_train, emb_test = embed_pool(train, embedder), embed_pool(test, embedder)
 print(f"{len(train)} pairs to label from, {len(test)} held out")

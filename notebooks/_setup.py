@@ -121,4 +121,5 @@ def finished_with(cfg: ExperimentConfig) -> bool:
     if not path.exists():
         return False
     info = json.loads(path.read_text())
-    return info.get("config") == json.loads(json.dumps(cfg.to_dict())) and bool(info["resolved"].get("finished"))
+    same = type(cfg).from_dict(info.get("config") or {}) == cfg  # folders of either config layout
+    return same and bool(info["resolved"].get("finished"))

