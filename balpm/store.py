@@ -5,25 +5,7 @@ so every label is its own committed transaction (WAL journal, ``synchronous=FULL
 returns; nothing is ever deleted (Undo marks an event ``undone``); and writes are idempotent, so a double click,
 a page rerun or a second browser tab replaying the same click cannot create a second label.
 
-Table ``labels`` (one row per label *event*):
-
-==============  ==========================================================================================
-column          meaning
-==============  ==========================================================================================
-event_id        INTEGER PRIMARY KEY, increasing in commit order
-request_id      TEXT UNIQUE: the token the UI minted for one displayed pair (idempotency key)
-pair_id         TEXT: ``pool.pairs.id``
-verdict         'a' | 'b' | 'tie' | 'skip', always about the *pool's* A and B (the UI undoes any swap)
-label           1 = A preferred, 0 = B preferred, NULL for 'tie' and 'skip'
-annotator       TEXT: who gave the label, never empty (NULL only in events written before schema 2)
-created_at      UTC ISO-8601 time of the commit
-shown_swapped   1 if the pool's B was shown on the left (A on the right), else 0: for position-bias checks
-round           INTEGER active-learning round the pair was suggested in (may be NULL)
-batch_id        TEXT id of the suggested batch (may be NULL)
-undone          0 / 1; ``undone_at`` and ``undo_request_id`` say when and by which Undo click
-note            TEXT: the annotator's optional free-text note on this label (schema 3)
-supersedes      INTEGER: the event this one corrects (:meth:`LabelStore.revise`), else NULL (schema 3)
-==============  ==========================================================================================
+Table ``labels`` holds one row per label *event* (:mod:`balpm.store_integrity` says what each column means).
 
 A correction never edits a label: :meth:`LabelStore.revise` marks the old event undone and commits a new one that
 names it in ``supersedes``, in one transaction, and :meth:`LabelStore.withdraw` marks an event undone; so the audit
@@ -39,13 +21,9 @@ until its skip is undone.
 Table ``meta``: key → JSON value, for session information (pool, policy, seed, the one-person session's
 default annotator, ...).
 
-Damage is found, never papered over: opening a store runs ``PRAGMA integrity_check`` (``quick_check`` does not
-compare an index with its table, and a damaged one-active-label index is exactly what let a second label for one
-pair in) and compares the file with ``<name>.count`` beside it, which records the highest event id ever committed
-(nothing is deleted, so a sound file never holds fewer). A damaged, truncated (0-byte) or missing file with that
-evidence raises :class:`StoreDamagedError` saying how to restore, and nothing is written into it.
-:meth:`LabelStore.backup` copies the database with SQLite's online backup API (a consistent snapshot while others
-write) into ``backups/`` beside it; one is made automatically before any schema upgrade.
+Damage is found, never papered over: opening a store checks the file and refuses a damaged one or one that has lost
+labels (:class:`StoreDamagedError`, saying how to restore); :meth:`LabelStore.backup` copies it. Both live in
+:mod:`balpm.store_integrity`; the exports in :mod:`balpm.exports`.
 """
 
 from __future__ import annotations
@@ -53,9 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import unicodedata
-import uuid
 import sqlite3
 import weakref
 from collections.abc import Iterator
@@ -63,59 +39,30 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from balpm import exports
+from balpm.store_integrity import (SCHEMA_VERSION, LabelStoreError, StoreDamagedError, backup_database,
+                                   backups_of, connect, create_or_upgrade, evidence_path, note_events,
+                                   read_evidence, verify_database)
+
+if TYPE_CHECKING:
+    from balpm.data import PreferencePool
+
 __all__ = [
     "LabelStore", "LabelStoreError", "StoreDamagedError", "RecordResult", "VERDICTS", "verdict_to_label",
-    "validate_annotator", "validate_note",
+    "validate_annotator", "validate_note", "backups_of",
 ]
 
 log = logging.getLogger(__name__)
 
 VERDICTS = ("a", "b", "tie", "skip")
-SCHEMA_VERSION = 3
-"""1: the tables; 2: the ``labels_need_annotator`` trigger (no anonymous label); 3: ``note`` and ``supersedes``."""
-
 _DEFAULT_ANNOTATOR_KEY = "default_annotator"
 _MAX_ANNOTATOR = 100
 
-_SCHEMA = [
-    """
-CREATE TABLE IF NOT EXISTS labels (
-    event_id        INTEGER PRIMARY KEY AUTOINCREMENT,
-    request_id      TEXT    NOT NULL UNIQUE,
-    pair_id         TEXT    NOT NULL,
-    verdict         TEXT    NOT NULL CHECK (verdict IN ('a', 'b', 'tie', 'skip')),
-    label           INTEGER CHECK (label IN (0, 1)),
-    annotator       TEXT,
-    created_at      TEXT    NOT NULL,
-    shown_swapped   INTEGER NOT NULL DEFAULT 0 CHECK (shown_swapped IN (0, 1)),
-    round           INTEGER,
-    batch_id        TEXT,
-    undone          INTEGER NOT NULL DEFAULT 0 CHECK (undone IN (0, 1)),
-    undone_at       TEXT,
-    undo_request_id TEXT UNIQUE
-)""",
-    "CREATE UNIQUE INDEX IF NOT EXISTS labels_one_active_per_pair ON labels (pair_id) WHERE undone = 0",
-    "CREATE INDEX IF NOT EXISTS labels_annotator ON labels (annotator, undone)",
-    """
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-)""",
-    # schema 2
-    """
-CREATE TRIGGER IF NOT EXISTS labels_need_annotator BEFORE INSERT ON labels
-WHEN NEW.annotator IS NULL OR trim(NEW.annotator) = ''
-BEGIN
-    SELECT RAISE(ABORT, 'labels.annotator is required: no label without an annotator');
-END""",
-]
-_ADDED_COLUMNS = [("note", "TEXT"), ("supersedes", "INTEGER")]
-"""Schema 3: appended with ALTER TABLE (old and new files then have one column order)."""
 _MAX_NOTE = 2000
 
 _COLUMNS = [
@@ -131,58 +78,6 @@ def verdict_to_label(verdict: str) -> int | None:
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
     return {"a": 1, "b": 0}.get(verdict)
-
-
-class LabelStoreError(RuntimeError):
-    """A label database this balpm cannot use as it is (damaged, or written by a newer balpm)."""
-
-
-class StoreDamagedError(LabelStoreError):
-    """The label database is damaged or has lost labels; the message says how to restore it from a backup.
-
-    Attributes
-    ----------
-    path : Path
-        The damaged database file (left exactly as it was found).
-    backups : list of Path
-        Backups found in its ``backups/`` folder, newest first.
-    """
-
-    def __init__(self, path: Path, problem: str, *, evidence: int | None = None) -> None:
-        self.path = path
-        self.backups = backups_of(path)
-        newest = (f"the newest backup is {self.backups[0]}" if self.backups
-                  else f"no backup was found in {path.parent / 'backups'}")
-        steps = (f"To restore: stop every app or process using it; move {path} aside (keep it: "
-                 f"`sqlite3 {path.name} .recover` may salvage labels from it); copy a backup to {path} ({newest}); "
-                 f"then delete {_count_path(path)}")
-        if evidence:
-            steps += f" (it records that {evidence} label events were written; any given after the backup are lost)"
-        super().__init__(f"{path}: the label database {problem}. Nothing was written to it. {steps}. Backups are "
-                         "made by `balpm backup SESSION` and automatically before a schema upgrade.")
-
-
-def backups_of(path: str | os.PathLike[str]) -> list[Path]:
-    """Backups of the database ``path`` in the ``backups/`` folder beside it, newest first."""
-    path = Path(path)
-    folder = path.parent / "backups"
-    if not folder.is_dir():
-        return []
-    found = [p for p in folder.glob(f"{path.stem}-*.sqlite") if p.is_file()]
-    return sorted(found, key=lambda p: (p.stat().st_mtime_ns, p.name), reverse=True)
-
-
-def _count_path(path: Path) -> Path:
-    """``labels.sqlite`` → ``labels.count``: the evidence file beside a database."""
-    return path.with_suffix(".count")
-
-
-def _is_corruption(e: sqlite3.DatabaseError) -> bool:
-    """SQLITE_CORRUPT / SQLITE_NOTADB (a damaged file), as opposed to a lock, a full disk or a permission."""
-    code = getattr(e, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (11, 26)
-    return not isinstance(e, sqlite3.OperationalError)
 
 
 def validate_annotator(name: str | None) -> str:
@@ -226,14 +121,6 @@ def validate_note(note: str | None) -> str | None:
 
 def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def _utc_time(when: str) -> str:
-    """An ISO-8601 time with a zone (``Z`` allowed) as stored: UTC, microseconds; ValueError without a zone."""
-    t = datetime.fromisoformat(str(when).replace("Z", "+00:00"))
-    if t.tzinfo is None:
-        raise ValueError(f"time {when!r} has no time zone: a label's time must be unambiguous")
-    return t.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True)
@@ -283,11 +170,12 @@ class LabelStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.timeout = float(timeout)
-        last_event, version, has_labels = self._verify()  # before any write: a damaged file is left as found
+        # before any write: a damaged file is left as found
+        last_event, version, has_labels = verify_database(self.path, self.timeout)
         if version > SCHEMA_VERSION:
             raise LabelStoreError(f"{self.path}: label store schema {version} is newer than this balpm "
                                   f"({SCHEMA_VERSION}); upgrade balpm to open it")
-        with self._connect() as conn:
+        with connect(self.path, self.timeout) as conn:
             conn.execute("PRAGMA journal_mode=WAL")  # persistent: a property of the file from now on
         keeper = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False)
         keeper.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()  # opens the WAL and its index
@@ -296,80 +184,15 @@ class LabelStore:
         if has_labels and version < SCHEMA_VERSION:
             self.backup(reason=f"before-schema-{SCHEMA_VERSION}")
         with self._write() as conn:
-            for stmt in _SCHEMA:
-                conn.execute(stmt)
-            have = {r[1] for r in conn.execute("PRAGMA table_info(labels)").fetchall()}
-            for col, kind in _ADDED_COLUMNS:
-                if col not in have:
-                    conn.execute(f"ALTER TABLE labels ADD COLUMN {col} {kind}")
-            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        if last_event > (self._evidence() or 0):
-            self._note_events(last_event)  # a store from before the evidence was kept: keep it from now on
+            create_or_upgrade(conn)
+        if last_event > (read_evidence(self.path) or 0):
+            note_events(self.path, last_event)  # a store from before the evidence was kept: keep it from now on
 
     # ------------------------------------------------------------------ damage
     @property
     def count_path(self) -> Path:
         """``<name>.count`` beside the database: the highest event id committed (evidence of labels given)."""
-        return _count_path(self.path)
-
-    def _evidence(self) -> int | None:
-        """The event count ``count_path`` vouches for, or None when it is missing or unreadable (no evidence)."""
-        try:
-            return int(json.loads(self.count_path.read_text(encoding="utf-8"))["events"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
-    def _note_events(self, last_event: int) -> None:
-        """Record that events up to ``last_event`` were committed (after the commit: a lower bound, never more).
-
-        Best effort: the label is already durable, so failing to write the evidence is logged, not raised.
-        """
-        tmp = self.count_path.with_name(f".{self.count_path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        try:
-            tmp.write_text(json.dumps({"events": int(last_event), "database": self.path.name}), encoding="utf-8")
-            os.replace(tmp, self.count_path)
-        except OSError as e:
-            log.warning("%s: could not record the label count beside the database: %s", self.count_path, e)
-            tmp.unlink(missing_ok=True)
-
-    def _verify(self) -> tuple[int, int, bool]:
-        """Check the file before use; returns (highest event id, schema version, whether it has a labels table).
-
-        Raises
-        ------
-        StoreDamagedError
-            ``PRAGMA integrity_check`` fails, the file is not a database, or it holds fewer events than
-            ``count_path`` says were committed (a truncated, emptied or deleted file).
-        """
-        evidence = self._evidence()
-        last_event, version, has_labels = 0, 0, False
-        if self.path.exists():
-            try:
-                conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-                try:
-                    problems = [r[0] for r in conn.execute("PRAGMA integrity_check(5)").fetchall()]
-                    if problems != ["ok"]:
-                        raise StoreDamagedError(self.path, "is damaged (integrity check: " + "; ".join(problems)
-                                                + ")", evidence=evidence)
-                    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-                    has_labels = conn.execute(
-                        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'labels'").fetchone() is not None
-                    if has_labels:
-                        last_event = int(conn.execute("SELECT COALESCE(MAX(event_id), 0) FROM labels").fetchone()[0])
-                finally:
-                    conn.close()
-            except sqlite3.DatabaseError as e:
-                if not _is_corruption(e):
-                    raise
-                raise StoreDamagedError(self.path, f"is damaged ({e})", evidence=evidence) from e
-        if evidence is not None and last_event < evidence:
-            state = ("is missing" if not self.path.exists()
-                     else f"holds {last_event} label events" if last_event else "is empty")
-            raise StoreDamagedError(
-                self.path, f"{state} but {self.count_path.name} records that {evidence} label events were "
-                "written: labels have been lost", evidence=evidence)
-        return last_event, version, has_labels
+        return evidence_path(self.path)
 
     def backup(self, dest: str | os.PathLike[str] | None = None, *, reason: str = "manual") -> Path:
         """Copy the database with SQLite's online backup API; returns the copy's path.
@@ -392,54 +215,16 @@ class LabelStore:
         FileExistsError
             ``dest`` exists.
         """
-        if dest is None:
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-            dest = self.path.parent / "backups" / f"{self.path.stem}-{stamp}-{reason}.sqlite"
-        dest = Path(dest)
-        if dest.exists():
-            raise FileExistsError(f"{dest} exists; a backup never overwrites a file")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            with self._connect() as src:
-                out = sqlite3.connect(tmp, isolation_level=None)
-                try:
-                    src.backup(out)  # all pages in one step: one read transaction, one snapshot
-                    out.execute("PRAGMA journal_mode=DELETE")
-                    problems = [r[0] for r in out.execute("PRAGMA integrity_check(5)").fetchall()]
-                finally:
-                    out.close()
-            if problems != ["ok"]:
-                raise LabelStoreError(f"{dest}: the backup of {self.path} failed its check: {'; '.join(problems)}")
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            if dest.exists():  # made by someone else meanwhile
-                raise FileExistsError(f"{dest} exists; a backup never overwrites a file")
-            os.replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
-        log.info("backed up %s to %s", self.path, dest)
-        return dest
+        return backup_database(self.path, dest, reason=reason, timeout=self.timeout)
 
     # ------------------------------------------------------------------ connections
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        """A connection for one operation (autocommit mode, ``synchronous=FULL``), closed on the way out."""
-        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-        try:
-            conn.execute("PRAGMA synchronous=FULL")  # per connection: a commit is on disk when it returns
-            conn.execute("PRAGMA foreign_keys=ON")
-            yield conn
-        finally:
-            conn.close()
-
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction that holds the write lock from its first statement (no lost-update races).
 
         Committed (durable) before the block's caller returns; rolled back on any exception.
         """
-        with self._connect() as conn:
+        with connect(self.path, self.timeout) as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -451,7 +236,7 @@ class LabelStore:
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """All rows of one query, on a connection of its own."""
-        with self._connect() as conn:
+        with connect(self.path, self.timeout) as conn:
             return conn.execute(sql, params).fetchall()
 
     def close(self) -> None:
@@ -479,7 +264,6 @@ class LabelStore:
         *,
         batch_id: str | None = None,
         note: str | None = None,
-        created_at: str | None = None,
     ) -> RecordResult:
         """Commit one label event, at most once per ``request_id`` and at most one active event per pair.
 
@@ -500,10 +284,6 @@ class LabelStore:
         batch_id : str, optional
         note : str, optional
             The annotator's free-text note on this label (:func:`validate_note`).
-        created_at : str, optional
-            When the label was given, ISO-8601 with a time zone (stored in UTC); default now. Set only for labels
-            given elsewhere and imported (:mod:`balpm.labelstudio`), so their time is the annotator's, not the
-            import's.
 
         Returns
         -------
@@ -520,7 +300,6 @@ class LabelStore:
         if not request_id:
             raise ValueError("record() needs a request_id (one token per displayed pair) to make writes idempotent")
         label = verdict_to_label(verdict)
-        when = _utc_now() if created_at is None else _utc_time(created_at)
         with self._write() as conn:
             row = conn.execute("SELECT event_id FROM labels WHERE request_id = ?", (request_id,)).fetchone()
             if row is not None:
@@ -534,12 +313,12 @@ class LabelStore:
                 "INSERT INTO labels (request_id, pair_id, verdict, label, annotator, created_at, shown_swapped,"
                 " round, batch_id, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    str(request_id), str(pair_id), verdict, label, annotator, when, int(bool(shown_swapped)),
+                    str(request_id), str(pair_id), verdict, label, annotator, _utc_now(), int(bool(shown_swapped)),
                     None if round is None else int(round), batch_id, note,
                 ),
             )
             event_id = int(cur.lastrowid)
-        self._note_events(event_id)  # after the commit: the evidence never claims a label the file lacks
+        note_events(self.path, event_id)  # after the commit: the evidence never claims a label the file lacks
         return RecordResult("recorded", event_id)
 
     def undo_last(self, annotator: str, *, request_id: str | None = None) -> dict[str, Any] | None:
@@ -655,7 +434,7 @@ class LabelStore:
                  old["round"], old["batch_id"], old["note"] if note is None else new_note, int(event_id)),
             )
             new_id = int(cur.lastrowid)
-        self._note_events(new_id)
+        note_events(self.path, new_id)
         return RecordResult("recorded", new_id)
 
     def withdraw(self, event_id: int, annotator: str, *, request_id: str) -> dict[str, Any]:
@@ -782,100 +561,23 @@ class LabelStore:
         """The default annotator set by :meth:`set_default_annotator`, or None (every label names its annotator)."""
         return self.get_meta(_DEFAULT_ANNOTATOR_KEY)
 
-    # ------------------------------------------------------------------ exports
-    def training_table(self, pool: Any) -> pd.DataFrame:
-        """The active a/b labels as a training table, one row per labelled pair in label order.
+    # ------------------------------------------------------------------ exports (balpm.exports)
+    def training_table(self, pool: PreferencePool) -> pd.DataFrame:
+        """The active a/b labels as a training table (:func:`balpm.exports.training_table`)."""
+        return exports.training_table(self, pool)
 
-        Columns ``id``, ``prompt``, ``chosen``, ``rejected`` (texts exactly as the pool holds them, so a trl reward
-        trainer reads them as they are), ``annotator``, ``labelled_at`` (UTC ISO-8601), ``round``, ``note``. Ties
-        and skips are left out: no preference to learn from.
+    def export_trl(self, pool: PreferencePool, path: str | os.PathLike[str]) -> int:
+        """Write the active a/b labels as TRL reward-trainer JSONL (:func:`balpm.exports.export_trl`)."""
+        return exports.export_trl(self, pool, path)
 
-        Raises
-        ------
-        KeyError
-            A labelled pair id is not in ``pool`` (labels of another pool).
-        """
-        ev = self.active_labels()
-        ev = ev[ev["label"].notna()]
-        pairs = pool.pairs.set_index("id", drop=False)
-        missing = [i for i in ev["pair_id"] if i not in pairs.index]
-        if missing:
-            raise KeyError(f"{len(missing)} labelled pair ids are not in pool {getattr(pool, 'name', '')!r}: "
-                           f"{missing[:5]}")
-        rows = pairs.loc[ev["pair_id"].tolist()]
-        a_won = (ev["label"].astype(int) == 1).to_numpy()
-        a, b = rows["completion_a"].to_numpy(dtype=object), rows["completion_b"].to_numpy(dtype=object)
-        return pd.DataFrame({
-            "id": ev["pair_id"].astype(str).to_numpy(),
-            "prompt": rows["prompt"].to_numpy(dtype=object),
-            "chosen": np.where(a_won, a, b),
-            "rejected": np.where(a_won, b, a),
-            "annotator": ev["annotator"].to_numpy(dtype=object),
-            "labelled_at": ev["created_at"].to_numpy(dtype=object),
-            "round": ev["round"].to_numpy(),
-            "note": ev["note"].to_numpy(dtype=object),
-        })
+    def export_training_parquet(self, pool: PreferencePool, path: str | os.PathLike[str]) -> int:
+        """Write :meth:`training_table` to Parquet (:func:`balpm.exports.export_training_parquet`)."""
+        return exports.export_training_parquet(self, pool, path)
 
-    def export_trl(self, pool: Any, path: str | os.PathLike[str]) -> int:
-        """Write the active a/b labels as TRL reward-trainer JSONL; returns the number of lines.
-
-        Each line: ``id``, ``prompt``, ``chosen``, ``rejected``, ``annotator``, ``labelled_at`` (and ``note``
-        when one was given), from :meth:`training_table`. Written atomically (temporary file, then rename).
-        """
-        table = self.training_table(pool)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                for r in table.itertuples(index=False):
-                    line = {"id": r.id, "prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected,
-                            "annotator": r.annotator, "labelled_at": r.labelled_at}
-                    if isinstance(r.note, str):
-                        line["note"] = r.note
-                    fh.write(json.dumps(line, ensure_ascii=False) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return len(table)
-
-    def export_training_parquet(self, pool: Any, path: str | os.PathLike[str]) -> int:
-        """Write :meth:`training_table` (not the event log) to Parquet; returns the row count."""
-        table = self.training_table(pool)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            table.to_parquet(tmp, index=False)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return len(table)
-
-    def export_dataset(self, pool: Any, folder: str | os.PathLike[str]) -> int:
-        """Write :meth:`training_table` with ``datasets.Dataset.save_to_disk`` (``load_from_disk`` reads it back).
-
-        Raises
-        ------
-        FileExistsError
-            ``folder`` exists and is not empty (an export never overwrites).
-        """
-        from datasets import Dataset
-
-        folder = Path(folder)
-        if folder.exists() and any(folder.iterdir()):
-            raise FileExistsError(f"{folder} exists and is not empty; an export never overwrites")
-        table = self.training_table(pool)
-        table["round"] = table["round"].astype("float64")  # nullable Int64 has no datasets feature of its own
-        Dataset.from_pandas(table, preserve_index=False).save_to_disk(str(folder))
-        return len(table)
+    def export_dataset(self, pool: PreferencePool, folder: str | os.PathLike[str]) -> int:
+        """Write :meth:`training_table` as a ``datasets`` folder (:func:`balpm.exports.export_dataset`)."""
+        return exports.export_dataset(self, pool, folder)
 
     def export_parquet(self, path: str | os.PathLike[str], *, include_undone: bool = True) -> int:
-        """Write the event log (all events by default, for audit) to Parquet; returns the row count."""
-        df = self.events(include_undone=include_undone)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        df.to_parquet(path, index=False)
-        return len(df)
+        """Write the event log to Parquet (:func:`balpm.exports.export_event_log`)."""
+        return exports.export_event_log(self, path, include_undone=include_undone)
