@@ -40,7 +40,7 @@ from balpm.metrics import expected_calibration_error, preference_metrics  # re-e
 from balpm.neighbors import knn_cache_path, load_or_build_knn  # re-exported: they lived here
 
 if TYPE_CHECKING:  # annotations only: the model and acquisition modules load when first used
-    from balpm.acquisition import Policy
+    from balpm.acquisition import AcquisitionInput, Policy
     from balpm.data import PreferencePool
     from balpm.embed import PoolEmbeddings
     from balpm.model import PreferenceEnsemble
@@ -58,7 +58,6 @@ __all__ = [
 ]
 
 _PURPOSE_INIT, _PURPOSE_SELECT, _PURPOSE_FIT = 0, 1, 2
-_KNN_POLICIES = {"bal-pm", "entropy"}
 
 
 # ---------------------------------------------------------------------------------------------------- learner
@@ -134,6 +133,7 @@ class ActiveLearner:
         self.knn_cache_dir = knn_cache_dir
         self.knn_graph_ = knn_graph
         self._policy_obj: Policy | None = None
+        self._pool_scores: tuple[tuple, pd.DataFrame] | None = None  # score_pool's last answer and its key
 
         self.labels_ = np.full(n, np.nan)
         self.acquired_round_ = np.full(n, -1, dtype=np.int64)
@@ -336,15 +336,44 @@ class ActiveLearner:
             self._policy_obj = get_policy(self.policy, **self.policy_params)
         return self._policy_obj
 
-    def _needs_knn(self, policy: Policy) -> bool:
-        flag = getattr(policy, "needs_knn", None)
-        return bool(flag) if flag is not None else self.policy in _KNN_POLICIES
-
     def knn_graph(self) -> KnnGraph:
         """The kNN graph of the pool's prompts (built once, cached on disk beside the embedding cache)."""
         if self.knn_graph_ is None:
             self.knn_graph_ = load_or_build_knn(self.embeddings, self.knn_k, self.knn_cache_dir)
         return self.knn_graph_
+
+    def _acquisition_input(self, policy: Policy, u: np.ndarray | None, cand: np.ndarray) -> AcquisitionInput:
+        from balpm.acquisition import AcquisitionInput
+
+        return AcquisitionInput(uncertainty=u, candidates=cand, acquired=self.decided_mask.copy(),
+                                prompt_embeddings=np.asarray(self.embeddings.prompt),
+                                knn=self.knn_graph() if policy.needs_knn else None)
+
+    def score_pool(self, *, refit: bool = True) -> pd.DataFrame:
+        """What the policy scores every pair at before its next pick: one row per pool row, in pool order, with
+        ``id``, ``uncertainty`` (BALD), ``entropy_term`` (β·Ĥ, NaN for policies without one), ``score`` and
+        ``candidate`` (undecided). A pair :meth:`suggest` picks first has these very numbers.
+
+        ``refit=False`` scores with the ensemble as last fitted, even if labels came since (for a quick view);
+        ValueError when nothing has been fitted then.
+        """
+        if refit:
+            self._ensure_fitted()
+        elif self.ensemble_ is None:
+            raise ValueError("no fitted ensemble to score with: call fit() or score_pool(refit=True)")
+        cand = ~self.decided_mask
+        key = (id(self.ensemble_), hashlib.sha256(cand.tobytes()).hexdigest(), self.policy,
+               json.dumps(self.policy_params, sort_keys=True, default=str))
+        if self._pool_scores is not None and self._pool_scores[0] == key:  # a page rerun: nothing changed
+            return self._pool_scores[1].copy()
+        policy = self._policy()
+        bald = unc.bald(self.ensemble_.predict_member_proba(self.embeddings.a, self.embeddings.b))
+        u, bh, s = policy.pool_scores(self._acquisition_input(policy, bald, cand))
+        out = pd.DataFrame({"id": self.pool.pairs["id"].astype(str).to_numpy(),
+                            "uncertainty": np.asarray(u, np.float64), "entropy_term": np.asarray(bh, np.float64),
+                            "score": np.asarray(s, np.float64), "candidate": cand})
+        self._pool_scores = (key, out)
+        return out.copy()
 
     def suggest(self, batch_size: int | None = None, *, candidates: np.ndarray | None = None) -> pd.DataFrame:
         """Propose the next batch: fit if stale, score the undecided pairs, run the policy.
@@ -370,7 +399,7 @@ class ActiveLearner:
         uniformly at random among the candidates for every policy, seeded by ``(seed, round)`` like every other
         choice; ``uncertainty``, ``entropy_term``, ``score`` and ``ratio`` are NaN and ``cold_start`` is True.
         """
-        from balpm.acquisition import AcquisitionInput, get_policy
+        from balpm.acquisition import get_policy
 
         bs = self.batch_size if batch_size is None else int(batch_size)
         cand = ~self.decided_mask
@@ -389,15 +418,7 @@ class ActiveLearner:
         u = None if cold else unc.bald(self.member_proba())
         t1 = time.perf_counter()
         policy = get_policy("random") if cold else self._policy()
-        knn = self.knn_graph() if self._needs_knn(policy) else None
-        inp = AcquisitionInput(
-            uncertainty=u,
-            candidates=cand,
-            acquired=self.decided_mask.copy(),
-            prompt_embeddings=np.asarray(self.embeddings.prompt),
-            knn=knn,
-        )
-        sel = policy.select(inp, bs, self._rng(r, _PURPOSE_SELECT))
+        sel = policy.select(self._acquisition_input(policy, u, cand), bs, self._rng(r, _PURPOSE_SELECT))
         t2 = time.perf_counter()
         self.timings_["score"] = t1 - t0
         self.timings_["select"] = t2 - t1

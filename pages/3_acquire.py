@@ -7,16 +7,13 @@ import pandas as pd
 import streamlit as st
 
 import appkit
-from balpm.acquisition import policy_names
+from balpm.acquisition import policy_names, policy_parameters
 from balpm.render import diversity_driven, format_sig, prompt_preview
 
 appkit.run_through_router()
 st.title("Acquire")
 session, pool = appkit.session_and_pool_or_stop()
 cfg = session.config
-
-STOCHASTIC = ("softmax-bald", "power-bald", "softrank-bald")
-KNN = ("bal-pm", "entropy")
 
 # ---------------------------------------------------------------------------------------------- settings
 names = policy_names()
@@ -26,18 +23,16 @@ batch_size = c2.number_input("Batch size", min_value=1, max_value=1024, value=in
 seed = c3.number_input("Seed", min_value=0, value=int(cfg.seed), key="acq_seed")
 n_members = c4.number_input("Ensemble members", min_value=1, max_value=32, value=int(cfg.n_members), key="acq_members")
 params: dict = {}
-p1, p2, _ = st.columns(3)
-if policy == "bal-pm":
-    params["beta"] = float(p1.number_input("β (weight of the prompt entropy)", min_value=0.0,
-                                           value=float(cfg.policy_params.get("beta", 0.01)), step=0.01, format="%.4f",
-                                           key="acq_beta"))
-if policy in KNN:
-    params["k"] = int(p2.number_input("k (neighbour rank of the entropy estimate)", min_value=1, max_value=200,
-                                      value=int(cfg.policy_params.get("k", 13)), key="acq_k"))
-if policy in STOCHASTIC:
-    params["temperature"] = float(p1.number_input("Temperature", min_value=0.0,
-                                                  value=float(cfg.policy_params.get("temperature", 1.0)), step=0.1,
-                                                  key="acq_temperature"))
+for p, col in zip(policy_parameters(policy, advanced=False), st.columns(3)):  # what the policy declares
+    value = cfg.policy_params.get(p.name, p.default)
+    if p.choices is not None:
+        params[p.name] = col.selectbox(p.label or p.name, p.choices, index=list(p.choices).index(value),
+                                       help=p.help, key=f"acq_{p.name}")
+    else:
+        params[p.name] = p.type(col.number_input(
+            p.label or p.name, min_value=None if p.low is None else p.type(p.low),
+            max_value=None if p.high is None else p.type(p.high), value=p.type(value), step=p.type(p.step),
+            format=None if p.type is int else "%.4f", help=p.help, key=f"acq_{p.name}"))
 wanted = {"policy": policy, "policy_params": params, "batch_size": int(batch_size), "seed": int(seed),
           "n_members": int(n_members)}
 if any(getattr(cfg, k) != v for k, v in wanted.items()):

@@ -50,28 +50,16 @@ def _umap(model_id: str, ids_key: str, n_rows: int, seed: int, n_neighbors: int,
     return umap_coords(_emb, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist, max_points=max_points)
 
 
-@st.cache_data(show_spinner="Scoring the pool with the current ensemble…", max_entries=8)
-def _pool_bald(fitted_key: str, ids_key: str, _learner: Any) -> np.ndarray:
-    """BALD of every pair under the last fitted ensemble (keyed by what it was fitted on)."""
-    del fitted_key, ids_key
-    from balpm import uncertainty as unc
-
-    probs = _learner.ensemble_.predict_member_proba(_learner.embeddings.a, _learner.embeddings.b)
-    return unc.bald(probs)
-
-
-def _entropy_term(lrn: Any) -> np.ndarray | None:
-    """β·Ĥ(x) of every pair given the decided set (the BAL-PM bonus before the next pick); None without a graph."""
-    from balpm.acquisition import entropy_term
-
-    params = lrn.policy_params
-    beta = float(params.get("beta", 0.01)) if lrn.policy != "entropy" else 1.0
-    try:
-        graph = lrn.knn_graph()
-    except Exception:  # noqa: BLE001 - a failed kNN build only disables this colouring
+def _pool_scores(lrn: Any) -> pd.DataFrame | None:
+    """BALD, β·Ĥ and score of every pair from the learner (under its last fitted ensemble, no refit here);
+    None before any fit. A failed kNN build only disables the entropy colouring."""
+    if lrn.ensemble_ is None:
         return None
-    n_in = graph.count_in_ball(lrn.decided_mask)
-    return beta * entropy_term(graph.radius, n_in, d=float(params.get("d", 1.0)), eps=float(params.get("eps", 1e-4)))
+    with st.spinner("Scoring the pool with the current ensemble…"):
+        try:
+            return lrn.score_pool(refit=False)
+        except Exception:  # noqa: BLE001 - shown as "entropy term unavailable"
+            return None
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -146,12 +134,11 @@ batch = session.current_batch()
 pending = set(session.pending_ids(batch)) if batch is not None else set()
 in_batch = np.isin(ids, list(pending)) if pending else np.zeros(n, bool)
 
-bald = None
-if learner.ensemble_ is not None:
-    bald = _pool_bald(str(learner._fitted_key), ids_key, learner)
+scores = _pool_scores(learner)
+bald = scores["uncertainty"].to_numpy() if scores is not None else None
 needs_model = color_by in ("BALD", "score (BALD + β·Ĥ)")
-needs_knn = color_by in ("entropy term (β·Ĥ)", "score (BALD + β·Ĥ)")
-ent = _entropy_term(learner) if needs_knn else None
+needs_knn = color_by == "entropy term (β·Ĥ)"
+ent = scores["entropy_term"].to_numpy() if scores is not None else None
 
 color: np.ndarray | None
 color_title = color_by
@@ -170,8 +157,9 @@ elif needs_model and bald is None:
     st.info("No model has been fitted in this session yet: BALD and the score need one. Label a batch (Label "
             "page) or run a Step (Acquire page); showing the acquisition rounds meanwhile.")
     color = np.where(decided, "acquired", "not acquired")
-elif needs_knn and ent is None:
-    st.info("The kNN graph of the prompts could not be built; the entropy term is unavailable.")
+elif needs_knn and (ent is None or np.isnan(ent).all()):
+    st.info(f"The {learner.policy} policy has no entropy term (β·Ĥ is BAL-PM's and entropy's), or the kNN graph "
+            "of the prompts could not be built.")
     color = None
 elif color_by == "BALD":
     color = bald
@@ -179,8 +167,11 @@ elif color_by == "BALD":
 elif color_by == "entropy term (β·Ĥ)":
     color = ent
     color_title = "β·Ĥ"
+elif np.isnan(scores["score"].to_numpy()).all():  # type: ignore[index]
+    st.info(f"The {learner.policy} policy ranks by no score (it draws at random).")
+    color = None
 else:
-    color = bald + ent  # type: ignore[operator]
+    color = scores["score"].to_numpy()  # type: ignore[index]
     color_title = "score"
 
 rows = index

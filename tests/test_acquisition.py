@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from scipy.special import digamma
@@ -319,3 +321,45 @@ def test_selection_with_a_one_point_first_block_still_equals_the_oracle(seed, mo
     acq = rng.uniform(size=len(X)) < 0.1
     for B in (1, 7, 60, len(X)):
         _assert_same_as_oracle(g, U, ~acq, acq, B, beta=0.3)
+
+
+def test_declared_parameters_drive_get_policy_validation_and_the_experiment_config():
+    """Issue 13 item 1: each policy declares its parameters; get_policy checks type, range, choices and names
+    against them (before: no declarations; a negative beta passed, bald(beta=…) was a bare TypeError)."""
+    from balpm.acquisition import PolicyParam, all_policy_parameters, policy_parameters, policy_params_from
+
+    for name in POLICIES:
+        declared = policy_parameters(name)
+        assert all(isinstance(p, PolicyParam) and p.help for p in declared)
+        pol = get_policy(name, **{p.name: p.default for p in declared})  # every default is valid
+        for p in declared:
+            assert getattr(pol, p.name) == p.default
+    assert [p.name for p in policy_parameters("bal_pm", advanced=False)] == ["beta", "k"]
+    assert [p.name for p in policy_parameters("entropy", advanced=False)] == ["k"]
+    assert [p.name for p in policy_parameters("power-bald")] == ["temperature"]
+    assert policy_parameters("bald") == [] and policy_parameters("random") == []
+    assert sorted(p.name for p in all_policy_parameters()) == ["beta", "k", "temperature"]
+    for name, bad, match in [("bal-pm", {"beta": -0.1}, "'beta' must be ≥ 0"), ("bal-pm", {"k": 2.5}, "'k' must be int"),
+                             ("entropy", {"k": 0}, "'k' must be ≥ 1"), ("bal-pm", {"method": "scan"}, "heap, argmax"),
+                             ("softmax-bald", {"temperature": "hot"}, "'temperature' must be float"),
+                             ("bald", {"beta": 0.1}, "'bald' has no parameter 'beta'; it takes no parameters"),
+                             ("entropy", {"beta": 0.1}, "it takes k, d, eps, method")]:
+        with pytest.raises(ValueError, match=re.escape(match)):
+            get_policy(name, **bad)
+    assert get_policy("bal-pm", beta="0.5", k=7.0).k == 7  # converted to the declared type
+    # the config and the CLI read the same declarations: balpm run's --beta/--k/--temperature and what it passes on
+    from balpm.cli import build_parser, config_from_namespace
+    from balpm.config import AcquisitionConfig
+
+    acq = AcquisitionConfig(policy="Entropy", params={"beta": 0.3, "k": 9, "temperature": 2.0})
+    assert acq.policy_params() == policy_params_from("entropy", acq.params) == {"k": 9}
+    with pytest.raises(ValueError, match="'k' must be ≥ 1"):
+        AcquisitionConfig(policy="bal-pm", params={"k": -3}).policy_params()
+    run = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "run")[1]
+    options = {a.dest: a for a in run._actions}
+    for p in all_policy_parameters():
+        assert options[p.name].default == p.default and options[p.name].type is p.type
+        assert p.help in options[p.name].help
+    cfg = config_from_namespace(run.parse_args(["--dataset", "x.jsonl", "--policy", "softrank_bald",
+                                                "--temperature", "2"]))
+    assert cfg.acquisition.policy_params() == {"temperature": 2.0}

@@ -452,3 +452,33 @@ def test_acquire_page_says_what_happens_to_a_damaged_learner_state_and_goes_on(t
     at.run()  # labelling goes on: the next batch is scored by an ensemble fitted on the database's labels
     assert not at.exception, at.exception
     assert np.isfinite(s.current_batch().table["score"]).all()
+
+
+@pytest.mark.parametrize("policy", ["bal-pm", "entropy", "bald", "softmax-bald"])
+def test_score_pool_gives_the_numbers_suggest_picks_by(data, tmp_path, policy):
+    """Issue 13 item 1: ActiveLearner.score_pool() is BALD, β·Ĥ and score of every pair before the next pick (the
+    Feature space page colours by it); the first pick of suggest() has exactly these numbers."""
+    pool, emb, _, _ = data
+    params = {"bal-pm": {"beta": 0.5, "k": 7}, "entropy": {"k": 7}}.get(policy, {})
+    learner = ActiveLearner(pool, emb, policy=policy, policy_params=params, model_params=MODEL, batch_size=6, seed=2,
+                            knn_cache_dir=tmp_path)
+    learner.initialize(20)
+    scores = learner.score_pool()
+    sel = learner.suggest()
+    assert len(scores) == len(pool) and scores["id"].tolist() == pool.pairs["id"].astype(str).tolist()
+    assert scores["candidate"].sum() == len(pool) - 20
+    first = scores.iloc[int(sel["row"].iloc[0])]
+    for col in ("uncertainty", "entropy_term", "score"):
+        np.testing.assert_array_equal(first[col], sel[col].iloc[0])  # bit for bit
+    np.testing.assert_array_equal(scores["uncertainty"].to_numpy()[sel["row"]], sel["uncertainty"])
+    cand = scores[scores["candidate"]]
+    if policy == "softmax-bald":  # a draw: only the scores agree
+        np.testing.assert_array_equal(cand["score"], cand["uncertainty"])
+    else:  # greedy: the first pick is the best candidate
+        assert first["score"] == cand["score"].max()
+    if policy in ("bald", "softmax-bald"):
+        assert scores["entropy_term"].isna().all()
+    else:
+        assert np.isfinite(scores["entropy_term"]).all()
+    if policy == "bal-pm":
+        np.testing.assert_array_equal(scores["score"], scores["uncertainty"] + scores["entropy_term"])
