@@ -31,9 +31,12 @@ import numpy as np
 import torch
 
 from balpm.devices import select_device
-from balpm.model import PreferenceEnsemble, fit_loop_reference
+from balpm.model import PreferenceEnsemble
 
 from _common import cpu_model  # benchmarks/_common.py (run as python benchmarks/<name>.py)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from fit_loop_oracle import fit_loop_reference  # noqa: E402  (tests/fit_loop_oracle.py: fit, one member at a time)
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 
