@@ -29,8 +29,14 @@ Sources (:func:`load_pool`)
     (passages would push the answers out of an embedding model's window); ``passages`` (JSON text), ``gold``
     and ``pair`` are metadata; ``group`` = the question.
 
+  * ``prompt``/``chosen``/``rejected`` or ``chosen``/``rejected`` holding message lists (``[{"role", "content"}]``):
+    trl's conversational format, explicit or implicit prompt (:mod:`~balpm.data.chat`: the messages are kept in
+    ``prompt_messages``/``completion_a_messages``/``completion_b_messages``, the texts are their plain rendering).
+    Coin as for trl.
+
   Optional fields ``id``, ``group`` and ``source`` in the generic schemas override the defaults; other fields
-  become metadata columns.
+  become metadata columns. Other column names are mapped with ``columns=`` (``--columns prompt=question,...``,
+  :mod:`~balpm.data.columns`) before the schema is detected.
 - Built-in names (:data:`BUILTIN_DATASETS`): ``hh-rlhf`` (the four splits, ``source`` says which),
   ``hh-rlhf:<split>`` and ``qa-feedback`` read the full files in :func:`data_dir`. When the folder lacks them,
   ``hh-rlhf:harmless-base`` and ``qa-feedback`` read the embedded sample shipped in the package
@@ -79,7 +85,8 @@ CSV/Parquet/``datasets`` tables, the record number for a JSON list (first record
 Modules
 -------
 :mod:`~balpm.data.pool` (the pair table, its load report and the located error), :mod:`~balpm.data.records` (one
-reader per record schema, duplicates and drops), :mod:`~balpm.data.formats` (containers: JSON lines, JSON, CSV/TSV,
+reader per record schema, duplicates and drops), :mod:`~balpm.data.chat` (message lists), :mod:`~balpm.data.columns`
+(column mapping), :mod:`~balpm.data.formats` (containers: JSON lines, JSON, CSV/TSV,
 Parquet, ``datasets`` folders), :mod:`~balpm.data.sources` (:func:`load_pool`, built-in names, the embedded sample)
 and :mod:`~balpm.data.summary` (what a user checks before labelling). Every public name is importable from
 ``balpm.data`` itself.
@@ -87,6 +94,8 @@ and :mod:`~balpm.data.summary` (what a user checks before labelling). Every publ
 
 from __future__ import annotations
 
+from balpm.data.columns import TARGETS as COLUMN_TARGETS
+from balpm.data.columns import format_columns, guess_columns, parse_columns
 from balpm.data.pool import CORE_COLUMNS, LoadReport, PoolFormatError, PreferencePool, join_prompt_completion
 from balpm.data.records import HH_SEPARATOR, MISSING_LABEL_TEXTS, QA_PAIRS, pair_id, split_hh_transcript
 from balpm.data.sources import (
@@ -103,6 +112,7 @@ from balpm.data.summary import format_summary, summarize
 
 __all__ = [
     "BUILTIN_DATASETS",
+    "COLUMN_TARGETS",
     "HH_SPLITS",
     "LoadReport",
     "MISSING_LABEL_TEXTS",
@@ -111,11 +121,14 @@ __all__ = [
     "SAMPLE_OF",
     "SAMPLE_PREFIX",
     "data_dir",
+    "format_columns",
     "format_summary",
+    "guess_columns",
     "full_data_present",
     "join_prompt_completion",
     "load_pool",
     "pair_id",
+    "parse_columns",
     "sample_dir",
     "split_hh_transcript",
     "summarize",

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from balpm.data import chat
+from balpm.data.columns import apply_columns, missing_column
 from balpm.data.pool import CORE_COLUMNS, PoolFormatError, _Loc
 
 HH_SEPARATOR = "\n\nAssistant:"
@@ -115,7 +117,8 @@ class _Row:
 class _Builder:
     """Collects rows, drops duplicates, counts drops, builds the table."""
 
-    def __init__(self, strict: bool = False) -> None:
+    def __init__(self, strict: bool = False, columns: dict[str, str] | None = None) -> None:
+        self.columns = dict(columns or {})  # target -> the file's column (--columns)
         self.rows: list[_Row] = []
         self.dropped: Counter[str] = Counter()
         self.first_dropped: dict[str, tuple[str, int | None]] = {}
@@ -176,6 +179,8 @@ def _detect_schema(rec: dict, loc: _Loc) -> str:
     if "question" in keys and "preference" in keys and "prediction 1" in keys:
         return "qa-feedback"
     if {"chosen", "rejected"} <= keys:
+        if chat.is_messages(rec["chosen"]) or chat.is_messages(rec.get("prompt")):
+            return "trl-chat" if "prompt" in keys else "chat"
         return "trl" if "prompt" in keys else "hh-rlhf"
     if {"prompt", "completion_a", "completion_b"} <= keys:
         return "pairs"
@@ -187,7 +192,8 @@ def _detect_schema(rec: dict, loc: _Loc) -> str:
         None,
         f"unknown record layout (fields {sorted(keys)[:8]}); expected prompt/chosen/rejected, "
         "prompt/completion_a/completion_b[/label], chosen/rejected transcripts (HH-RLHF), "
-        "info/summaries/choice (summarize-from-feedback) or question/prediction 1..4/preference (QA-Feedback)",
+        "info/summaries/choice (summarize-from-feedback) or question/prediction 1..4/preference (QA-Feedback); "
+        "other names can be mapped: --columns prompt=COLUMN,chosen=COLUMN,rejected=COLUMN",
     )
 
 
@@ -235,6 +241,36 @@ def _read_pairs(b: _Builder, rec: dict, loc: _Loc, source: str, seed: int) -> No
     pid = rid if rid is not None else pair_id(prompt, a, c)
     grp = grp if grp is not None else _prompt_group(prompt)
     b.add(_Row(pid, prompt, a, c, lab, src, grp, meta, loc, rid is not None))
+
+
+def _read_chat(b: _Builder, rec: dict, loc: _Loc, source: str, seed: int) -> None:
+    """trl conversational records (:mod:`balpm.data.chat`): explicit prompt, or whole conversations."""
+    chosen = chat.messages(rec, "chosen", loc)
+    rejected = chat.messages(rec, "rejected", loc)
+    if "prompt" in rec:
+        prompt = chat.messages(rec, "prompt", loc)
+    else:
+        parts = chat.split_conversations(chosen, rejected)
+        if isinstance(parts, str):
+            b.drop(parts, loc)
+            return
+        prompt, chosen, rejected = parts
+    rc, rr = chat.render_completion(chosen), chat.render_completion(rejected)
+    if rc == rr:
+        b.drop("identical completions", loc)
+        return
+    if not rc or not rr:
+        b.drop("empty completion", loc, "chosen" if not rc else "rejected")
+        return
+    rid, src, grp, meta = _generic_extras(rec, loc, source)
+    meta["prompt_messages"] = chat.to_json(prompt)
+    n = len(b.rows)
+    _add_chosen_rejected(b, chat.render_prompt(prompt), rc, rr, rid, src, grp, meta, loc, seed)
+    if len(b.rows) > n:  # kept: its A/B messages follow the coin
+        row = b.rows[-1]
+        first, second = (rejected, chosen) if row.label == 0 else (chosen, rejected)
+        row.meta = {**meta, "completion_a_messages": chat.to_json(first),
+                    "completion_b_messages": chat.to_json(second)}
 
 
 def split_hh_transcript(chosen: str, rejected: str) -> tuple[str, str, str] | str:
@@ -420,6 +456,8 @@ def _deepest_field(rec: dict) -> str | None:
 
 _READERS: dict[str, Callable[..., None]] = {
     "trl": _read_trl,
+    "trl-chat": _read_chat,
+    "chat": _read_chat,
     "pairs": _read_pairs,
     "hh-rlhf": _read_hh,
     "qa-feedback": _read_qa,
@@ -430,6 +468,11 @@ def _consume(b: _Builder, records: Iterable[tuple[_Loc, dict]], source: str, see
     schema = None
     counts: Counter[str] = Counter()
     for loc, rec in records:
+        if b.columns:
+            gone = missing_column(rec, b.columns)
+            if gone is not None:
+                raise loc.error(gone, f"missing column (mapped by --columns; the record has {sorted(rec)[:8]})")
+            rec = apply_columns(rec, b.columns)
         if schema is None:
             schema = _detect_schema(rec, loc)
             schemas.add(schema)

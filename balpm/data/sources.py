@@ -7,8 +7,10 @@ A built-in name reads the full split from :func:`data_dir` when it is there, els
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
+from balpm.data.columns import parse_columns
 from balpm.data.formats import _DIR_EXTENSIONS, _hf_records, _is_hf_disk, _records_from_file
 from balpm.data.pool import LoadReport, PoolFormatError, PreferencePool
 from balpm.data.records import _Builder, _consume
@@ -154,7 +156,8 @@ def _read_hf(b: _Builder, src: str, seed: int, schemas: set[str]) -> None:
 
 
 def load_pool(
-    source: str | os.PathLike, *, seed: int = 0, fmt: str | None = None, strict: bool = False
+    source: str | os.PathLike, *, seed: int = 0, fmt: str | None = None, strict: bool = False,
+    columns: str | Mapping[str, str] | None = None,
 ) -> PreferencePool:
     """Read a preference pool from a file, folder, built-in name or ``hf:NAME[:split]``.
 
@@ -170,6 +173,10 @@ def load_pool(
     strict : bool
         Refuse the source at the first record the format's rules would drop (a located PoolFormatError naming
         the reason) instead of dropping and counting it; see "Errors and drops" in the module docstring.
+    columns : str or mapping, optional
+        Column mapping for files whose columns have other names: ``"prompt=question,chosen=answer_good,
+        rejected=answer_bad"`` or ``{"prompt": "question", ...}`` (targets: :data:`balpm.data.columns.TARGETS`).
+        Each record is renamed before its schema is detected; a mapped column a record lacks is a located error.
 
     Returns
     -------
@@ -182,7 +189,11 @@ def load_pool(
     """
     src = str(source)
     path = Path(src).expanduser()
-    b = _Builder(strict)
+    try:
+        mapping = parse_columns(columns)
+    except ValueError as e:
+        raise PoolFormatError(src, None, None, str(e)) from None
+    b = _Builder(strict, mapping)
     schemas: set[str] = set()
     origin = ""
     if path.exists():
