@@ -21,7 +21,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from balpm.data import PoolFormatError, format_summary, load_pool, summarize
 
     try:
-        pool = load_pool(args.source, seed=args.seed, fmt=getattr(args, "format", None), strict=args.strict)
+        pool = load_pool(args.source, seed=args.seed, fmt=getattr(args, "format", None), strict=args.strict,
+                         columns=args.columns)
     except PoolFormatError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -46,7 +47,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from balpm.embed import EmbeddingModelError, Embedder, embed_pool
 
     try:
-        pool = data.load_pool(args.source, seed=args.seed, strict=args.strict)
+        pool = data.load_pool(args.source, seed=args.seed, strict=args.strict, columns=args.columns)
     except (ValueError, OSError) as e:  # PoolFormatError is a ValueError
         print(f"balpm embed: {e}", file=sys.stderr)
         return 2
@@ -151,7 +152,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             from balpm.data import load_pool
 
             seed = 0 if args.seed is None else args.seed
-            pool = load_pool(args.source, seed=seed, strict=args.strict)
+            pool = load_pool(args.source, seed=seed, strict=args.strict, columns=args.columns)
             ids = random_labelled_ids(pool, args.labels, seed)
             embedder = Embedder(args.embedding_model, max_length=args.max_length)
             emb = embed_labelled(pool, ids, embedder, cache_dir=args.cache_dir)
@@ -383,6 +384,14 @@ def add_strict_arg(p: argparse.ArgumentParser) -> None:
     from balpm.config import PoolConfig
 
     add_dataclass_arguments(p, PoolConfig, only=("strict",))
+    add_columns_arg(p)
+
+
+def add_columns_arg(p: argparse.ArgumentParser) -> None:
+    """``--columns`` on every command that reads a pool: map a file's own column names (:mod:`balpm.data.columns`)."""
+    p.add_argument("--columns", default=None, metavar="TARGET=COLUMN,...",
+                   help="map the file's columns: prompt=question,chosen=answer_good,rejected=answer_bad (targets: "
+                        "prompt, chosen, rejected, completion_a, completion_b, label, id, group)")
 
 
 def add_embed_args(p: argparse.ArgumentParser) -> None:

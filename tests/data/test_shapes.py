@@ -137,3 +137,20 @@ def test_parse_and_guess_columns() -> None:
         "prompt": "question", "chosen": "answer_good", "rejected": "answer_bad"}
     assert guess_columns(["query", "response_a", "response_b", "winner"]) == {
         "prompt": "query", "completion_a": "response_a", "completion_b": "response_b"}
+
+
+def test_cli_columns_on_every_command_that_reads_a_pool(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from balpm.cli import main
+
+    f = tmp_path / "qa.csv"
+    f.write_text("question,answer_good,answer_bad\nWhy?,Because.,No idea\nHow?,Like this.,Dunno\n", encoding="utf-8")
+    assert main(["validate", str(f)]) == 2
+    assert "--columns" in capsys.readouterr().err
+    mapping = "prompt=question,chosen=answer_good,rejected=answer_bad"
+    assert main(["validate", str(f), "--columns", mapping]) == 0
+    assert "2" in capsys.readouterr().out
+    assert main(["validate", str(f), "--columns", "prompt=question,answer=answer_good"]) == 2
+    assert "unknown target 'answer'" in capsys.readouterr().err
+    for cmd in ("embed", "check"):  # parsed and passed on: a wrong column is named by the loader
+        assert main([cmd, str(f), "--columns", "prompt=question,chosen=answer_good,rejected=nope"]) == 2
+        assert "field 'nope'" in capsys.readouterr().err
