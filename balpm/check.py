@@ -365,6 +365,46 @@ def learnability_check(
         from the pool or the embeddings.
     """
     t0 = time.perf_counter()
+    ids_arr, y = _labels_in_hand(pool, ids, labels)
+    a, b, lengths, groups = _pair_inputs(pool, embeddings, ids_arr)
+    codes = pd.factorize(pd.Series(groups))[0]
+    n = len(y)
+    budget = int(budget) if budget is not None else int(len(pool))
+    if budget < n:
+        raise ValueError(f"budget {budget} is below the {n} labels already in hand; name the campaign's total")
+    params = {"device": "cpu"} | dict(ensemble_params or {})
+    fracs = sorted({float(f) for f in curve_fractions} | {1.0})
+    preds, curve_p, curve_ok, n_train = _out_of_fold(a, b, y, lengths, groups, folds, seed, repeats, params, fracs)
+    models = _cv_table(preds, y, codes)
+    curve, fit, forecast = _learning_curve(curve_p, curve_ok, n_train, y, codes, budget, seed, n_boot)
+    now = float(saturating_curve(n, fit["c"], fit["a"], fit["b"]))
+    at_budget = float(saturating_curve(budget, fit["c"], fit["a"], fit["b"]))
+    at = int(np.searchsorted(forecast["n"].to_numpy(), budget))
+    b_lo, b_hi = float(forecast["lo"].iloc[at]), float(forecast["hi"].iloc[at])
+
+    verdict, reasons = _verdict(models, now, at_budget, b_lo, b_hi, n, budget)
+    return LearnabilityReport(
+        verdict=verdict, reasons=reasons, n_labels=n, n_groups=len(np.unique(codes)), folds=folds, budget=budget,
+        models=models, curve=curve, fit=fit, forecast=forecast, forecast_now=now,
+        forecast_budget=at_budget, forecast_budget_lo=b_lo, forecast_budget_hi=b_hi,
+        seconds=time.perf_counter() - t0,
+        settings={"seed": seed, "curve_fractions": fracs, "repeats": repeats, "n_boot": n_boot,
+                  "ensemble_params": dict(params)},
+    )
+
+
+def _pair_inputs(pool: Any, embeddings: Any, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The labelled pairs' vectors (A, B), length features and prompt groups, matched by id."""
+    prow = _rows_for(ids, pd.Index(pool.ids), "pool")
+    erow = _rows_for(ids, pd.Index(np.asarray(embeddings.ids, dtype=str)), "embeddings")
+    a = np.asarray(embeddings.a[erow], dtype=np.float32)
+    b = np.asarray(embeddings.b[erow], dtype=np.float32)
+    return a, b, _length_features(pool, prow), pool.groups[prow]
+
+
+def _labels_in_hand(pool: Any, ids: Sequence[str] | None,
+                    labels: Sequence[float] | Mapping[str, int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """The labelled ids and their 0/1 labels (ties and NaN left out), checked: enough of them, both sides."""
     pool_index = pd.Index(pool.ids)
     if ids is None:
         ids_arr = pool.ids[~np.isnan(pool.labels)]
@@ -389,22 +429,19 @@ def learnability_check(
         raise ValueError(f"the check needs at least {MIN_LABELS} labelled pairs (A or B); it got {len(y)}")
     if len(np.unique(y)) < 2:
         raise ValueError("every label says the same side; the check needs both A and B preferred somewhere")
-    prow = _rows_for(ids_arr, pool_index, "pool")
-    erow = _rows_for(ids_arr, pd.Index(np.asarray(embeddings.ids, dtype=str)), "embeddings")
-    a = np.asarray(embeddings.a[erow], dtype=np.float32)
-    b = np.asarray(embeddings.b[erow], dtype=np.float32)
+    return ids_arr, y
+
+
+def _out_of_fold(a: np.ndarray, b: np.ndarray, y: np.ndarray, lengths: np.ndarray, groups: np.ndarray, folds: int,
+                 seed: int, repeats: int, params: dict[str, Any], fracs: list[float],
+                 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """Held-out probabilities of every model for every pair, and of the preference model per curve fraction.
+
+    Returns ``(preds by model, curve probabilities (fraction, pair), fraction usable, training sizes)``.
+    """
     diff = (a - b).astype(np.float64)
-    lengths = _length_features(pool, prow)
-    groups = pool.groups[prow]
-    codes = pd.factorize(pd.Series(groups))[0]
     fold = group_folds(groups, folds, seed)
     n = len(y)
-    budget = int(budget) if budget is not None else int(len(pool))
-    if budget < n:
-        raise ValueError(f"budget {budget} is below the {n} labels already in hand; name the campaign's total")
-    params = {"device": "cpu"} | dict(ensemble_params or {})
-    fracs = sorted({float(f) for f in curve_fractions} | {1.0})
-
     # ---- out-of-fold predictions. The preference model is cross-validated `repeats` times (other folds, other
     # member seeds) and each pair's held-out probabilities averaged: one 5-member run's seed moves the gain by as
     # much as the gain itself at 256 labels (harmless-base: −0.007 to +0.019 nats over 4 seeds, same labels).
@@ -434,8 +471,11 @@ def learnability_check(
     if not curve_ok[fracs.index(1.0)]:
         raise ValueError("a training part of the folds holds labels of one side only; label more pairs")
     preds[MODEL_NAMES[0]] = curve_p[fracs.index(1.0)]
+    return preds, curve_p, curve_ok, n_train
 
-    # ---- CV table
+
+def _cv_table(preds: dict[str, np.ndarray], y: np.ndarray, codes: np.ndarray) -> pd.DataFrame:
+    """Each model's held-out log-likelihood, accuracy and gain over the constant, with prompt-clustered errors."""
     ll = {m: _pair_ll(p, y) for m, p in preds.items()}
     rows = []
     for m in MODEL_NAMES:
@@ -446,11 +486,17 @@ def learnability_check(
                      "accuracy": float(correct.mean()), "accuracy_se": _cluster_se(correct, codes),
                      "gain": float(gain.mean()), "gain_se": gain_se,
                      "z": float(gain.mean() / gain_se) if gain_se and gain_se > 0 else float("nan")})
-    models = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
 
-    # ---- learning curve and its fit (preference model), bootstrap band over prompt groups
+
+def _learning_curve(curve_p: np.ndarray, curve_ok: np.ndarray, n_train: np.ndarray, y: np.ndarray,
+                    codes: np.ndarray, budget: int, seed: int, n_boot: int,
+                    ) -> tuple[pd.DataFrame, dict[str, float], pd.DataFrame]:
+    """The preference model's learning curve, its saturating fit and the forecast with a bootstrap band over
+    prompt groups: ``(curve, fit {c, a, b}, forecast)``."""
+    n = len(y)
     n_mean = n_train.mean(axis=1)
-    mat = np.stack([_pair_ll(curve_p[j], y) for j in range(len(fracs))])[curve_ok]
+    mat = np.stack([_pair_ll(curve_p[j], y) for j in range(len(curve_p))])[curve_ok]
     xs = n_mean[curve_ok]
     curve = pd.DataFrame({"model": MODEL_NAMES[0], "n_train": xs, "log_likelihood": mat.mean(axis=1),
                           "ll_se": [_cluster_se(row, codes) for row in mat]})
@@ -470,20 +516,7 @@ def learnability_check(
         boots[i] = saturating_curve(grid, *fit_saturating_curve(xs, mat[:, take].mean(axis=1), weights))
     lo, hi = np.percentile(boots, [10, 90], axis=0)
     forecast = pd.DataFrame({"n": grid, "log_likelihood": saturating_curve(grid, c, a_, b_), "lo": lo, "hi": hi})
-    now = float(saturating_curve(n, c, a_, b_))
-    at_budget = float(saturating_curve(budget, c, a_, b_))
-    at = int(np.searchsorted(grid, budget))
-    b_lo, b_hi = float(lo[at]), float(hi[at])
-
-    verdict, reasons = _verdict(models, now, at_budget, b_lo, b_hi, n, budget)
-    return LearnabilityReport(
-        verdict=verdict, reasons=reasons, n_labels=n, n_groups=len(uniq), folds=folds, budget=budget,
-        models=models, curve=curve, fit={"c": c, "a": a_, "b": b_}, forecast=forecast, forecast_now=now,
-        forecast_budget=at_budget, forecast_budget_lo=b_lo, forecast_budget_hi=b_hi,
-        seconds=time.perf_counter() - t0,
-        settings={"seed": seed, "curve_fractions": fracs, "repeats": repeats, "n_boot": n_boot,
-                  "ensemble_params": dict(params)},
-    )
+    return curve, {"c": c, "a": a_, "b": b_}, forecast
 
 
 def _verdict(models: pd.DataFrame, now: float, at_budget: float, lo: float, hi: float, n: int,
