@@ -53,6 +53,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
         return 2
     if args.max_pairs is not None and len(pool) > args.max_pairs:
         pool = pool.sample_groups(args.max_pairs, args.seed)
+    if args.from_file:
+        return _embed_from_file(args, pool)
     if getattr(args, "engine", "local") == "ray":
         return _embed_ray(args, pool)
     t0 = time.perf_counter()
@@ -90,6 +92,23 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
         path = emb.save(Path(args.out) / "embeddings.npz")
         print(f"wrote {path}")
+    return 0
+
+
+def _embed_from_file(args: argparse.Namespace, pool) -> int:
+    """``balpm embed POOL --from-file F``: your own vectors (:mod:`balpm.vectors`), checked, saved with ``--out``."""
+    from pathlib import Path
+
+    from balpm.embed import PoolEmbeddings
+
+    try:
+        emb = PoolEmbeddings.from_file(args.from_file, pool)
+    except ValueError as e:  # VectorFileError: located
+        print(f"balpm embed: {e}", file=sys.stderr)
+        return 2
+    print(f"{len(emb)} pairs: vectors read from {args.from_file} (dim {emb.dim}); model id {emb.model_id}")
+    if args.out:
+        print(f"wrote {emb.save(Path(args.out) / 'embeddings.npz')}")
     return 0
 
 
@@ -405,6 +424,9 @@ def add_embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--truncation-side", choices=["left", "right"], default="left",
                    help="left keeps the end of long dialogues (default)")
     p.add_argument("--out", default=None, metavar="DIR", help="write DIR/embeddings.npz")
+    p.add_argument("--from-file", default=None, metavar="FILE",
+                   help="your own vectors instead of a model: Parquet (id, prompt, a, b float lists), .npz (ids, "
+                        "prompt, a, b) or a folder of .npy; layout in the README")
     p.add_argument("--max-pairs", type=int, default=None, metavar="N", help="embed a sample of N pairs (by group)")
     p.add_argument("--seed", type=int, default=0, help="seed of the A/B coin and of --max-pairs sampling")
     p.add_argument("--cache-dir", default=None, help="embedding cache (default: $BALPM_CACHE_DIR or ~/.cache/balpm)")

@@ -532,6 +532,13 @@ class PoolEmbeddings:
                                      "stats": np.array(json.dumps(self.stats))})
 
     @classmethod
+    def from_file(cls, path: str | os.PathLike, pool: PreferencePool) -> "PoolEmbeddings":
+        """Your own vectors of ``pool`` (Parquet, ``.npz`` or ``.npy`` folder; layout in :mod:`balpm.vectors`)."""
+        from balpm.vectors import read_vectors
+
+        return read_vectors(path, pool)
+
+    @classmethod
     def load(cls, path: str | os.PathLike) -> "PoolEmbeddings":
         """Read a file written by :meth:`save`, verified (:class:`balpm.safeio.DamagedFileError` names a bad file)."""
         z = load_npz(path, required=("ids", "prompt", "a", "b", "model_id", "stats"))
