@@ -96,7 +96,7 @@ class ActiveLearner:
     ensemble_ : PreferenceEnsemble or None
         The last fitted ensemble.
     last_selection_ : pandas.DataFrame or None
-        The last :meth:`suggest` result.
+        The last :meth:`suggest` result (in memory only: a session logs selections in ``selections.csv``).
     timings_ : dict
         Seconds of the last ``fit``, ``score`` and ``select`` phases.
     """
@@ -422,22 +422,7 @@ class ActiveLearner:
         t2 = time.perf_counter()
         self.timings_["score"] = t1 - t0
         self.timings_["select"] = t2 - t1
-        rows = np.asarray(sel.indices, dtype=np.int64)
-        pairs = self.pool.pairs.iloc[rows]
-        out = pd.DataFrame({
-            "pick": np.arange(len(rows)),
-            "round": r,
-            "row": rows,
-            "id": pairs["id"].astype(str).to_numpy(),
-            "prompt": pairs["prompt"].to_numpy(),
-            "completion_a": pairs["completion_a"].to_numpy(),
-            "completion_b": pairs["completion_b"].to_numpy(),
-            "uncertainty": np.asarray(sel.uncertainty, dtype=np.float64),
-            "entropy_term": np.asarray(sel.entropy_term, dtype=np.float64),
-            "score": np.asarray(sel.score, dtype=np.float64),
-            "ratio": np.asarray(sel.ratio, dtype=np.float64),
-            "cold_start": cold,
-        })
+        out = sel.to_frame(self.pool.pairs, round=r, cold_start=cold)
         self.last_selection_ = out
         return out
 
@@ -470,8 +455,8 @@ class ActiveLearner:
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write the whole state to a folder, so that a reader finds one complete save whatever kills the writer.
 
-        Each save writes its own files, ``state-<id>.npz``, ``ensemble-<id>.npz`` (if fitted) and
-        ``last_selection-<id>.csv`` (if any), each atomically and checksummed, and then, last, ``learner.json``:
+        Each save writes its own files, ``state-<id>.npz`` and ``ensemble-<id>.npz`` (if fitted), each
+        atomically and checksummed, and then, last, ``learner.json``:
         the manifest naming those files with their sha256. Replacing the manifest is the one atomic step that
         switches to the new save; files no manifest names any more are removed afterwards. A save killed before
         that step (kill -9, power cut) leaves the previous save in force; :meth:`load` verifies every file
@@ -533,6 +518,6 @@ def _label_value(v: Any) -> float:
 
 
 def _empty_selection() -> pd.DataFrame:
-    cols = ["pick", "round", "row", "id", "prompt", "completion_a", "completion_b", "uncertainty", "entropy_term",
-            "score", "ratio", "cold_start"]
-    return pd.DataFrame({c: [] for c in cols}).astype({"cold_start": bool})
+    from balpm.acquisition import SELECTION_COLUMNS
+
+    return pd.DataFrame({c: [] for c in SELECTION_COLUMNS}).astype({"cold_start": bool})

@@ -1,9 +1,10 @@
 """The learner's state on disk: one save is a set of files plus a checksummed manifest, written last.
 
-A save writes ``state-<id>.npz``, ``ensemble-<id>.npz`` (if fitted) and ``last_selection-<id>.csv`` (if any), each
-atomically and checksummed, then ``learner.json`` naming them with their sha256; replacing that manifest is the one
-step that switches to the new save, so a killed save leaves the previous one in force. Loading verifies every
-file (:class:`LearnerStateError` for damage). Format 1 folders (fixed file names, no manifest checksum) still load.
+A save writes ``state-<id>.npz`` and ``ensemble-<id>.npz`` (if fitted), each atomically and checksummed, then
+``learner.json`` naming them with their sha256; replacing that manifest is the one step that switches to the new
+save, so a killed save leaves the previous one in force. Loading verifies every file (:class:`LearnerStateError` for
+damage). Format 1 folders (fixed file names, no manifest checksum) still load. A selection is not part of the state
+(a session logs it once, in ``selections.csv``); the ``last_selection`` file older saves hold is still read.
 :meth:`balpm.learner.ActiveLearner.save` and :meth:`~balpm.learner.ActiveLearner.load` are the entry points;
 this module is their file format, kept apart from the active-learning loop.
 """
@@ -54,8 +55,6 @@ def save_learner(learner: ActiveLearner, directory: str | os.PathLike[str]) -> P
     put("state", lambda p: save_npz(p, {"labels": learner.labels_, "acquired_round": learner.acquired_round_}))
     if learner.ensemble_ is not None:
         put("ensemble", lambda p: save_npz(p, learner.ensemble_.state_dict()))
-    if learner.last_selection_ is not None:
-        put("last_selection", lambda p: atomic_write_bytes(p, learner.last_selection_.to_csv(index=False).encode()))
     meta = {
         "format_version": _FORMAT_VERSION,
         "save_id": save_id,

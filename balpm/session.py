@@ -9,9 +9,10 @@ labels must survive a crash. The folder (default ``~/balpm-sessions/<name>``, ro
   (:class:`balpm.store.StoreDamagedError`) instead of silently starting over;
 - ``backups/``: copies of ``labels.sqlite`` (``balpm backup SESSION``, and automatically before a schema upgrade);
 - ``learner/``: :meth:`balpm.learner.ActiveLearner.save` (the fitted ensemble, to skip a refit on resume);
-- ``batch.json``: the proposed batch being labelled (shared by every tab on the session);
+- ``batch.json``: the proposed batch being labelled, its ids and round only (shared by every tab on the session);
 - ``metrics.csv``: held-out metrics per round (simulation mode);
-- ``selections.csv``: every scored batch's picks with BALD, β·Ĥ, score and ratio (the ratio-over-rounds view);
+- ``selections.csv``: the one log of selections: every scored batch's picks (round, rank, id) with BALD, β·Ĥ,
+  score and ratio (the current batch's scores and the ratio-over-rounds view read it);
 - ``uploads/``: pool files uploaded through the app, so the session can reopen them.
 - ``quarantine/``: a damaged learner state moved aside by :meth:`Session.make_learner` (kept for inspection).
 
@@ -40,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from balpm.acquisition import SCORE_COLUMNS
 from balpm.safeio import atomic_write_text as _atomic_write_text
 from balpm.store import LabelStore
 
@@ -72,8 +74,9 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
 
 
-SELECTION_COLUMNS = ["round", "pick", "id", "uncertainty", "entropy_term", "score", "ratio"]
-"""Columns of ``selections.csv``: each scored pick's BALD, β·Ĥ, score and U / score."""
+SELECTION_COLUMNS = ["round", "pick", "id", *SCORE_COLUMNS]
+"""Columns of ``selections.csv``, the one log of selections: each scored pick's round, rank, id and scores (those of
+:data:`balpm.acquisition.SELECTION_COLUMNS`, the layout of a selection)."""
 
 
 def validate_session_name(name: str) -> str:
@@ -437,11 +440,18 @@ class Session:
             return None
         if d.get("pool") != self.pool_identity() or d.get("model", self.config.model_key()) != self.config.model_key():
             return None  # proposed for another pool or model (e.g. the file was replaced): never show it
-        return Batch(batch_id=d["batch_id"], round=int(d["round"]), ids=[str(i) for i in d["ids"]],
-                     table=pd.DataFrame(d.get("table") or {"id": d["ids"]}).astype(
-                         {c: float for c in ("uncertainty", "entropy_term", "score", "ratio") if c in (d.get("table") or {})}),
+        ids = [str(i) for i in d["ids"]]
+        return Batch(batch_id=d["batch_id"], round=int(d["round"]), ids=ids,
+                     table=self._batch_table(int(d["round"]), ids),
                      created_at=d.get("created_at", ""),
                      cold_start=bool(d.get("cold_start", d.get("initial", False))))  # "initial": older files
+
+    def _batch_table(self, rnd: int, ids: list[str]) -> pd.DataFrame:
+        """The batch's picks in order with their scores, read from the one log (:meth:`selections`); NaN scores for
+        a cold-start batch (not logged: it has none)."""
+        log = self.selections()
+        log = log[log["round"] == rnd].drop_duplicates("id", keep="last").set_index("id")
+        return log.reindex(ids)[list(SCORE_COLUMNS)].astype(float).rename_axis("id").reset_index()
 
     def set_batch(self, selection: pd.DataFrame) -> Batch:
         """Make a selection (``ActiveLearner.suggest`` output) the batch to label; written atomically."""
@@ -452,8 +462,8 @@ class Session:
         cold = bool(selection["cold_start"].any()) if "cold_start" in selection else False
         batch = Batch(batch_id=uuid.uuid4().hex[:12], round=rnd, ids=table["id"].tolist(), table=table,
                       created_at=_now(), cold_start=cold)
+        self._append_selection(selection)  # the log first: batch.json only names the ids and the round
         self._write_batch(batch)
-        self._append_selection(selection)
         return batch
 
     def _append_selection(self, selection: pd.DataFrame) -> None:
@@ -478,25 +488,9 @@ class Session:
         os.replace(tmp, self.selections_file)
 
     def pick_history(self) -> pd.DataFrame:
-        """Every scored pick (random picks left out), one row per pick (:data:`SELECTION_COLUMNS`), by round and pick.
-
-        The saved history (:meth:`selections`), completed by the learner's last selection and the current batch
-        (sessions made before the history was kept have only those two); later sources win per (round, id).
-        """
-        from balpm.learner import saved_selection
-
-        frames = [self.selections()]
-        last = saved_selection(self.learner_dir)
-        if last is not None:
-            frames.append(last)
-        batch = self.current_batch()
-        if batch is not None and len(batch.table) and not batch.cold_start:
-            frames.append(batch.table.assign(round=batch.round, pick=np.arange(len(batch.table))))
-        frames = [f.reindex(columns=SELECTION_COLUMNS) for f in frames
-                  if len(f) and {"round", "ratio"} <= set(f.columns)]
-        if not frames:
-            return pd.DataFrame(columns=SELECTION_COLUMNS)
-        df = pd.concat(frames, ignore_index=True).drop_duplicates(["round", "id"], keep="last")
+        """Every scored pick (random picks left out), one row per pick (:data:`SELECTION_COLUMNS`), by round and pick:
+        :meth:`selections` without the rows that have no BALD."""
+        df = self.selections()
         df = df[np.isfinite(pd.to_numeric(df["uncertainty"], errors="coerce").to_numpy(dtype=np.float64))]
         return df.sort_values(["round", "pick"], kind="stable").reset_index(drop=True)
 
@@ -506,18 +500,45 @@ class Session:
         return self.folder / "selections.csv"
 
     def selections(self) -> pd.DataFrame:
-        """Every scored batch proposed in this session, one row per pick (:data:`SELECTION_COLUMNS`)."""
+        """Every scored batch proposed in this session, one row per pick (:data:`SELECTION_COLUMNS`): the one log.
+
+        Session folders written before the log was the one record also kept picks in the learner's
+        ``last_selection`` file and in ``batch.json``; those are read too when present, for rounds the log lacks.
+        """
         f = self.selections_file
-        if not f.is_file():
-            return pd.DataFrame(columns=SELECTION_COLUMNS)
-        return pd.read_csv(f, dtype={"id": str})
+        log = pd.read_csv(f, dtype={"id": str}) if f.is_file() else pd.DataFrame(columns=SELECTION_COLUMNS)
+        legacy = self._legacy_selections()
+        if legacy is None:
+            return log
+        legacy = legacy[~legacy["round"].isin(log["round"].unique())]
+        return pd.concat([f for f in (log, legacy) if len(f)] or [log], ignore_index=True)
+
+    def _legacy_selections(self) -> pd.DataFrame | None:
+        """Picks that older session folders kept outside ``selections.csv`` (None when there are none)."""
+        from balpm.learner_state import saved_selection
+
+        frames = []
+        last = saved_selection(self.learner_dir)
+        if last is not None:
+            frames.append(last)
+        f = self.folder / "batch.json"
+        try:
+            d = json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {}
+        except (ValueError, OSError):
+            d = {}
+        if d.get("table") and not d.get("cold_start", d.get("initial", False)):
+            frames.append(pd.DataFrame(d["table"]).assign(round=int(d["round"]), pick=np.arange(len(d["ids"]))))
+        frames = [f.reindex(columns=SELECTION_COLUMNS) for f in frames if len(f) and {"round", "ratio"} <= set(f.columns)]
+        if not frames:
+            return None
+        df = pd.concat(frames, ignore_index=True)
+        df["id"] = df["id"].astype(str)
+        return df.drop_duplicates(["round", "id"], keep="last").sort_values(["round", "pick"], kind="stable")
 
     def _write_batch(self, batch: Batch) -> None:
-        table = {c: [None if isinstance(v, float) and not np.isfinite(v) else v for v in batch.table[c].tolist()]
-                 for c in batch.table.columns}
+        """``batch.json``: the batch's ids and round only (its scores are in ``selections.csv``)."""
         payload = {"batch_id": batch.batch_id, "round": batch.round, "ids": batch.ids, "created_at": batch.created_at,
-                   "cold_start": batch.cold_start, "pool": self.pool_identity(), "model": self.config.model_key(),
-                   "table": table}
+                   "cold_start": batch.cold_start, "pool": self.pool_identity(), "model": self.config.model_key()}
         _atomic_write_text(self.folder / "batch.json", json.dumps(payload))
 
     def clear_batch(self) -> None:
@@ -580,9 +601,8 @@ class Session:
         """Put an undecided pair back at the front of the current batch (if it is not in it already)."""
         batch = self.current_batch()
         if batch is not None and pid not in batch.ids:
-            batch.table = pd.concat([pd.DataFrame({"id": [pid]}), batch.table], ignore_index=True)
             batch.ids = [pid] + batch.ids
-            self._write_batch(batch)
+            self._write_batch(batch)  # ids only: the table is read from the log on the next current_batch()
 
     def n_labelled(self) -> int:
         """Active a/b labels in the store (what the model trains on)."""

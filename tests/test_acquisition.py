@@ -106,7 +106,7 @@ def test_policy_records_match_reference(kind, seed, method):
     np.testing.assert_allclose(sel.score, ref_s, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(sel.ratio, ref_u / ref_s, rtol=1e-5)
     frame = sel.to_frame()
-    assert list(frame.columns) == ["rank", "index", "uncertainty", "entropy_term", "score", "ratio"]
+    assert list(frame.columns) == ["pick", "row", "uncertainty", "entropy_term", "score", "ratio"]
     assert len(frame) == 30
 
 

@@ -307,3 +307,50 @@ def test_balpm_backup_command(root: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["backup", "s"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("balpm backup: ") and err.count("\n") == 1 and "restore" in err.lower()
+
+
+def test_a_selection_is_stored_once_in_the_log(root: Path) -> None:
+    """Issue 13 item 4: ``selections.csv`` is the one record of a selection; ``batch.json`` holds only the current
+    batch's ids and round, the learner's folder no selection; the batch's scores are read back from the log, which
+    is also the pick history. Before, batch.json carried a score table and learner/last_selection-*.csv a copy."""
+    from balpm.acquisition import SELECTION_COLUMNS as FRAME
+    from balpm.session import SELECTION_COLUMNS as LOG
+
+    s = Session.create("once", SessionConfig(**{**TINY, "policy": "bal-pm"}))
+    pool = s.load_pool()
+    learner = s.make_learner(pool, fake_embeddings(pool))
+    truth = dict(zip(pool.ids, pool.labels))
+    for pid in s.propose(learner).ids:  # the cold start: random, nothing logged
+        s.record(pid, "a" if truth[pid] == 1 else "b", annotator="x", shown_swapped=False, request_id=pid, round=0)
+    sel = s.sync(learner).suggest()
+    assert list(sel.columns) == list(FRAME)  # one layout of a selection: suggest builds Selection.to_frame's
+    assert set(LOG) <= set(FRAME)  # the log keeps the frame's columns that are not in the pool table
+    batch = s.propose(learner)
+    on_disk = json.loads((s.folder / "batch.json").read_text())
+    assert on_disk["ids"] == batch.ids and on_disk["round"] == batch.round == 1
+    assert not {"table", "uncertainty", "score"} & set(on_disk)
+    assert not [p.name for p in s.learner_dir.iterdir() if "selection" in p.name]
+    log = s.selections()
+    assert list(log.columns) == LOG and log["round"].tolist() == [1] * len(batch.ids)
+    assert log["id"].tolist() == batch.ids == sel["id"].tolist()
+    again = Session.open(s.folder).current_batch()
+    for col in ("uncertainty", "entropy_term", "score", "ratio"):
+        np.testing.assert_array_equal(again.table[col].to_numpy(), sel[col].to_numpy())  # read back from the log
+    assert s.pick_history()[LOG].equals(log[LOG])
+
+
+def test_selections_of_an_old_folder_still_load(root: Path) -> None:
+    """A session folder from before the one log kept its current batch's scores in batch.json only: they still
+    show in the batch and the pick history."""
+    s = Session.create("old", SessionConfig(**TINY))
+    pool = s.load_pool()
+    ids = [str(i) for i in pool.ids[:3]]
+    table = {"id": ids, "uncertainty": [0.3, 0.2, 0.1], "entropy_term": [0.01, 0.02, None],
+             "score": [0.31, 0.22, 0.1], "ratio": [0.3 / 0.31, 0.2 / 0.22, 1.0]}
+    (s.folder / "batch.json").write_text(json.dumps({
+        "batch_id": "b", "round": 2, "ids": ids, "created_at": "", "cold_start": False, "pool": s.pool_identity(),
+        "model": s.config.model_key(), "table": table}))
+    batch = Session.open(s.folder).current_batch()
+    assert batch.ids == ids and batch.table["score"].tolist() == [0.31, 0.22, 0.1]
+    hist = s.pick_history()
+    assert hist["id"].tolist() == ids and hist["round"].tolist() == [2, 2, 2] and hist["pick"].tolist() == [0, 1, 2]
