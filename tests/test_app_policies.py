@@ -26,9 +26,9 @@ def test_acquire_inputs_are_the_policy_declared_parameters(sessions: Path) -> No
             w = shown[f"acq_{p.name}"]
             assert w.label == p.label and w.help == p.help and w.min == p.low
         again = Session.open(s.folder)
-        assert again.config.policy == name
-        assert again.config.policy_params == {p.name: p.default for p in declared}
+        assert again.config.acquisition.policy == name
+        assert again.config.acquisition.params == {p.name: p.default for p in declared}
         again.close()
     at.selectbox(key="acq_policy").set_value("power-bald").run()
     at.number_input(key="acq_temperature").set_value(0.25).run()
-    assert Session.open(s.folder).config.policy_params == {"temperature": 0.25}
+    assert Session.open(s.folder).config.acquisition.params == {"temperature": 0.25}
