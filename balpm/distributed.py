@@ -39,7 +39,8 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -87,11 +88,16 @@ def _namespace(key: dict[str, Any]) -> str:
     return EmbeddingCache.namespace(key)
 
 
+#: a marker file path; when set, one replica of the next Ray run kills itself once (tests and drills)
+CRASH_ONCE_ENV = "BALPM_RAY_CRASH_ONCE"
+
+
 class _EmbedReplica:
     """One :class:`Embedder` per Ray actor; ``__call__`` embeds one block of ``{"row", "text"}``.
 
-    ``crash_once`` is a fault-injection hook for tests and drills: the first replica to see a batch while the
-    marker file does not exist creates it and kills its own process (``os._exit``), as a lost node would.
+    ``crash_once`` (set from the environment variable :data:`CRASH_ONCE_ENV`) is a fault-injection hook for
+    tests and drills: the first replica to see a batch while the marker file does not exist creates it and kills
+    its own process (``os._exit``), as a lost node would.
     """
 
     def __init__(self, embedder_kwargs: dict[str, Any], threads: int | None = None,
@@ -155,7 +161,6 @@ def embed_texts_ray(
     max_task_retries: int = 3,
     progress: Progress | None = None,
     ray_init_kwargs: dict[str, Any] | None = None,
-    _crash_once: str | os.PathLike | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Embed texts on a Ray cluster through the shared cache format; returns ``(vectors, stats)`` like
     :func:`balpm.embed.embed_texts`.
@@ -195,11 +200,65 @@ def embed_texts_ray(
     stats : dict with ``texts`` (unique), ``cached``, ``computed``, ``seconds``, ``engine`` (``"ray"``),
         ``workers``, ``gpus_per_worker``, ``probe_seconds``, ``blocks``.
     """
+    t0 = time.perf_counter()
+    texts = _check_ray_inputs(texts, num_workers, chunk_size)
+    with _ray_joined(address, ray_init_kwargs):
+        gpus, res, kw = _replica_resources(embedder_kwargs, use_gpus, num_cpus_per_worker)
+        uniq, first, inverse = np.unique(_hash_array(texts), return_index=True, return_inverse=True)
+        cache = None if cache_dir is False else EmbeddingCache(cache_dir)
+        t_probe = time.perf_counter()
+        key, dim, model_id, found, vecs = _probe_and_look_up(kw, res, cache, uniq, max_task_retries)
+        probe_s = time.perf_counter() - t_probe
+        missing = np.flatnonzero(~found)
+        total, cached = len(uniq), int(found.sum())
+        if progress is not None:
+            progress(cached, total)
+        n_blocks = 0
+        if len(missing):
+            ds = _embedding_dataset([texts[first[j]] for j in missing], missing, kw, res,
+                                    threads=None if gpus else max(1, int(num_cpus_per_worker)),
+                                    chunk_size=chunk_size, num_workers=num_workers, max_restarts=max_restarts,
+                                    max_task_retries=max_task_retries)
+            vecs, n_blocks = _collect_blocks(ds, key, cache, uniq, found, vecs, progress)
+        if vecs is None:  # no texts at all, cache bypassed
+            vecs = np.zeros((0, 0), np.float32)
+        stats = {"texts": total, "cached": cached, "computed": int(len(missing)),
+                 "seconds": time.perf_counter() - t0, "engine": "ray", "workers": int(num_workers),
+                 "gpus_per_worker": 1 if gpus else 0, "probe_seconds": probe_s, "blocks": n_blocks,
+                 "model_id": model_id}
+        return vecs[inverse.reshape(-1)], stats
+
+
+@contextmanager
+def _ray_joined(address: str | None, ray_init_kwargs: dict[str, Any] | None) -> Iterator[None]:
+    """Ray, joined or started for the block: started here (``ray.init``) means shut down again on the way out."""
     import ray
 
-    t0 = time.perf_counter()
     os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
+    started = False
+    if not ray.is_initialized():
+        ray.init(**({"address": address, "include_dashboard": False, "log_to_driver": False}
+                    | dict(ray_init_kwargs or {})))
+        started = True
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _replica_resources(embedder_kwargs: dict[str, Any] | None, use_gpus: bool | None,
+                       num_cpus_per_worker: float) -> tuple[bool, dict[str, Any], dict[str, Any]]:
+    """``(gpus, Ray resources per replica, embedder kwargs)``: one GPU each when asked or when the cluster has
+    any (device "cuda"), else ``num_cpus_per_worker`` CPUs (device "cpu"), unless the kwargs name a device."""
+    gpus = _cluster_gpus() > 0 if use_gpus is None else bool(use_gpus)
     kw = dict(embedder_kwargs or {})
+    kw.setdefault("device", "cuda" if gpus else "cpu")
+    return gpus, ({"num_gpus": 1} if gpus else {"num_cpus": num_cpus_per_worker}), kw
+
+def _check_ray_inputs(texts: Sequence[str], num_workers: int, chunk_size: int) -> list[str]:
+    """``texts`` as a list, after refusing what Ray would fail on later, far from the cause: a non-text, no
+    worker, an empty chunk."""
     texts = list(texts)
     for i, t in enumerate(texts):
         if not isinstance(t, str):
@@ -208,102 +267,99 @@ def embed_texts_ray(
         raise ValueError(f"num_workers must be >= 1, got {num_workers}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    return texts
 
-    started = False
-    if not ray.is_initialized():
-        init = {"address": address, "include_dashboard": False, "log_to_driver": False}
-        init.update(ray_init_kwargs or {})
-        ray.init(**init)
-        started = True
-    try:
-        gpus = _cluster_gpus() > 0 if use_gpus is None else bool(use_gpus)
-        kw.setdefault("device", "cuda" if gpus else "cpu")
-        res: dict[str, Any] = {"num_gpus": 1} if gpus else {"num_cpus": num_cpus_per_worker}
-        threads = None if gpus else max(1, int(num_cpus_per_worker))
 
-        hashes = _hash_array(texts)
-        uniq, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
-        cache = None if cache_dir is False else EmbeddingCache(cache_dir)
+def _probe_and_look_up(
+    kw: dict[str, Any], res: dict[str, Any], cache: EmbeddingCache | None, uniq: np.ndarray, max_task_retries: int
+) -> tuple[dict[str, Any] | None, int | None, str, np.ndarray, np.ndarray | None]:
+    """The workers' cache key (from a probe task with their resources, memoised per job) and the cache hits.
 
-        t_probe = time.perf_counter()
-        key: dict[str, Any] | None = None
-        dim: int | None = None
-        if cache is not None and len(uniq):
-            memo = (ray.get_runtime_context().get_job_id(), json.dumps(kw, sort_keys=True, default=str),
-                    json.dumps(res, sort_keys=True), _local_model_id(kw))
-            if memo not in _PROBED:
-                _PROBED[memo] = ray.get(ray.remote(**res)(_probe).options(max_retries=max_task_retries).remote(kw))
-            key, dim = _PROBED[memo]
-            found, vecs = cache.lookup(key, uniq, dim)
-        else:
-            found, vecs = np.zeros(len(uniq), bool), None
-        model_id = key["model_id"] if key is not None else _local_model_id(kw)
-        if model_id is None:  # a hub model without cache: ask a worker what it loaded
-            model_id = ray.get(ray.remote(**res)(_probe).remote(kw))[0]["model_id"]
-        probe_s = time.perf_counter() - t_probe
-        missing = np.flatnonzero(~found)
-        total, cached = len(uniq), int(found.sum())
+    Returns ``(key, dim, model_id, found (len(uniq),) bool, vectors of the hits or None)``; key and dim are None
+    when there is no cache or nothing to embed.
+    """
+    import ray
+
+    key: dict[str, Any] | None = None
+    dim: int | None = None
+    if cache is not None and len(uniq):
+        memo = (ray.get_runtime_context().get_job_id(), json.dumps(kw, sort_keys=True, default=str),
+                json.dumps(res, sort_keys=True), _local_model_id(kw))
+        if memo not in _PROBED:
+            _PROBED[memo] = ray.get(ray.remote(**res)(_probe).options(max_retries=max_task_retries).remote(kw))
+        key, dim = _PROBED[memo]
+        found, vecs = cache.lookup(key, uniq, dim)
+    else:
+        found, vecs = np.zeros(len(uniq), bool), None
+    model_id = key["model_id"] if key is not None else _local_model_id(kw)
+    if model_id is None:  # a hub model without cache: ask a worker what it loaded
+        model_id = ray.get(ray.remote(**res)(_probe).remote(kw))[0]["model_id"]
+    return key, dim, model_id, found, vecs
+
+
+def _embedding_dataset(texts: list[str], rows: np.ndarray, kw: dict[str, Any], res: dict[str, Any], *,
+                       threads: int | None, chunk_size: int, num_workers: int, max_restarts: int,
+                       max_task_retries: int) -> Any:
+    """The Ray Data pipeline: ``(row, text)`` blocks of ``chunk_size`` mapped by a pool of :class:`_EmbedReplica`.
+
+    The crash drill of :class:`_EmbedReplica` is armed by the environment variable :data:`CRASH_ONCE_ENV` (a
+    marker file path), read here on the driver, so no test hook sits in the public signature.
+    """
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.enable_operator_progress_bars = False
+    ctx.print_on_execution_start = False
+    items = [{"row": int(j), "text": t} for j, t in zip(rows, texts)]
+    with warnings.catch_warnings():
+        # Ray 2.60 names no parameter for actor restarts/retries yet; the **ray_remote_args path warns
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+        return ray.data.from_items(items, override_num_blocks=-(-len(items) // chunk_size)).map_batches(
+            _EmbedReplica,
+            fn_constructor_kwargs={"embedder_kwargs": kw, "threads": threads,
+                                   "crash_once": os.environ.get(CRASH_ONCE_ENV) or None},
+            batch_size=chunk_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=int(num_workers)),
+            max_restarts=int(max_restarts),
+            max_task_retries=int(max_task_retries),
+            **res,
+        )
+
+
+def _collect_blocks(ds: Any, key: dict[str, Any] | None, cache: EmbeddingCache | None, uniq: np.ndarray,
+                    found: np.ndarray, vecs: np.ndarray | None, progress: Progress | None) -> tuple[np.ndarray, int]:
+    """Write each block Ray hands back as one cache chunk and into ``vecs`` (``found`` updated in place).
+
+    Returns ``(vecs, blocks)``. Raises RuntimeError when a worker used another cache namespace than the probe or
+    Ray lost a block without raising (never return zeros as vectors).
+    """
+    total = len(uniq)
+    done, n_blocks = int(found.sum()), 0
+    expect_ns = _namespace(key) if key is not None else None
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+        rows = np.asarray(batch["row"], dtype=np.int64)
+        v = np.asarray(batch["vector"], dtype=np.float32)
+        ns = {str(x) for x in batch["ns"]}
+        if expect_ns is not None and ns != {expect_ns}:
+            raise RuntimeError(
+                f"a worker computed under cache namespace {sorted(ns)} but the probe under {expect_ns}: "
+                "the replicas differ (e.g. GPUs picking different dtypes); pass dtype= explicitly"
+            )
+        if vecs is None:
+            vecs = np.zeros((total, v.shape[1]), np.float32)
+        if cache is not None:
+            cache.write_chunk(key, uniq[rows], v)
+        vecs[rows] = v
+        found[rows] = True
+        done += len(rows)
+        n_blocks += 1
         if progress is not None:
-            progress(cached, total)
-
-        n_blocks = 0
-        if len(missing):
-            import ray.data
-
-            ctx = ray.data.DataContext.get_current()
-            ctx.enable_progress_bars = False
-            ctx.enable_operator_progress_bars = False
-            ctx.print_on_execution_start = False
-            items = [{"row": int(j), "text": texts[first[j]]} for j in missing]
-            n_in = -(-len(items) // chunk_size)
-            with warnings.catch_warnings():
-                # Ray 2.60 names no parameter for actor restarts/retries yet; the **ray_remote_args path warns
-                warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
-                ds = ray.data.from_items(items, override_num_blocks=n_in).map_batches(
-                    _EmbedReplica,
-                    fn_constructor_kwargs={"embedder_kwargs": kw, "threads": threads,
-                                           "crash_once": None if _crash_once is None else os.fspath(_crash_once)},
-                    batch_size=chunk_size,
-                    batch_format="numpy",
-                    compute=ray.data.ActorPoolStrategy(size=int(num_workers)),
-                    max_restarts=int(max_restarts),
-                    max_task_retries=int(max_task_retries),
-                    **res,
-                )
-            del items
-            done = cached
-            expect_ns = _namespace(key) if key is not None else None
-            for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
-                rows = np.asarray(batch["row"], dtype=np.int64)
-                v = np.asarray(batch["vector"], dtype=np.float32)
-                ns = {str(x) for x in batch["ns"]}
-                if expect_ns is not None and ns != {expect_ns}:
-                    raise RuntimeError(
-                        f"a worker computed under cache namespace {sorted(ns)} but the probe under {expect_ns}: "
-                        "the replicas differ (e.g. GPUs picking different dtypes); pass dtype= explicitly"
-                    )
-                if vecs is None:
-                    vecs = np.zeros((total, v.shape[1]), np.float32)
-                if cache is not None:
-                    cache.write_chunk(key, uniq[rows], v)
-                vecs[rows] = v
-                found[rows] = True
-                done += len(rows)
-                n_blocks += 1
-                if progress is not None:
-                    progress(done, total)
-            if not found.all():  # Ray lost a block without raising: never return zeros as vectors
-                raise RuntimeError(f"Ray returned {int(found.sum())} of {total} texts")
-        if vecs is None:  # no texts at all, cache bypassed
-            vecs = np.zeros((0, 0), np.float32)
-        stats = {"texts": total, "cached": cached, "computed": int(len(missing)),
-                 "seconds": time.perf_counter() - t0, "engine": "ray", "workers": int(num_workers),
-                 "gpus_per_worker": 1 if gpus else 0, "probe_seconds": probe_s, "blocks": n_blocks,
-                 "model_id": model_id}
-        return vecs[inverse.reshape(-1)], stats
-    finally:
-        if started:
-            ray.shutdown()
+            progress(done, total)
+    if not found.all():
+        raise RuntimeError(f"Ray returned {int(found.sum())} of {total} texts")
+    return vecs, n_blocks
 
 
 def embed_pool_ray(

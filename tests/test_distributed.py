@@ -84,13 +84,14 @@ def test_ray_matches_local_resumes_from_and_feeds_the_same_cache(
 
 @needs_ray
 @pytest.mark.ray
-def test_ray_run_survives_a_killed_worker(ray_cluster, hh_pool, minilm: Embedder, tmp_path: Path) -> None:
-    from balpm.distributed import embed_pool_ray
+def test_ray_run_survives_a_killed_worker(ray_cluster, hh_pool, minilm: Embedder, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from balpm.distributed import CRASH_ONCE_ENV, embed_pool_ray
 
     pool = hh_pool.subset(np.arange(20, 40))
     marker = tmp_path / "crashed"
-    emb = embed_pool_ray(pool, EMBEDDER, cache_dir=tmp_path / "cache", num_workers=2, chunk_size=16,
-                         _crash_once=marker)
+    monkeypatch.setenv(CRASH_ONCE_ENV, str(marker))  # the drill is armed from outside the public signature
+    emb = embed_pool_ray(pool, EMBEDDER, cache_dir=tmp_path / "cache", num_workers=2, chunk_size=16)
     assert marker.exists(), "no worker was killed: the test proves nothing"
     pid = int(marker.read_text())
     with pytest.raises(ProcessLookupError):
