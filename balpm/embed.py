@@ -49,6 +49,7 @@ from balpm.embed_cache import (  # re-exported: balpm.embed is where users look
     text_hash,
 )
 from balpm.safeio import DamagedFileError, load_npz, save_npz
+from balpm.vectors import pool_texts  # re-exported: what a pool embeds
 
 if TYPE_CHECKING:  # annotations only: balpm.data does not import the embedding stack, nor this it
     from balpm.data import PreferencePool
@@ -378,6 +379,16 @@ class Embedder:
             "normalize": self.normalize,
         }
 
+    def chat_text(self, messages: list[dict[str, str]], generation_prompt: bool) -> str | None:
+        """A conversation as this model reads one: its chat template (decoders that ship one), else None.
+
+        None means "use the plain rendering" (:mod:`balpm.data.chat`): encoders and template-less decoders.
+        ``generation_prompt`` ends a prompt where the assistant's reply would start.
+        """
+        if not self.is_decoder or not getattr(self.tokenizer, "chat_template", None):
+            return None
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, truncated to ``max_length`` on ``truncation_side``, without padding."""
         self.tokenizer.truncation_side = self.truncation_side  # the attribute is the truth (it keys the cache)
@@ -567,19 +578,9 @@ def embed_pool(
     times), then served through :class:`EmbeddingCache` at ``cache_dir`` (None = :func:`default_cache_dir`,
     False = no cache).
     """
-    texts = pool_texts(pool)
+    texts = pool_texts(pool, embedder)
     vecs, stats = embed_texts(texts, embedder, cache_dir=cache_dir, progress=progress)
     return pool_embeddings_from(pool, vecs, embedder.model_id, stats)
-
-
-def pool_texts(pool: PreferencePool) -> list[str]:
-    """What a pool embeds, in one list: every prompt, then every prompt+A, then every prompt+B (row order)."""
-    prompts = list(pool.prompt_texts())
-    texts_a = list(pool.pair_texts("a"))
-    texts_b = list(pool.pair_texts("b"))
-    if not (len(texts_a) == len(texts_b) == len(prompts)):
-        raise ValueError("pool.prompt_texts() and pool.pair_texts() disagree in length")
-    return prompts + texts_a + texts_b
 
 
 def pool_embeddings_from(

