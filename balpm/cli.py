@@ -81,17 +81,21 @@ def cmd_embed(args: argparse.Namespace) -> int:
     finally:
         for bar in bars:
             bar.close()
+    return _report_embedded(emb, args.out)
+
+
+def _report_embedded(emb, out: str | None, where: str = "") -> int:
+    """The one summary line of ``balpm embed`` (local or Ray: ``where`` says which), then ``--out``'s file."""
+    from pathlib import Path
+
     st = emb.stats
     rate = f"{st['computed'] / st['seconds']:.1f} texts/s" if st["computed"] and st["seconds"] > 0 else "all cached"
     print(
         f"{len(emb)} pairs -> {st['texts']} unique texts: {st['cached']} cached, {st['computed']} computed "
-        f"in {st['seconds']:.1f}s ({rate}); dim {emb.dim}"
+        f"in {st['seconds']:.1f}s{where} ({rate}); dim {emb.dim}"
     )
-    if args.out:
-        from pathlib import Path
-
-        path = emb.save(Path(args.out) / "embeddings.npz")
-        print(f"wrote {path}")
+    if out:
+        print(f"wrote {emb.save(Path(out) / 'embeddings.npz')}")
     return 0
 
 
@@ -114,8 +118,6 @@ def _embed_from_file(args: argparse.Namespace, pool) -> int:
 
 def _embed_ray(args: argparse.Namespace, pool) -> int:
     """``balpm embed --engine ray``: each Ray worker builds its own Embedder; same cache, same summary line."""
-    from pathlib import Path
-
     from balpm.distributed import embed_pool_ray, ray_available
     from balpm.embed import EmbeddingModelError
 
@@ -132,16 +134,7 @@ def _embed_ray(args: argparse.Namespace, pool) -> int:
     except (EmbeddingModelError, ValueError) as e:
         print(f"balpm embed: {e}", file=sys.stderr)
         return 2
-    st = emb.stats
-    rate = f"{st['computed'] / st['seconds']:.1f} texts/s" if st["computed"] and st["seconds"] > 0 else "all cached"
-    print(
-        f"{len(emb)} pairs -> {st['texts']} unique texts: {st['cached']} cached, {st['computed']} computed "
-        f"in {st['seconds']:.1f}s on Ray, {st['workers']} workers ({rate}); dim {emb.dim}"
-    )
-    if args.out:
-        path = emb.save(Path(args.out) / "embeddings.npz")
-        print(f"wrote {path}")
-    return 0
+    return _report_embedded(emb, args.out, f" on Ray, {emb.stats['workers']} workers")
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -122,6 +122,28 @@ def test_cli_accepts_engine_and_address() -> None:
     assert build_parser().parse_args(["embed", "pool.jsonl"]).engine == "local"
 
 
+@needs_ray
+@pytest.mark.ray
+def test_cli_ray_engine_prints_the_local_summary_line_and_writes_out(ray_cluster, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """``balpm embed --engine ray`` prints the local engine's line (one function prints both) plus where it ran."""
+    import re
+
+    from balpm.cli import main
+
+    args = ["embed", "hh-rlhf:harmless-base", "--max-pairs", "4", "--out", str(tmp_path / "run"), "--quiet",
+            "--cache-dir", str(tmp_path / "cache"), "--engine", "ray", "--workers", "1"]
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"4 pairs -> 12 unique texts: 0 cached, 12 computed in \d+\.\d+s on Ray, 1 workers "
+                        r"\(\d+\.\d texts/s\); dim 384", out[0]), out
+    assert out[1] == f"wrote {tmp_path / 'run' / 'embeddings.npz'}"
+    assert PoolEmbeddings.load(tmp_path / "run" / "embeddings.npz").a.shape == (4, 384)
+    assert main(args[:2] + args[2:4] + args[6:]) == 0  # no --out: the same line, every text now cached
+    assert re.fullmatch(r"4 pairs -> 12 unique texts: 12 cached, 0 computed in \d+\.\d+s on Ray, 1 workers "
+                        r"\(all cached\); dim 384", capsys.readouterr().out.strip())
+
+
 # ------------------------------------------------------------------------------------------- out of core
 
 
