@@ -22,11 +22,12 @@ OWNERS = {
                      "write_report", "ratio_by_round", "METRICS", "METRIC_COLUMNS", "ACQUIRED_COLUMNS"],
     "balpm.metrics": ["expected_calibration_error", "preference_metrics"],
     "balpm.learner_state": ["LearnerStateError", "saved_selection"],
+    "balpm.store_integrity": ["LabelStoreError", "StoreDamagedError", "backups_of", "SCHEMA_VERSION"],
 }
 #: where the names were importable before the cut (kept for compatibility)
 OLD_HOME = {"balpm.data.pool": "balpm.data", "balpm.data.records": "balpm.data", "balpm.data.sources": "balpm.data",
             "balpm.data.summary": "balpm.data", "balpm.report": "balpm.experiment", "balpm.metrics": "balpm.learner",
-            "balpm.learner_state": "balpm.learner"}
+            "balpm.learner_state": "balpm.learner", "balpm.store_integrity": "balpm.store"}
 
 
 @pytest.mark.parametrize("module", sorted(OWNERS))
