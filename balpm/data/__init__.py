@@ -106,6 +106,7 @@ from balpm.data.sources import (
     data_dir,
     full_data_present,
     load_pool,
+    read_fields,
     sample_dir,
 )
 from balpm.data.summary import format_summary, summarize
@@ -128,6 +129,7 @@ __all__ = [
     "join_prompt_completion",
     "load_pool",
     "pair_id",
+    "read_fields",
     "parse_columns",
     "sample_dir",
     "split_hh_transcript",

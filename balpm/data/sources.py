@@ -155,6 +155,31 @@ def _read_hf(b: _Builder, src: str, seed: int, schemas: set[str]) -> None:
         _consume(b, recs, s, seed, schemas)
 
 
+def read_fields(source: str | os.PathLike, fmt: str | None = None) -> list[str]:
+    """The field names of a file's first record (a folder: its first pool file's), for a column-mapping form.
+
+    Why: when the layout is not recognised, the Pool page asks the user to map these names
+    (:func:`balpm.data.columns.guess_columns` pre-fills the form). Errors are located PoolFormatErrors.
+    """
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise PoolFormatError(source, None, None, "no such file")
+    if _is_hf_disk(path):
+        import datasets
+
+        ds = datasets.load_from_disk(str(path))
+        names = ds.column_names
+        return list(next(iter(names.values())) if isinstance(names, dict) else names)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(_DIR_EXTENSIONS))
+        if not files:
+            raise PoolFormatError(path, None, None, "folder holds no pool files (.jsonl[.gz], .json, .csv, .parquet)")
+        path = files[0]
+    for _loc, rec in _records_from_file(path, fmt):
+        return [str(k) for k in rec]
+    raise PoolFormatError(path, None, None, "no records")
+
+
 def load_pool(
     source: str | os.PathLike, *, seed: int = 0, fmt: str | None = None, strict: bool = False,
     columns: str | Mapping[str, str] | None = None,

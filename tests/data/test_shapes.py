@@ -154,3 +154,16 @@ def test_cli_columns_on_every_command_that_reads_a_pool(tmp_path: Path, capsys: 
     for cmd in ("embed", "check"):  # parsed and passed on: a wrong column is named by the loader
         assert main([cmd, str(f), "--columns", "prompt=question,chosen=answer_good,rejected=nope"]) == 2
         assert "field 'nope'" in capsys.readouterr().err
+
+
+def test_read_fields_feeds_the_mapping_form(tmp_path: Path) -> None:
+    from balpm.data import read_fields
+
+    f = tmp_path / "qa.csv"
+    f.write_text("question,answer_good,answer_bad\nWhy?,Because.,No idea\n", encoding="utf-8")
+    fields = read_fields(f)
+    assert fields == ["question", "answer_good", "answer_bad"]
+    mapping = guess_columns(fields)
+    assert len(load_pool(f, columns=mapping)) == 1
+    with pytest.raises(PoolFormatError, match="no such file"):
+        read_fields(tmp_path / "nope.csv")
