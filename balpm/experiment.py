@@ -165,7 +165,8 @@ def policy_params_for(config: ExperimentConfig) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------------ running
 def load_labelled_sample(
-    source: str, max_pairs: int | None = None, seed: int = 0, strict: bool = False, *, labelled_only: bool = True
+    source: str, max_pairs: int | None = None, seed: int = 0, strict: bool = False, *, labelled_only: bool = True,
+    columns: str | None = None,
 ) -> PreferencePool:
     """The labelled pairs of a pool, sampled down to about ``max_pairs`` pairs by whole prompt groups.
 
@@ -184,6 +185,9 @@ def load_labelled_sample(
         Refuse the source at its first record the format would drop (:func:`balpm.data.load_pool`).
     labelled_only : bool
         Keep only pairs with a label (the simulated oracle can answer no other); False for human labelling.
+    columns : str, optional
+        Column mapping for files with other column names (``"prompt=question,chosen=answer_good,..."``,
+        :func:`balpm.data.load_pool`).
 
     Returns
     -------
@@ -191,7 +195,7 @@ def load_labelled_sample(
     """
     from balpm.data import load_pool
 
-    pool = load_pool(source, seed=seed, strict=strict)
+    pool = load_pool(source, seed=seed, strict=strict, columns=columns)
     if labelled_only:
         pool = pool.subset(~np.isnan(pool.labels))
     return pool.sample_groups(int(max_pairs), seed) if max_pairs else pool

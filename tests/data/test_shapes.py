@@ -167,3 +167,12 @@ def test_read_fields_feeds_the_mapping_form(tmp_path: Path) -> None:
     assert len(load_pool(f, columns=mapping)) == 1
     with pytest.raises(PoolFormatError, match="no such file"):
         read_fields(tmp_path / "nope.csv")
+
+
+def test_the_run_and_session_loader_takes_the_mapping(tmp_path: Path) -> None:
+    from balpm.experiment import load_labelled_sample
+
+    f = tmp_path / "qa.csv"
+    f.write_text("question,answer_good,answer_bad\nWhy?,Because.,No idea\nHow?,Like this.,Dunno\n", encoding="utf-8")
+    pool = load_labelled_sample(str(f), columns="prompt=question,chosen=answer_good,rejected=answer_bad")
+    assert sorted(pool.pairs["prompt"]) == ["How?", "Why?"] and not pool.pairs["label"].isna().any()
