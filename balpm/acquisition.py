@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -401,7 +401,20 @@ def balpm_select(
 # ------------------------------------------------------------------------------------------------ policies
 #: The policy objects and their registry live in :mod:`balpm.policies`; they are importable from here too (lazily,
 #: since that module builds on this one).
-_FROM_POLICIES = frozenset({'PolicyParam', 'Policy', 'RandomPolicy', 'TopScorePolicy', 'StochasticPolicy', 'BalPMPolicy', 'EntropyPolicy', 'SoftmaxBaldPolicy', 'PowerBaldPolicy', 'SoftrankBaldPolicy', 'POLICIES', 'get_policy', 'policy_names', 'canonical_policy_name', 'policy_parameters', 'all_policy_parameters', 'policy_params_from', 'bald_score'})
+_FROM_POLICIES = frozenset({
+    "PolicyParam", "Policy", "RandomPolicy", "TopScorePolicy", "StochasticPolicy", "BalPMPolicy",
+    "EntropyPolicy", "SoftmaxBaldPolicy", "PowerBaldPolicy", "SoftrankBaldPolicy", "POLICIES", "get_policy",
+    "policy_names", "canonical_policy_name", "policy_parameters", "all_policy_parameters", "policy_params_from",
+    "bald_score",
+})
+
+
+if TYPE_CHECKING:  # for type checkers and linters; at run time __getattr__ imports them
+    from balpm.policies import (  # noqa: F401
+        PolicyParam, Policy, RandomPolicy, TopScorePolicy, StochasticPolicy, BalPMPolicy, EntropyPolicy,
+        SoftmaxBaldPolicy, PowerBaldPolicy, SoftrankBaldPolicy, POLICIES, get_policy, policy_names,
+        canonical_policy_name, policy_parameters, all_policy_parameters, policy_params_from, bald_score,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -18,7 +18,12 @@ from scipy.special import digamma
 from balpm.acquisition import AcquisitionInput, RngLike, Selection, _clip_batch, _ratio, _rng, balpm_greedy
 from balpm.neighbors import KnnGraph, build_knn_graph
 
-__all__ = ['PolicyParam', 'Policy', 'RandomPolicy', 'TopScorePolicy', 'StochasticPolicy', 'BalPMPolicy', 'EntropyPolicy', 'SoftmaxBaldPolicy', 'PowerBaldPolicy', 'SoftrankBaldPolicy', 'POLICIES', 'get_policy', 'policy_names', 'canonical_policy_name', 'policy_parameters', 'all_policy_parameters', 'policy_params_from', 'bald_score']
+__all__ = [
+    "PolicyParam", "Policy", "RandomPolicy", "TopScorePolicy", "StochasticPolicy", "BalPMPolicy",
+    "EntropyPolicy", "SoftmaxBaldPolicy", "PowerBaldPolicy", "SoftrankBaldPolicy", "POLICIES", "get_policy",
+    "policy_names", "canonical_policy_name", "policy_parameters", "all_policy_parameters", "policy_params_from",
+    "bald_score",
+]
 
 
 @dataclass(frozen=True)
@@ -26,9 +31,9 @@ class PolicyParam:
     """One constructor parameter of a policy, declared on its class (``PARAMS``) so that :func:`get_policy`
     validates it and the Acquire page and the CLI build their inputs from it, instead of each keeping a list.
 
-    ``low``/``high`` bound the value (inclusive, None: unbounded), ``choices`` lists the allowed values of a
-    string. ``label`` and ``step`` are for an input widget. ``advanced`` parameters (tuning knobs such as ``eps``) are accepted by :func:`get_policy` but not
-    offered by the page or the CLI.
+    ``low``/``high`` bound the value (inclusive, None: unbounded), ``choices`` lists the allowed values of a string.
+    ``label`` and ``step`` are for an input widget. ``advanced`` parameters (tuning knobs such as ``eps``) are
+    accepted by :func:`get_policy` but not offered by the page or the CLI.
     """
 
     name: str

@@ -363,3 +363,14 @@ def test_declared_parameters_drive_get_policy_validation_and_the_experiment_conf
     cfg = config_from_namespace(run.parse_args(["--dataset", "x.jsonl", "--policy", "softrank_bald",
                                                 "--temperature", "2"]))
     assert cfg.acquisition.policy_params() == {"temperature": 2.0}
+
+
+def test_policies_live_in_balpm_policies_and_the_old_import_path_still_works():
+    """Issue 13 (sizes): the policies moved to balpm.policies; balpm.acquisition gives the very same objects."""
+    import balpm.acquisition as acquisition
+    import balpm.policies as policies
+
+    for name in policies.__all__:
+        assert getattr(acquisition, name) is getattr(policies, name), name
+    with pytest.raises(AttributeError):
+        acquisition.no_such_name  # noqa: B018
