@@ -52,7 +52,7 @@ import math
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +142,7 @@ def _first_session() -> Session:
     demo = open_or_create_demo(root)
     if demo is not None:
         return demo
-    return Session.create("untitled", SessionConfig(pool=""), root=root, exist_ok=True)
+    return Session.create("untitled", SessionConfig.from_settings(dataset=""), root=root, exist_ok=True)
 
 
 def current_session() -> Session | None:
@@ -224,11 +224,10 @@ def _load_pool_cached(folder: str, config_json: str, identity: str) -> Preferenc
 
 def get_pool(session: Session) -> PreferencePool:
     """The session's pool (cached by pool identity). Raises PoolFormatError for a file the user must fix."""
-    if not session.config.pool:
+    if not session.config.pool.dataset:
         raise PoolFormatError(None, None, None,
                               "no pool chosen yet: pick a built-in dataset, upload a file or give a path")
-    c = session.config
-    pool_fields = {k: getattr(c, k) for k in ("pool", "pool_seed", "max_pairs", "strict", "mode", "test_fraction")}
+    pool_fields = {"pool": asdict(session.config.pool), "mode": session.config.mode}
     return _load_pool_cached(str(session.folder), json.dumps(pool_fields, sort_keys=True), session.pool_identity())
 
 
@@ -344,9 +343,9 @@ def get_embeddings(session: Session, pool: PreferencePool, container: Any = None
         return memo[key]
     from balpm.embed import embed_pool
 
-    c = session.config
-    embedder = get_embedder(c.model, c.device, int(c.embed_batch_size), int(c.max_length))
-    bar = progress_bar(f"Embedding {len(pool)} pairs with {c.model}", container)
+    c = session.config.embedding
+    embedder = get_embedder(c.embedding_model, c.device, int(c.embed_batch_size), int(c.max_length))
+    bar = progress_bar(f"Embedding {len(pool)} pairs with {c.embedding_model}", container)
     try:
         emb = embed_pool(pool, embedder, progress=bar)
     finally:
@@ -367,7 +366,8 @@ def embeddings_or_offer(session: Session, pool: PreferencePool, key: str) -> Any
     emb = cached_embeddings(session)
     if emb is not None:
         return emb
-    st.info(f"The pool ({len(pool):,} pairs) is not embedded with {literal(session.config.model)} in this server "
+    model = session.config.embedding.embedding_model
+    st.info(f"The pool ({len(pool):,} pairs) is not embedded with {literal(model)} in this server "
             "yet. Embed it now (texts already in the disk cache are read, not recomputed) or on the Embed page.")
     c1, c2 = st.columns([1, 3])
     c2.page_link("pages/2_embed.py", label="Go to the Embed page", icon="🧮")
@@ -421,10 +421,10 @@ def render_sidebar(session: Session | None) -> None:
         else:
             c = session.config
             st.markdown(f"**Session:** {literal(session.name)} ({c.mode})")
-            pool_name = c.pool or "none chosen"
-            size = f", at most {c.max_pairs} pairs" if c.max_pairs else ""
+            pool_name = c.pool.dataset or "none chosen"
+            size = f", at most {c.pool.max_pairs} pairs" if c.pool.max_pairs else ""
             st.markdown(f"**Pool:** {literal(Path(pool_name).name if '/' in pool_name else pool_name)}{size}")
-            st.markdown(f"**Model:** {literal(c.model)} (max {c.max_length} tokens)")
+            st.markdown(f"**Model:** {literal(c.embedding.embedding_model)} (max {c.embedding.max_length} tokens)")
             _label_count(str(session.folder))
         _session_controls(session)
 
@@ -476,9 +476,11 @@ def _session_controls(session: Session | None) -> None:
         if st.button("Create session", key="sb_create", disabled=valid is None):
             try:
                 base = session.config if session is not None else SessionConfig()
-                cfg = SessionConfig(pool=pool, max_pairs=int(max_pairs) or None, mode=mode, model=base.model,
-                                    max_length=base.max_length, policy=base.policy,
-                                    policy_params=dict(base.policy_params), batch_size=base.batch_size)
+                cfg = SessionConfig.from_settings(
+                    dataset=pool, max_pairs=int(max_pairs) or None, mode=mode,
+                    embedding_model=base.embedding.embedding_model, max_length=base.embedding.max_length,
+                    policy=base.acquisition.policy, policy_params=dict(base.acquisition.params),
+                    batch_size=base.batch_size)
                 open_session(Session.create(valid, cfg))  # a str is a name under sessions_dir(), never a path
             except (OSError, ValueError) as e:
                 st.error(f"Cannot create session: {literal(e)}")

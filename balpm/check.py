@@ -580,9 +580,9 @@ def check_session(session: Any, pool: Any | None = None, embeddings: Any | None 
     if embeddings is None:
         from balpm.embed import Embedder
 
-        c = session.config
-        embedder = Embedder(c.model, device=c.device, batch_size=int(c.embed_batch_size),
-                            max_length=int(c.max_length))
+        ec = session.config.embedding
+        embedder = Embedder(ec.embedding_model, device=ec.device, batch_size=int(ec.embed_batch_size),
+                            max_length=int(ec.max_length))
         embeddings = embed_labelled(pool, list(labels), embedder, cache_dir=cache_dir)
     kwargs.setdefault("ensemble_params", session.config.ensemble_params())
     kwargs.setdefault("seed", int(session.config.seed))

@@ -1,4 +1,5 @@
-"""Settings by concern, as trl does: the pool, the embedding model, the ensemble and the acquisition policy.
+"""Settings by concern, as trl does: the pool, the embedding model, the ensemble and the acquisition policy;
+and the session config (``session.json``) that nests them.
 
 Why: a run (:class:`balpm.experiment.ExperimentConfig`) and the command line each used to declare the embedding
 model, its max length, batch size and device, the ensemble settings and the pool's seed on their own, so a change
@@ -11,10 +12,12 @@ had to be made in several places. Each concern is declared once here; the config
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PoolConfig", "EmbeddingConfig", "EnsembleConfig", "AcquisitionConfig", "int_tuple", "CONCERNS"]
+__all__ = ["PoolConfig", "EmbeddingConfig", "EnsembleConfig", "AcquisitionConfig", "SessionConfig", "int_tuple",
+           "CONCERNS"]
 
 
 def int_tuple(text: str) -> tuple[int, ...]:
@@ -119,3 +122,103 @@ class AcquisitionConfig:
 #: The nested concern of each config field name (the configs that nest them use these names).
 CONCERNS: dict[str, type] = {"pool": PoolConfig, "embedding": EmbeddingConfig, "ensemble": EnsembleConfig,
                              "acquisition": AcquisitionConfig}
+
+
+@dataclass
+class SessionConfig:
+    """Everything that defines a session; saved as ``session.json``. One nested config per concern
+    (:mod:`balpm.config`), and the session's own fields.
+
+    ``pool.dataset`` is a built-in name (``hh-rlhf:harmless-base``), an absolute path, or a path relative to the
+    session folder (uploads). ``pool.max_pairs`` samples whole prompt groups (None = all). In simulation mode the
+    pool is restricted to labelled pairs and ``pool.test_fraction`` of it (whole groups) is held out for the test
+    curve. Files written before the nesting (flat fields: ``pool`` a str, ``pool_seed``, ``model``,
+    ``model_params``, ``policy_params``) still load through :meth:`from_dict`.
+    """
+
+    pool: PoolConfig = field(default_factory=lambda: PoolConfig(max_pairs=500))
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    mode: str = "human"
+    acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig)
+    batch_size: int = 16
+    seed: int = 0
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    initial: int = 16
+    created_at: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["ensemble"]["hidden"] = list(d["ensemble"]["hidden"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SessionConfig:
+        """From :meth:`to_dict` or an older flat file; ignores unknown keys, so an older balpm can read a newer
+        file's known fields."""
+        if not isinstance(d.get("pool"), dict):  # the flat layout of session.json before issue 13
+            flat = {_LEGACY_SETTINGS.get(k, k): v for k, v in d.items()}
+            ensemble = {"n_members": flat.pop("n_members", 5), **(flat.pop("model_params", None) or {})}
+            base = cls.from_settings(**{k: v for k, v in flat.items() if k in _setting_names()})
+            return dataclasses.replace(base, ensemble=EnsembleConfig.from_model_params(ensemble))
+        kw: dict[str, Any] = {k: v for k, v in d.items() if k in {f.name for f in dataclasses.fields(cls)}}
+        for name, concern in CONCERNS.items():
+            known = {f.name for f in dataclasses.fields(concern)}
+            kw[name] = concern(**{k: v for k, v in (d.get(name) or {}).items() if k in known})
+        return cls(**kw)
+
+    @classmethod
+    def from_settings(cls, **settings: Any) -> SessionConfig:
+        """A config from flat setting names (:meth:`with_settings`), the defaults for the rest."""
+        return cls().with_settings(**settings)
+
+    def with_settings(self, **settings: Any) -> SessionConfig:
+        """A copy with settings changed, by flat name: a field of the session (``mode``, ``batch_size`` ...), a
+        field of one of its concerns (``dataset``, ``embedding_model``, ``policy``, ``n_members`` ...; each name
+        belongs to one), ``policy_params`` for the policy's parameters, or a whole concern (``ensemble=...``).
+        TypeError names unknown settings."""
+        unknown = set(settings) - _setting_names()
+        if unknown:
+            raise TypeError(f"unknown session settings: {sorted(unknown)}")
+        for name, concern in CONCERNS.items():
+            if name in settings and not isinstance(settings[name], concern):
+                got = type(settings[name]).__name__
+                raise TypeError(f"session setting {name!r} is a {concern.__name__}, not {got}")
+        top = {k: v for k, v in settings.items() if k in {f.name for f in dataclasses.fields(self)}}
+        new = dataclasses.replace(self, **top)
+        for name, concern in CONCERNS.items():
+            fields = {f.name for f in dataclasses.fields(concern)}
+            changes = {k: v for k, v in settings.items() if k in fields and k not in top}
+            if name == "acquisition" and "policy_params" in settings:
+                changes["params"] = dict(settings["policy_params"])
+            if changes:
+                setattr(new, name, dataclasses.replace(getattr(new, name), **changes))
+        return new
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting by its flat name (what :meth:`with_settings` takes): for forms that compare and update."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in CONCERNS}
+        for name in CONCERNS:
+            concern = getattr(self, name)
+            out.update({f.name: getattr(concern, f.name) for f in dataclasses.fields(concern) if f.name != "params"})
+        out["policy_params"] = self.acquisition.params
+        return out
+
+    def ensemble_params(self) -> dict[str, Any]:
+        """Constructor parameters of :class:`balpm.model.PreferenceEnsemble` (the learner sets ``seed``)."""
+        return self.ensemble.model_params(self.embedding.device)
+
+    def model_key(self) -> str:
+        """What decides the embedding vectors (not the device or batch size): for cache keys."""
+        return self.embedding.model_key()
+
+
+#: Names in session.json files written before issue 13, and their setting names now.
+_LEGACY_SETTINGS = {"pool": "dataset", "pool_seed": "data_seed", "model": "embedding_model"}
+
+
+def _setting_names() -> set[str]:
+    """Every flat setting name :meth:`SessionConfig.with_settings` accepts."""
+    names = {f.name for f in dataclasses.fields(SessionConfig)} | {"policy_params"}
+    for concern in CONCERNS.values():
+        names |= {f.name for f in dataclasses.fields(concern)}
+    return names - {"params"}

@@ -33,7 +33,7 @@ import os
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from balpm.acquisition import SCORE_COLUMNS
+from balpm.config import SessionConfig  # re-exported: its home is balpm.config, with the configs it nests
 from balpm.safeio import atomic_write_text as _atomic_write_text
 from balpm.store import LabelStore
 
@@ -124,52 +125,6 @@ def list_sessions(root: str | os.PathLike[str] | None = None) -> list[str]:
     return [p.name for p in found]
 
 
-@dataclass
-class SessionConfig:
-    """Everything that defines a session; saved as ``session.json``.
-
-    ``pool`` is a built-in name (``hh-rlhf:harmless-base``), an absolute path, or a path relative to the session
-    folder (uploads). ``max_pairs`` samples whole prompt groups (None = all). In simulation mode the pool is
-    restricted to labelled pairs and ``test_fraction`` of it (whole groups) is held out for the test curve.
-    """
-
-    pool: str = "hh-rlhf:harmless-base"
-    pool_seed: int = 0
-    max_pairs: int | None = 500
-    strict: bool = False  # refuse a pool file with any record its format would drop (balpm.data.load_pool)
-    model: str = "default"
-    max_length: int = 256
-    embed_batch_size: int = 32
-    device: str | None = None
-    mode: str = "human"
-    policy: str = "bal-pm"
-    policy_params: dict[str, Any] = field(default_factory=lambda: {"beta": 0.01, "k": 13})
-    batch_size: int = 16
-    seed: int = 0
-    n_members: int = 5
-    model_params: dict[str, Any] = field(default_factory=dict)
-    test_fraction: float = 0.2
-    initial: int = 16
-    created_at: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SessionConfig:
-        """Ignores unknown keys, so an older balpm can read a newer file's known fields."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    def ensemble_params(self) -> dict[str, Any]:
-        """Constructor parameters of :class:`balpm.model.PreferenceEnsemble` (the learner sets ``seed``)."""
-        return {"n_members": int(self.n_members), **self.model_params}
-
-    def model_key(self) -> str:
-        """What decides the embedding vectors (not the device or batch size): for cache keys."""
-        return f"{self.model}|max_length={int(self.max_length)}"
-
-
 def demo_config() -> SessionConfig:
     """The session a first start opens: HH-RLHF harmless-base, offline default model, human labelling.
 
@@ -179,8 +134,8 @@ def demo_config() -> SessionConfig:
     from balpm.data import SAMPLE_PREFIX, full_data_present
 
     pool = "hh-rlhf:harmless-base"
-    return SessionConfig(pool=pool if full_data_present(pool) else SAMPLE_PREFIX + pool, max_pairs=500,
-                         model="default", mode="human")
+    return SessionConfig.from_settings(dataset=pool if full_data_present(pool) else SAMPLE_PREFIX + pool,
+                                       max_pairs=500, embedding_model="default", mode="human")
 
 
 @dataclass
@@ -298,26 +253,25 @@ class Session:
         _atomic_write_text(self.folder / _CONFIG_FILE, json.dumps(self.config.to_dict(), indent=2))
 
     def update(self, **changes: Any) -> SessionConfig:
-        """Change config fields and save. A new pool or model drops the current batch (other rows / stale scores)."""
-        unknown = set(changes) - {f.name for f in dataclasses.fields(SessionConfig)}
-        if unknown:
-            raise TypeError(f"unknown session settings: {sorted(unknown)}")
+        """Change settings (:meth:`SessionConfig.with_settings` names) and save. A new pool or model drops the
+        current batch (other rows / stale scores)."""
         if "mode" in changes and changes["mode"] not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
+        new = self.config.with_settings(**changes)
         old = (self.pool_identity(), self.config.model_key())
-        self.config = dataclasses.replace(self.config, **changes)
+        self.config = new
         self.save_config()
         if (self.pool_identity(), self.config.model_key()) != old:
             self.clear_batch()
         return self.config
 
     def __repr__(self) -> str:
-        return f"Session({str(self.folder)!r}, pool={self.config.pool!r}, mode={self.config.mode!r})"
+        return f"Session({str(self.folder)!r}, pool={self.config.pool.dataset!r}, mode={self.config.mode!r})"
 
     # ------------------------------------------------------------------ pool
     def pool_path(self) -> Path | None:
         """The pool's file or folder when ``pool`` is a path (relative paths are inside the session folder)."""
-        p = Path(self.config.pool).expanduser()
+        p = Path(self.config.pool.dataset).expanduser()
         if not p.is_absolute():
             inside = self.folder / p
             if inside.exists():
@@ -327,15 +281,15 @@ class Session:
     def pool_source(self) -> str:
         """What :func:`balpm.data.load_pool` is given: the resolved path, or the built-in name."""
         p = self.pool_path()
-        return str(p) if p is not None else self.config.pool
+        return str(p) if p is not None else self.config.pool.dataset
 
     def pool_identity(self) -> str:
         """A key that changes whenever the loaded pool could change (source, file contents, seed, size, mode)."""
         p = self.pool_path()
         fp = _file_fingerprint(p) if p is not None else "builtin"
-        c = self.config
-        parts = [self.pool_source(), fp, str(c.pool_seed), str(c.max_pairs), c.mode,
-                 str(c.test_fraction) if c.mode == "simulation" else ""]
+        c, pc = self.config, self.config.pool
+        parts = [self.pool_source(), fp, str(pc.data_seed), str(pc.max_pairs), c.mode,
+                 str(pc.test_fraction) if c.mode == "simulation" else ""]
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:20]
 
     def save_upload(self, filename: str, data: bytes) -> str:
@@ -354,22 +308,19 @@ class Session:
 
         Raises :class:`balpm.data.PoolFormatError` (located) for a file the user must fix.
         """
-        from balpm.data import load_pool
+        from balpm.experiment import load_labelled_sample
 
-        c = self.config
-        pool = load_pool(self.pool_source(), seed=int(c.pool_seed), strict=bool(c.strict))
-        if c.mode == "simulation":
-            pool = pool.subset(~np.isnan(pool.labels))
-        if c.max_pairs:
-            pool = pool.sample_groups(int(c.max_pairs), int(c.pool_seed))
-        return pool
+        pc = self.config.pool
+        return load_labelled_sample(self.pool_source(), pc.max_pairs, int(pc.data_seed), bool(pc.strict),
+                                    labelled_only=self.config.mode == "simulation")
 
     def split_masks(self, pool: PreferencePool) -> tuple[np.ndarray, np.ndarray | None]:
-        """(train, test) row masks: a held-out group split (seeded by ``pool_seed``) in simulation, else all / None."""
+        """(train, test) row masks: a held-out group split (seeded by ``pool.data_seed``) in simulation, else all
+        / None."""
         n = len(pool)
         if self.config.mode != "simulation" or n < 4 or pool.groups.size and len(set(pool.groups)) < 2:
             return np.ones(n, dtype=bool), None
-        _, test = pool.split_by_group(float(self.config.test_fraction), int(self.config.pool_seed))
+        _, test = pool.split_by_group(float(self.config.pool.test_fraction), int(self.config.pool.data_seed))
         test_ids = set(test.ids.tolist())
         test_mask = np.array([i in test_ids for i in pool.ids], dtype=bool)
         return ~test_mask, test_mask
@@ -381,7 +332,8 @@ class Session:
 
     def learner_params(self) -> dict[str, Any]:
         c = self.config
-        return {"policy": c.policy, "policy_params": dict(c.policy_params), "model_params": c.ensemble_params(),
+        return {"policy": c.acquisition.policy, "policy_params": dict(c.acquisition.params),
+                "model_params": c.ensemble_params(),
                 "batch_size": int(c.batch_size), "seed": int(c.seed)}
 
     def make_learner(self, pool: PreferencePool, embeddings: PoolEmbeddings, *,
@@ -528,7 +480,8 @@ class Session:
             d = {}
         if d.get("table") and not d.get("cold_start", d.get("initial", False)):
             frames.append(pd.DataFrame(d["table"]).assign(round=int(d["round"]), pick=np.arange(len(d["ids"]))))
-        frames = [f.reindex(columns=SELECTION_COLUMNS) for f in frames if len(f) and {"round", "ratio"} <= set(f.columns)]
+        frames = [f.reindex(columns=SELECTION_COLUMNS) for f in frames
+                  if len(f) and {"round", "ratio"} <= set(f.columns)]
         if not frames:
             return None
         df = pd.concat(frames, ignore_index=True)
@@ -640,7 +593,7 @@ class Session:
             self._append_selection(sel)
         self.record_oracle(learner, ids, rnd)
         learner.fit()
-        row: dict[str, Any] = {"round": rnd, "n_labeled": learner.n_labeled_, "policy": self.config.policy,
+        row: dict[str, Any] = {"round": rnd, "n_labeled": learner.n_labeled_, "policy": self.config.acquisition.policy,
                                "split": "test", "fit_seconds": learner.timings_.get("fit", np.nan)}
         if test_pool is not None and test_embeddings is not None and len(test_pool):
             row.update(learner.evaluate(test_pool, test_embeddings))

@@ -92,14 +92,15 @@ def engine(args: argparse.Namespace, root: Path) -> tuple[list[tuple[str, float,
 
     rows: list[tuple[str, float, str, str]] = []
     sessions = root / "sessions"
-    cfg = SessionConfig(pool=args.pool, max_pairs=None, mode="human", batch_size=args.batch_size)
+    cfg = SessionConfig.from_settings(dataset=args.pool, max_pairs=None, mode="human", batch_size=args.batch_size)
     s = Session.create("bench", cfg, root=sessions)
     (sessions / ".last_session").write_text(str(s.folder))
     pool = s.load_pool()
     print(f"pool {args.pool}: {len(pool)} pairs", flush=True)
 
     t0 = time.perf_counter()
-    embedder = Embedder(cfg.model, max_length=cfg.max_length, batch_size=cfg.embed_batch_size)
+    embedder = Embedder(cfg.embedding.embedding_model, max_length=cfg.embedding.max_length,
+                        batch_size=cfg.embedding.embed_batch_size)
     embedder.encode(["warm up"])
     t_model = time.perf_counter() - t0
     rows.append(("load embedding model", t_model, "", ""))

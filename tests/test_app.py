@@ -24,8 +24,8 @@ from balpm.session import Session, SessionConfig
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 600
-SMALL = dict(pool="hh-rlhf:harmless-base", max_pairs=100, max_length=64, batch_size=6, n_members=2,
-             model_params={"hidden": [32], "max_epochs": 5}, initial=8)
+SMALL = dict(dataset="hh-rlhf:harmless-base", max_pairs=100, max_length=64, batch_size=6, n_members=2,
+             hidden=(32,), max_epochs=5, initial=8)
 
 
 @pytest.fixture()
@@ -39,7 +39,7 @@ def sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _session(root: Path, name: str = "t", **changes) -> Session:
     """A small session made the one the app resumes (the app opens the last session used)."""
-    s = Session.create(name, SessionConfig(**{**SMALL, **changes}), root=root)
+    s = Session.create(name, SessionConfig.from_settings(**{**SMALL, **changes}), root=root)
     root.mkdir(parents=True, exist_ok=True)
     (root / ".last_session").write_text(str(s.folder))
     return s
@@ -140,7 +140,7 @@ def test_bad_path_shows_located_error_not_traceback(sessions: Path, tmp_path: Pa
     at.run()
     assert not at.exception
     assert any("bad.jsonl:2" in _shown(e.value) for e in at.error), [e.value for e in at.error]
-    assert Session.open(sessions / "t").config.pool == "hh-rlhf:harmless-base"  # the good pool is kept
+    assert Session.open(sessions / "t").config.pool.dataset == "hh-rlhf:harmless-base"  # the good pool is kept
 
 
 def test_strict_box_refuses_a_file_with_drops_and_keeps_the_pool(sessions: Path, tmp_path: Path) -> None:
@@ -156,13 +156,13 @@ def test_strict_box_refuses_a_file_with_drops_and_keeps_the_pool(sessions: Path,
     at.run()
     assert not at.exception
     assert any("dups.jsonl:3" in _shown(e.value) and "duplicate pair" in e.value for e in at.error), at.error
-    assert Session.open(sessions / "t").config.pool == "hh-rlhf:harmless-base"  # the good pool is kept
+    assert Session.open(sessions / "t").config.pool.dataset == "hh-rlhf:harmless-base"  # the good pool is kept
     at.checkbox(key="pool_strict").uncheck()
     _button(at, "Load pool").click()
     at.run()
     assert not at.exception and not at.error, at.error
     assert _metric(at, "Dropped from file") == "1" and "duplicate pair: 1, first at line 3" in at.code[0].value
-    assert Session.open(sessions / "t").config.strict is False
+    assert Session.open(sessions / "t").config.pool.strict is False
 
 
 def test_bad_upload_shows_located_error_and_good_upload_is_saved_in_session(sessions: Path) -> None:
@@ -183,7 +183,7 @@ def test_bad_upload_shows_located_error_and_good_upload_is_saved_in_session(sess
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert _metric(at, "Pairs") == "2"
     cfg = Session.open(s.folder).config
-    assert cfg.pool == "uploads/good.jsonl" and (s.folder / cfg.pool).is_file()
+    assert cfg.pool.dataset == "uploads/good.jsonl" and (s.folder / cfg.pool.dataset).is_file()
 
 
 # ---------------------------------------------------------------------------------------------- Embed
@@ -535,7 +535,7 @@ def test_user_strings_are_shown_as_text_never_markdown(sessions: Path, tmp_path:
     rows = [{"id": f"{EVIL}`{i}", "prompt": f"Question {i}?", "chosen": f"Answer {i}.", "rejected": "No."}
             for i in range(4)]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    s = _session(sessions, pool=str(data), max_pairs=None)
+    s = _session(sessions, dataset=str(data), max_pairs=None)
     s.set_batch(pd.DataFrame({"id": [r["id"] for r in rows[:3]]}))
 
     def check(at: AppTest) -> list[str]:
@@ -598,7 +598,7 @@ def test_label_view_shows_chat_turns_and_safe_markdown_with_raw_and_diff_views(s
     (no fixed-height boxes), a raw-text view and a highlight of where A and B differ."""
     from balpm.render import safe_markdown, split_turns
 
-    s = _session(sessions, pool=str(_chat_pool(tmp_path)), max_pairs=None)
+    s = _session(sessions, dataset=str(_chat_pool(tmp_path)), max_pairs=None)
     _small_batch(s, 3)
     at = _app("pages/4_label.py")
     _set_annotator(at, "ann")

@@ -252,8 +252,8 @@ def _labelling_session(servers: list[Server], tmp_path: Path, embed_cache: Path,
     from balpm.session import Session, SessionConfig
 
     sessions = tmp_path / "sessions"
-    s = Session.create(name, SessionConfig(pool="hh-rlhf:harmless-base", max_pairs=PAIRS, max_length=64,
-                                           batch_size=16, mode="human"), root=sessions)
+    s = Session.create(name, SessionConfig.from_settings(dataset="hh-rlhf:harmless-base", max_pairs=PAIRS,
+                                                         max_length=64, batch_size=16, mode="human"), root=sessions)
     (sessions / ".last_session").write_text(str(s.folder))
     s.close()
     server_env = app_env(sessions, embed_cache, BALPM_DATA_DIR="none", **env)
@@ -566,7 +566,8 @@ def test_markdown_in_ids_names_and_files_is_never_fetched(page: Any, servers: li
             for i in range(4)]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     sessions = tmp_path / "sessions"
-    s = Session.create("evil", SessionConfig(pool=str(data), max_pairs=None, mode="human"), root=sessions)
+    s = Session.create("evil", SessionConfig.from_settings(dataset=str(data), max_pairs=None, mode="human"),
+                       root=sessions)
     s.set_batch(pd.DataFrame({"id": [r["id"] for r in rows[:3]]}))
     (sessions / ".last_session").write_text(str(s.folder))
     s.close()
@@ -612,7 +613,8 @@ def _tiny_session(sessions: Path, name: str, n: int = 8) -> Any:
     rows = [{"id": hashlib.sha256(f"{name}{i}".encode()).hexdigest()[:16], "prompt": f"{name}: question {i}?",
              "chosen": f"Answer {i}.", "rejected": "No."} for i in range(n)]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    s = Session.create(name, SessionConfig(pool=str(data), max_pairs=None, mode="human"), root=sessions)
+    s = Session.create(name, SessionConfig.from_settings(dataset=str(data), max_pairs=None, mode="human"),
+                       root=sessions)
     s.set_batch(pd.DataFrame({"id": [r["id"] for r in rows[:6]]}))
     return s
 
@@ -741,8 +743,8 @@ def _chat_session(sessions: Path, name: str, pixel: str, n: int = 12, batch: int
     data = sessions.parent / f"{name}.jsonl"
     sessions.mkdir(parents=True, exist_ok=True)
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    s = Session.create(name, SessionConfig(pool=str(data), max_pairs=None, mode="human", batch_size=4,
-                                           max_length=64), root=sessions)
+    s = Session.create(name, SessionConfig.from_settings(dataset=str(data), max_pairs=None, mode="human",
+                                                         batch_size=4, max_length=64), root=sessions)
     s.set_batch(pd.DataFrame({"id": [str(i) for i in s.load_pool().ids[:batch]]}))
     (sessions / ".last_session").write_text(str(s.folder))
     return s

@@ -20,8 +20,8 @@ from balpm.session import Session, SessionConfig
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 600
-SMALL = dict(pool="hh-rlhf:harmless-base", max_pairs=100, max_length=64, batch_size=6, n_members=2,
-             model_params={"hidden": [32], "max_epochs": 5, "lr": 1e-3}, initial=8, mode="simulation")
+SMALL = dict(dataset="hh-rlhf:harmless-base", max_pairs=100, max_length=64, batch_size=6, n_members=2,
+             hidden=(32,), max_epochs=5, lr=1e-3, initial=8, mode="simulation")
 ROUNDS = 3
 
 
@@ -33,7 +33,7 @@ def sim_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sessions")
     mp = pytest.MonkeyPatch()
     mp.setenv("BALPM_DATA_DIR", "none")  # the embedded sample: the same pairs on every machine
-    s = Session.create("sim", SessionConfig(**SMALL), root=root)
+    s = Session.create("sim", SessionConfig.from_settings(**SMALL), root=root)
     pool = s.load_pool()
     emb = embed_pool(pool, Embedder("default", max_length=64))
     train, test = s.split_masks(pool)
@@ -230,7 +230,7 @@ def test_diagnostics_learnability_check_on_the_session_labels(app_env: Path, tmp
     assert at.button(key="dg_check_run").disabled  # 8 + 3 × 6 = 26 labels < MIN_LABELS
 
     root = tmp_path / "sessions"
-    s = Session.create("sixty", SessionConfig(**(SMALL | {"mode": "human"})), root=root)
+    s = Session.create("sixty", SessionConfig.from_settings(**(SMALL | {"mode": "human"})), root=root)
     pool = s.load_pool()
     labelled = [(pid, lab) for pid, lab in zip(pool.ids, pool.labels) if not np.isnan(lab)][:60]
     for pid, lab in labelled:

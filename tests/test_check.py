@@ -174,7 +174,7 @@ def test_check_session_uses_the_session_labels(tmp_path) -> None:
     pool, emb = synthetic(n=150)
     path = tmp_path / "pool.jsonl"
     pool.pairs.drop(columns=["source"]).to_json(path, orient="records", lines=True)
-    s = Session.create("s", SessionConfig(pool=str(path), max_pairs=None, model_params={"max_epochs": 5}),
+    s = Session.create("s", SessionConfig.from_settings(dataset=str(path), max_pairs=None, max_epochs=5),
                        root=tmp_path / "sessions")
     loaded = s.load_pool()
     order = {pid: i for i, pid in enumerate(pool.ids)}
@@ -246,8 +246,8 @@ def test_cli_check_session_reads_the_labels_given_so_far(tmp_path, capsys: pytes
     pool, _ = synthetic(n=90)
     path = tmp_path / "pool.jsonl"
     pool.pairs.drop(columns=["source"]).to_json(path, orient="records", lines=True)
-    s = Session.create("s", SessionConfig(pool=str(path), max_pairs=None, n_members=2,
-                                          model_params={"max_epochs": 5}), root=tmp_path / "sessions")
+    s = Session.create("s", SessionConfig.from_settings(dataset=str(path), max_pairs=None, n_members=2,
+                                                      max_epochs=5), root=tmp_path / "sessions")
     for i, pid in enumerate(s.load_pool().ids[:50]):
         s.record(str(pid), "ab"[i % 2], annotator="ann", shown_swapped=False, request_id=f"r{pid}")
     s.close()

@@ -102,9 +102,9 @@ def test_cli_validate_on_the_sample(tmp_path: Path) -> None:
 
 def test_demo_session_opens_on_the_sample_without_data(no_data: None, tmp_path: Path) -> None:
     demo = open_or_create_demo(tmp_path / "sessions")
-    assert demo is not None and demo.config.pool == "sample:hh-rlhf:harmless-base"
+    assert demo is not None and demo.config.pool.dataset == "sample:hh-rlhf:harmless-base"
     pool = demo.load_pool()
-    assert len(pool) == demo.config.max_pairs and pool.report.origin.startswith("embedded sample")
+    assert len(pool) == demo.config.pool.max_pairs and pool.report.origin.startswith("embedded sample")
 
 
 # ------------------------------------------------------------------------------------------------ with the full data
@@ -136,7 +136,7 @@ def test_demo_session_uses_the_full_split_when_present(shared_data: Path, tmp_pa
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BALPM_DATA_DIR", str(shared_data))
     demo = open_or_create_demo(tmp_path / "sessions")
-    assert demo is not None and demo.config.pool == "hh-rlhf:harmless-base"
+    assert demo is not None and demo.config.pool.dataset == "hh-rlhf:harmless-base"
     assert demo.load_pool().report.origin.startswith("full split")
 
 

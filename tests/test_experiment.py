@@ -41,7 +41,8 @@ def runs(tmp_path_factory):
     seen = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BALPM_DATA_DIR", "none")  # the embedded sample: the same pairs on every machine
-        dirs = [run_experiment(ExperimentConfig(**SMALL, acquisition=AcquisitionConfig("bal-pm"), seed=s, out=str(base / f"balpm-{s}")),
+        dirs = [run_experiment(ExperimentConfig(**SMALL, acquisition=AcquisitionConfig("bal-pm"), seed=s,
+                                                out=str(base / f"balpm-{s}")),
                                progress=lambda d, t: seen.append((d, t)))
                 for s in (0, 1)]
         argv = ["run", "--quiet", "--dataset", SMALL["pool"].dataset, "--max-pairs", "240", "--max-length", "64",

@@ -19,7 +19,7 @@ from balpm.cli import main
 from balpm.labelstudio import LABEL_CONFIG, LabelStudioFormatError, export_tasks, import_export
 from balpm.session import Session, SessionConfig
 
-TINY = dict(pool="hh-rlhf:harmless-base", max_pairs=60, batch_size=4)
+TINY = dict(dataset="hh-rlhf:harmless-base", max_pairs=60, batch_size=4)
 ALICE = {"id": 3, "email": "alice@example.com", "first_name": "Alice", "last_name": "Ng"}
 
 
@@ -28,7 +28,7 @@ def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Session:
     """A human session on the embedded sample with a proposed batch of 4 pairs, one already labelled in balpm."""
     monkeypatch.setenv("BALPM_SESSIONS_DIR", str(tmp_path / "sessions"))
     monkeypatch.setenv("BALPM_DATA_DIR", "none")
-    s = Session.create("ls", SessionConfig(**TINY))
+    s = Session.create("ls", SessionConfig.from_settings(**TINY))
     ids = s.load_pool().ids[:5].astype(str).tolist()
     s.set_batch(pd.DataFrame({"id": ids, "round": 1}))
     s.record(ids[4], "a", annotator="carol", shown_swapped=False, request_id="app-click-1", round=1)

@@ -293,8 +293,8 @@ def test_session_refits_from_the_store_when_the_learner_state_is_damaged(data, t
     from balpm.session import Session, SessionConfig
 
     pool, emb, _, _ = data
-    session = Session.create(tmp_path / "sess", SessionConfig(policy="bald", policy_params={}, model_params=MODEL,
-                                                              n_members=3, batch_size=8))
+    session = Session.create(tmp_path / "sess", SessionConfig.from_settings(policy="bald", policy_params={}, **MODEL,
+                                                                      batch_size=8))
     for i, pid in enumerate(pool.ids[:12]):
         session.record(str(pid), "a" if i % 3 else "b", annotator="alice", shown_swapped=False,
                        request_id=f"r{i}", round=0)
@@ -420,8 +420,9 @@ def test_acquire_page_says_what_happens_to_a_damaged_learner_state_and_goes_on(t
     root = tmp_path / "sessions"
     monkeypatch.setenv("BALPM_SESSIONS_DIR", str(root))
     monkeypatch.setenv("BALPM_DATA_DIR", "none")  # the embedded sample
-    s = Session.create("t", SessionConfig(pool="hh-rlhf:harmless-base", max_pairs=60, max_length=64, batch_size=6,
-                                          n_members=2, model_params={"hidden": [16], "max_epochs": 3}), root=root)
+    s = Session.create("t", SessionConfig.from_settings(dataset="hh-rlhf:harmless-base", max_pairs=60, max_length=64,
+                                                      batch_size=6, n_members=2, hidden=(16,), max_epochs=3),
+                       root=root)
     (root / ".last_session").write_text(str(s.folder))
     app = str(Path(__file__).resolve().parents[1] / "app.py")
     step = "Step: fit, score and propose a batch"

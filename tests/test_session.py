@@ -18,8 +18,8 @@ from balpm.session import (ORACLE, Session, SessionConfig, list_sessions, open_o
                            validate_session_name)
 from balpm.store import StoreDamagedError
 
-TINY = dict(pool="hh-rlhf:harmless-base", max_pairs=60, batch_size=4, n_members=2,
-            model_params={"hidden": [16], "max_epochs": 3}, initial=6)
+TINY = dict(dataset="hh-rlhf:harmless-base", max_pairs=60, batch_size=4, n_members=2, hidden=(16,), max_epochs=3,
+            initial=6)
 
 
 @pytest.fixture()
@@ -39,20 +39,20 @@ def fake_embeddings(pool, dim: int = 8, seed: int = 0) -> PoolEmbeddings:
 
 def test_create_open_and_list(root: Path) -> None:
     assert sessions_dir() == root
-    s = Session.create("alice", SessionConfig(**TINY))
+    s = Session.create("alice", SessionConfig.from_settings(**TINY))
     assert (root / "alice" / "session.json").is_file() and (root / "alice" / "labels.sqlite").is_file()
     with pytest.raises(FileExistsError):
         Session.create("alice")
     again = Session.open("alice")
     assert again.config == s.config and again.config.created_at
     assert Session.create("alice", exist_ok=True).config == s.config
-    Session.create("bob", SessionConfig(**TINY))
+    Session.create("bob", SessionConfig.from_settings(**TINY))
     assert set(list_sessions()) == {"alice", "bob"}
     with pytest.raises(FileNotFoundError):
         Session.open("nobody")
     with pytest.raises(ValueError):
         Session.create("no spaces or !")
-    assert s.store.get_meta("session")["pool"] == "hh-rlhf:harmless-base"
+    assert s.store.get_meta("session")["pool"]["dataset"] == "hh-rlhf:harmless-base"
 
 
 def test_session_names_never_leave_the_sessions_folder(root: Path, tmp_path: Path,
@@ -70,24 +70,24 @@ def test_session_names_never_leave_the_sessions_folder(root: Path, tmp_path: Pat
         with pytest.raises(ValueError, match="session name"):
             validate_session_name(bad)
         with pytest.raises(ValueError, match="session name"):
-            Session.create(bad, SessionConfig(**TINY))
+            Session.create(bad, SessionConfig.from_settings(**TINY))
         with pytest.raises(ValueError, match="session name"):
             Session.open(bad)
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # no folder made anywhere
     assert validate_session_name(" alice-hh_2.b ") == "alice-hh_2.b"
     # code that means a folder says so with a Path (the sidebar never does)
-    elsewhere = Session.create(tmp_path / "abs" / "x", SessionConfig(**TINY))
+    elsewhere = Session.create(tmp_path / "abs" / "x", SessionConfig.from_settings(**TINY))
     assert elsewhere.folder == tmp_path / "abs" / "x" and Session.open(tmp_path / "abs" / "x").name == "x"
-    assert Session.create(Path("~/mine"), SessionConfig(**TINY)).folder == home / "mine"
+    assert Session.create(Path("~/mine"), SessionConfig.from_settings(**TINY)).folder == home / "mine"
     with pytest.raises(TypeError):
         Session.open(3)  # type: ignore[arg-type]
     (root / "by hand").mkdir(parents=True)
-    (root / "by hand" / "session.json").write_text(json.dumps(SessionConfig(**TINY).to_dict()))
+    (root / "by hand" / "session.json").write_text(json.dumps(SessionConfig.from_settings(**TINY).to_dict()))
     assert "by hand" not in list_sessions()  # only names that can be opened by name are offered
 
 
 def test_update_persists_and_pool_change_drops_the_batch(root: Path) -> None:
-    s = Session.create("s", SessionConfig(**TINY))
+    s = Session.create("s", SessionConfig.from_settings(**TINY))
     pool = s.load_pool()
     learner = s.make_learner(pool, fake_embeddings(pool))
     s.propose(learner)
@@ -102,7 +102,7 @@ def test_update_persists_and_pool_change_drops_the_batch(root: Path) -> None:
 
 
 def test_labels_are_rebuilt_from_the_store_after_a_crash(root: Path) -> None:
-    s = Session.create("s", SessionConfig(**TINY))
+    s = Session.create("s", SessionConfig.from_settings(**TINY))
     pool = s.load_pool()
     emb = fake_embeddings(pool)
     ids = list(pool.ids[:5])
@@ -123,7 +123,7 @@ def test_labels_are_rebuilt_from_the_store_after_a_crash(root: Path) -> None:
 
 
 def test_saved_learner_of_another_model_is_not_reused(root: Path) -> None:
-    s = Session.create("s", SessionConfig(**TINY))
+    s = Session.create("s", SessionConfig.from_settings(**TINY))
     pool = s.load_pool()
     s.record(pool.ids[0], "a", annotator="ann", shown_swapped=False, request_id="x", round=0)
     s.record(pool.ids[1], "b", annotator="ann", shown_swapped=False, request_id="y", round=0)
@@ -137,7 +137,7 @@ def test_saved_learner_of_another_model_is_not_reused(root: Path) -> None:
 
 
 def test_first_batch_is_random_then_the_model_picks(root: Path) -> None:
-    s = Session.create("s", SessionConfig(**TINY))
+    s = Session.create("s", SessionConfig.from_settings(**TINY))
     pool = s.load_pool()
     emb = fake_embeddings(pool)
     learner = s.make_learner(pool, emb)
@@ -158,7 +158,7 @@ def test_first_batch_is_random_then_the_model_picks(root: Path) -> None:
 
 
 def test_undo_puts_the_pair_back_in_front_of_the_batch(root: Path) -> None:
-    s = Session.create("s", SessionConfig(**TINY))
+    s = Session.create("s", SessionConfig.from_settings(**TINY))
     pool = s.load_pool()
     learner = s.make_learner(pool, fake_embeddings(pool))
     b = s.propose(learner)
@@ -172,7 +172,7 @@ def test_undo_puts_the_pair_back_in_front_of_the_batch(root: Path) -> None:
 
 
 def test_side_order_is_stable_and_roughly_balanced(root: Path) -> None:
-    s = Session.create("s", SessionConfig(**TINY))
+    s = Session.create("s", SessionConfig.from_settings(**TINY))
     ids = [f"id{i}" for i in range(400)]
     flips = [s.side_swapped(i) for i in ids]
     assert flips == [Session.open(s.folder).side_swapped(i) for i in ids]
@@ -180,30 +180,30 @@ def test_side_order_is_stable_and_roughly_balanced(root: Path) -> None:
 
 
 def test_upload_is_saved_inside_the_session_and_reopens(root: Path) -> None:
-    s = Session.create("s", SessionConfig(pool="", max_pairs=None))
+    s = Session.create("s", SessionConfig.from_settings(dataset="", max_pairs=None))
     rel = s.save_upload("../../pairs.jsonl", b'{"prompt": "p", "chosen": "x", "rejected": "y"}\n')
     assert rel == "uploads/pairs.jsonl" and (s.folder / rel).is_file()
-    s.update(pool=rel)
+    s.update(dataset=rel)
     before = s.pool_identity()
     assert len(Session.open(s.folder).load_pool()) == 1
     (s.folder / rel).write_bytes(b'{"prompt": "p", "chosen": "x", "rejected": "y"}\n{"prompt": "q", "chosen": "u", "rejected": "v"}\n')
     assert s.pool_identity() != before  # a replaced file is another pool: caches keyed on it never go stale
     bad = s.save_upload("bad.jsonl", b'{"prompt": "p", "chosen": "x"}\n')
-    s.update(pool=bad)
+    s.update(dataset=bad)
     with pytest.raises(PoolFormatError, match=r"bad.jsonl:1"):
         s.load_pool()
 
 
 def test_demo_session_on_first_start(root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     demo = open_or_create_demo()  # no data folder here: the demo labels the embedded sample
-    assert demo.name == "demo" and demo.config.pool == "sample:hh-rlhf:harmless-base"
+    assert demo.name == "demo" and demo.config.pool.dataset == "sample:hh-rlhf:harmless-base"
     assert open_or_create_demo().folder == demo.folder
     monkeypatch.setenv("BALPM_DATA_DIR", str(tmp_path / "missing"))  # a wrong folder: still a demo, on the sample
-    assert open_or_create_demo(tmp_path / "elsewhere").config.pool == "sample:hh-rlhf:harmless-base"
+    assert open_or_create_demo(tmp_path / "elsewhere").config.pool.dataset == "sample:hh-rlhf:harmless-base"
 
 
 def test_simulation_rounds_store_oracle_labels_and_resume(root: Path) -> None:
-    s = Session.create("sim", SessionConfig(**TINY, mode="simulation"))
+    s = Session.create("sim", SessionConfig.from_settings(**TINY, mode="simulation"))
     pool = s.load_pool()
     assert not np.isnan(pool.labels).any()
     emb = fake_embeddings(pool)
@@ -226,17 +226,17 @@ def test_simulation_rounds_store_oracle_labels_and_resume(root: Path) -> None:
 
 
 def test_batch_of_another_pool_or_model_is_never_shown(root: Path) -> None:
-    s = Session.create("s", SessionConfig(**TINY))
+    s = Session.create("s", SessionConfig.from_settings(**TINY))
     pool = s.load_pool()
     s.propose(s.make_learner(pool, fake_embeddings(pool)))
     assert s.current_batch() is not None
     other = Session.open(s.folder)
     other.update(max_length=32)  # another tab changes the model settings
-    assert s.reload().max_length == 32 and s.current_batch() is None
+    assert s.reload().embedding.max_length == 32 and s.current_batch() is None
 
 
 def test_every_scored_batch_is_kept_for_the_ratio_history(root: Path) -> None:
-    s = Session.create("hist", SessionConfig(**TINY, mode="simulation", policy="bal-pm"))
+    s = Session.create("hist", SessionConfig.from_settings(**TINY, mode="simulation", policy="bal-pm"))
     pool = s.load_pool()
     emb = fake_embeddings(pool)
     train, test = s.split_masks(pool)
@@ -258,7 +258,7 @@ def test_every_scored_batch_is_kept_for_the_ratio_history(root: Path) -> None:
 
 
 def test_cold_start_batches_have_no_history(root: Path) -> None:
-    s = Session.create("cold", SessionConfig(**TINY))
+    s = Session.create("cold", SessionConfig.from_settings(**TINY))
     pool = s.load_pool()
     s.propose(s.make_learner(pool, fake_embeddings(pool)))
     assert s.selections().empty and s.pick_history().empty
@@ -266,7 +266,7 @@ def test_cold_start_batches_have_no_history(root: Path) -> None:
 
 def test_a_session_whose_labels_vanished_refuses_to_label(root: Path) -> None:
     """Issue 10 case 11: an emptied labels.sqlite must not open as a fresh session: it says how to restore."""
-    s = Session.create("s", SessionConfig(**TINY))
+    s = Session.create("s", SessionConfig.from_settings(**TINY))
     for i in range(3):
         s.record(f"p{i}", "a", annotator="ann", shown_swapped=False, request_id=f"r{i}")
     s.close()
@@ -287,7 +287,7 @@ def test_balpm_backup_command(root: Path, capsys: pytest.CaptureFixture[str]) ->
 
     from balpm.cli import main
 
-    s = Session.create("s", SessionConfig(**TINY))
+    s = Session.create("s", SessionConfig.from_settings(**TINY))
     s.record("p0", "b", annotator="ann", shown_swapped=False, request_id="r0")
     assert main(["backup", "s"]) == 0
     made = Path(capsys.readouterr().out.strip())
@@ -309,6 +309,39 @@ def test_balpm_backup_command(root: Path, capsys: pytest.CaptureFixture[str]) ->
     assert err.startswith("balpm backup: ") and err.count("\n") == 1 and "restore" in err.lower()
 
 
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_session_folder_written_before_issue_13_still_opens(tmp_path: Path) -> None:
+    """tests/fixtures/session_before_issue13 was written before the configs were nested (flat session.json:
+    ``pool`` a str, ``pool_seed``, ``model``, ``model_params``): it opens with every setting and its two labels."""
+    import shutil
+
+    folder = shutil.copytree(FIXTURES / "session_before_issue13", tmp_path / "old")
+    s = Session.open(folder)
+    c = s.config
+    assert c.pool.dataset == "sample:hh-rlhf:harmless-base" and c.pool.data_seed == 3 and c.pool.max_pairs == 60
+    assert c.pool.test_fraction == 0.25 and c.mode == "simulation" and c.initial == 8
+    assert (c.embedding.embedding_model, c.embedding.max_length, c.embedding.embed_batch_size) == ("default", 128, 16)
+    assert c.acquisition.policy == "bal-pm" and c.acquisition.params == {"beta": 0.05, "k": 7}
+    assert c.ensemble.n_members == 3 and c.ensemble.hidden == (16,) and c.ensemble.max_epochs == 4
+    assert c.batch_size == 8 and c.seed == 2
+    assert s.store.label_map() == {"5131d596ab9087bc": 1.0, "7ce9df29e706c228": 0.0}
+    assert len(s.load_pool()) == 60  # the same sample as before: its labels still name its pairs
+    assert SessionConfig.from_dict(c.to_dict()) == c
+    assert c.settings()["policy_params"] == {"beta": 0.05, "k": 7} and c.settings()["data_seed"] == 3
+
+
+def test_settings_by_flat_name_reach_their_concern(root: Path) -> None:
+    c = SessionConfig.from_settings(dataset="x.jsonl", embedding_model="smollm2", policy="bald", n_members=2)
+    assert c.pool.dataset == "x.jsonl" and c.embedding.embedding_model == "smollm2"
+    assert c.acquisition.policy == "bald" and c.ensemble.n_members == 2 and c.pool.max_pairs == 500
+    with pytest.raises(TypeError, match="unknown session settings"):
+        c.with_settings(model="default")  # the embedding model's old name is refused, not silently dropped
+    with pytest.raises(TypeError, match="PoolConfig"):
+        c.with_settings(pool="x.jsonl")
+
+
 def test_a_selection_is_stored_once_in_the_log(root: Path) -> None:
     """Issue 13 item 4: ``selections.csv`` is the one record of a selection; ``batch.json`` holds only the current
     batch's ids and round, the learner's folder no selection; the batch's scores are read back from the log, which
@@ -316,7 +349,7 @@ def test_a_selection_is_stored_once_in_the_log(root: Path) -> None:
     from balpm.acquisition import SELECTION_COLUMNS as FRAME
     from balpm.session import SELECTION_COLUMNS as LOG
 
-    s = Session.create("once", SessionConfig(**{**TINY, "policy": "bal-pm"}))
+    s = Session.create("once", SessionConfig.from_settings(**TINY, policy="bal-pm"))
     pool = s.load_pool()
     learner = s.make_learner(pool, fake_embeddings(pool))
     truth = dict(zip(pool.ids, pool.labels))
@@ -342,7 +375,7 @@ def test_a_selection_is_stored_once_in_the_log(root: Path) -> None:
 def test_selections_of_an_old_folder_still_load(root: Path) -> None:
     """A session folder from before the one log kept its current batch's scores in batch.json only: they still
     show in the batch and the pick history."""
-    s = Session.create("old", SessionConfig(**TINY))
+    s = Session.create("old", SessionConfig.from_settings(**TINY))
     pool = s.load_pool()
     ids = [str(i) for i in pool.ids[:3]]
     table = {"id": ids, "uncertainty": [0.3, 0.2, 0.1], "entropy_term": [0.01, 0.02, None],
