@@ -19,8 +19,8 @@ Weights are stacked along a leading member axis (``W_l`` of shape ``(E, d_in, d_
 ``torch.baddbmm`` per layer runs all members at once. The loss is the *sum* over members of each member's mean
 binary cross-entropy: member ``e``'s parameters receive exactly the gradient of its own loss, and AdamW is
 element-wise, so one optimiser over the stacked tensors equals E separate optimisers. ``fit_loop_reference``
-(``tests/fit_loop_oracle.py``) trains the same members one at a time with ``torch.nn.Linear`` and a per-member optimiser; the tests check both
-give the same predictions.
+(``tests/fit_loop_oracle.py``) trains the same members one at a time with ``torch.nn.Linear`` and a per-member
+optimiser; the tests check both give the same predictions. The loop's parts are in :mod:`balpm.ensemble_training`.
 
 Defaults
 --------
