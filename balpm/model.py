@@ -322,7 +322,7 @@ class PreferenceEnsemble:
         E = int(self.n_members)
         sizes = self._sizes(d)
         gens = member_generators(self.seed, E)
-        params = stacked_init(gens, sizes, self.init_std, device)  # per-member initialisation, stacked on the member axis
+        params = stacked_init(gens, sizes, self.init_std, device)  # each member's own init, stacked on member axis
         flat = [t for wb in params for t in wb]
 
         n_val = self._n_val(n)

@@ -173,7 +173,7 @@ def create_or_upgrade(conn: sqlite3.Connection) -> None:
 
 
 def read_evidence(database: Path) -> int | None:
-    """The event count ``<name>.count`` beside ``database`` vouches for, or None when it is missing or unreadable (no evidence)."""
+    """The event count ``<name>.count`` beside ``database`` vouches for; None when missing or unreadable."""
     try:
         return int(json.loads(evidence_path(database).read_text(encoding="utf-8"))["events"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -196,7 +196,7 @@ def note_events(database: Path, last_event: int) -> None:
 
 
 def verify_database(path: Path, timeout: float) -> tuple[int, int, bool]:
-    """Check the database file before any write; returns (highest event id, schema version, whether it has a labels table).
+    """Check the database file before any write; returns (highest event id, schema version, has a labels table).
 
     Raises
     ------
