@@ -61,6 +61,8 @@ __all__ = [
     "run_experiment",
     "load_experiment_pools",
     "load_labelled_sample",
+    "oracle_round",
+    "metric_rows",
     "compare_runs",
     "labels_saved",
     "labels_saved_table",
@@ -274,10 +276,33 @@ def _run_info(config: ExperimentConfig, pools: tuple[PreferencePool, PreferenceP
     }
 
 
-def _round_rows(config: ExperimentConfig, learner: ActiveLearner, r: int, sel: pd.DataFrame | None,
-                splits: list[tuple[str, PreferencePool, PoolEmbeddings]]) -> list[dict[str, Any]]:
-    """The ``metrics.csv`` rows of round ``r`` (one per evaluation split) after the learner was fitted: metrics,
-    the batch's selection statistics and the round's timings (``sel`` None and NaN timings for round 0)."""
+def oracle_round(learner: ActiveLearner, initial: int) -> tuple[int, pd.DataFrame | None, list[str]] | None:
+    """The labelling half of one simulated round, shared by :func:`run_experiment` and
+    :meth:`balpm.session.Session.simulate_round` (baal's ``ActiveLearningLoop.step``).
+
+    With nothing labelled, the random initial set (``initial`` pairs, fewer when fewer labelled pairs are left);
+    else one oracle step. The caller then refits (``learner.fit()``) and writes :func:`metric_rows`.
+
+    Returns
+    -------
+    tuple or None
+        ``(round, selection, ids)``: ``selection`` is None for the random initial set; None when the pool ran dry.
+    """
+    if learner.n_labeled_ == 0:
+        n = min(int(initial), int(np.sum(~np.isnan(learner.pool.labels) & ~learner.decided_mask)))
+        return 0, None, [str(i) for i in learner.initialize(n)]
+    sel = learner.oracle_step()
+    if not len(sel):
+        return None
+    return int(sel["round"].iloc[0]), sel, sel["id"].astype(str).tolist()
+
+
+def metric_rows(learner: ActiveLearner, r: int, sel: pd.DataFrame | None,
+                splits: list[tuple[str, PreferencePool, PoolEmbeddings]], *, dataset: str, policy: str,
+                seed: int) -> list[dict[str, Any]]:
+    """The ``metrics.csv`` rows (:data:`METRIC_COLUMNS`, one per evaluation split) of round ``r`` after the learner
+    was fitted: metrics, the batch's selection statistics and the round's timings (``sel`` None and NaN timings
+    for round 0). The one schema of a run folder's and a simulation session's ``metrics.csv``."""
     times = {"fit_seconds": learner.timings_.get("fit", np.nan),
              "score_seconds": learner.timings_.get("score", np.nan) if r else np.nan,
              "select_seconds": learner.timings_.get("select", np.nan) if r else np.nan}
@@ -286,7 +311,7 @@ def _round_rows(config: ExperimentConfig, learner: ActiveLearner, r: int, sel: p
     for split, pool, emb in splits:
         te = time.perf_counter()
         m = learner.evaluate(pool, emb)
-        rows.append({"dataset": config.pool.dataset, "policy": config.policy_label(), "seed": config.seed, "round": r,
+        rows.append({"dataset": dataset, "policy": policy, "seed": seed, "round": r,
                      "n_labeled": learner.n_labeled_, "split": split, **{k: m[k] for k in METRICS},
                      "n_eval": m["n"], **stats, **times, "eval_seconds": time.perf_counter() - te})
     return rows
@@ -339,28 +364,29 @@ def run_experiment(
         model_params=config.model_params(), batch_size=config.batch_size, seed=config.seed,
         knn_k=config.acquisition.knn_k, knn_cache_dir=knn_dir,
     )
-    learner.initialize(config.initial)
-
     info = _run_info(config, (train, test, ood), embedder, (emb_train, emb_test), embed_seconds, started)
     _atomic_json(info, out / "config.json")
 
     splits = [("test", test, emb_test)] + ([("ood", ood, emb_ood)] if ood is not None else [])
-    metric_rows: list[dict[str, Any]] = []
-    acquired = learner.acquired().assign(pick=np.nan, uncertainty=np.nan, entropy_term=np.nan, score=np.nan,
-                                         ratio=np.nan)[list(ACQUIRED_COLUMNS)]
+    all_rows: list[dict[str, Any]] = []
+    acquired = pd.DataFrame(columns=list(ACQUIRED_COLUMNS))
     total = int(config.rounds) + 1
-    sel: pd.DataFrame | None = None
     for r in range(total):
-        if r > 0:
-            sel = learner.oracle_step()
-            if not len(sel):
-                break  # the pool ran dry
+        step = oracle_round(learner, config.initial)  # round 0: the random initial set
+        if step is None:
+            break  # the pool ran dry
+        _, sel, _ = step
+        if sel is None:
+            acquired = learner.acquired().assign(pick=np.nan, uncertainty=np.nan, entropy_term=np.nan, score=np.nan,
+                                                 ratio=np.nan)[list(ACQUIRED_COLUMNS)]
+        else:
             labels = learner.labels_[sel["row"].to_numpy()]
             acquired = pd.concat([acquired, sel.assign(label=labels)[list(ACQUIRED_COLUMNS)]], ignore_index=True)
         learner.fit()
-        rows = _round_rows(config, learner, r, sel if r else None, splits)
-        metric_rows += rows
-        _atomic_csv(pd.DataFrame(metric_rows, columns=list(METRIC_COLUMNS)), out / "metrics.csv")
+        rows = metric_rows(learner, r, sel, splits, dataset=config.pool.dataset, policy=config.policy_label(),
+                           seed=config.seed)
+        all_rows += rows
+        _atomic_csv(pd.DataFrame(all_rows, columns=list(METRIC_COLUMNS)), out / "metrics.csv")
         _atomic_csv(acquired, out / "acquired.csv")
         if on_round is not None:
             on_round(r, pd.DataFrame(rows, columns=list(METRIC_COLUMNS)))

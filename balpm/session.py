@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import re
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -572,40 +571,41 @@ class Session:
 
     def simulate_round(self, learner: ActiveLearner, test_pool: PreferencePool | None = None,
                        test_embeddings: PoolEmbeddings | None = None) -> dict[str, Any]:
-        """One simulated round: the initial random set if nothing is labelled, else an oracle step; then refit,
-        evaluate on the held-out split, append to ``metrics.csv`` and save the learner.
+        """One simulated round, the same as a run's (:func:`balpm.experiment.oracle_round`): the initial random
+        set if nothing is labelled, else an oracle step; the oracle's labels stored; then refit, evaluate on the
+        held-out split, append to ``metrics.csv`` (a run's schema, :func:`balpm.experiment.metric_rows`) and save
+        the learner.
 
-        Returns the metrics row (``round``, ``n_labeled``, ``log_likelihood``, ``accuracy``, ...; empty dict
-        when the pool has run dry).
+        Returns the metrics row (``round``, ``n_labeled``, ``log_likelihood``, ``accuracy``, ...; metrics NaN
+        without a test split; empty dict when the pool has run dry).
         """
+        from balpm.experiment import METRIC_COLUMNS, metric_rows, oracle_round
+
         self.sync(learner)
-        t0 = time.perf_counter()
-        if learner.n_labeled_ == 0:
-            n = min(int(self.config.initial), int(np.sum(~np.isnan(learner.pool.labels) & ~learner.decided_mask)))
-            ids = learner.initialize(n)
-            rnd = 0
-        else:
-            sel = learner.oracle_step()
-            if not len(sel):
-                return {}
-            ids = sel["id"].astype(str).tolist()
-            rnd = int(sel["round"].iloc[0])
+        step = oracle_round(learner, self.config.initial)
+        if step is None:
+            return {}
+        rnd, sel, ids = step
+        if sel is not None:
             self._append_selection(sel)
-        self.record_oracle(learner, ids, rnd)
+        self.record_oracle(learner, ids, rnd)  # stored before the fit: a crash there loses no label
         learner.fit()
-        row: dict[str, Any] = {"round": rnd, "n_labeled": learner.n_labeled_, "policy": self.config.acquisition.policy,
-                               "split": "test", "fit_seconds": learner.timings_.get("fit", np.nan)}
-        if test_pool is not None and test_embeddings is not None and len(test_pool):
-            row.update(learner.evaluate(test_pool, test_embeddings))
-        row["seconds"] = time.perf_counter() - t0
+        splits = [("test", test_pool, test_embeddings)] if test_pool is not None and test_embeddings is not None \
+            and len(test_pool) else []
+        rows = metric_rows(learner, rnd, sel, splits, dataset=self.config.pool.dataset,
+                           policy=self.config.acquisition.policy, seed=int(self.config.seed))
+        row = pd.DataFrame(rows, columns=list(METRIC_COLUMNS)) if rows else pd.DataFrame(
+            [{"dataset": self.config.pool.dataset, "policy": self.config.acquisition.policy,
+              "seed": int(self.config.seed), "round": rnd, "n_labeled": learner.n_labeled_, "split": "test",
+              "fit_seconds": learner.timings_.get("fit", np.nan)}], columns=list(METRIC_COLUMNS))
         metrics = self.metrics()
-        metrics = pd.concat([metrics, pd.DataFrame([row])], ignore_index=True) if len(metrics) else pd.DataFrame([row])
+        metrics = pd.concat([metrics, row], ignore_index=True) if len(metrics) else row
         tmp = self.folder / ".metrics.csv.tmp"
         metrics.to_csv(tmp, index=False)
         os.replace(tmp, self.folder / "metrics.csv")
         self.save_learner(learner)
         self.clear_batch()
-        return row
+        return row.iloc[0].to_dict()
 
     def metrics(self) -> pd.DataFrame:
         """Held-out metrics per simulated round (empty frame before the first)."""

@@ -220,6 +220,10 @@ def test_simulation_rounds_store_oracle_labels_and_resume(root: Path) -> None:
     truth = dict(zip(pool.ids, pool.labels))
     assert all(truth[p] == lab for p, lab in zip(events["pair_id"], events["label"]))
     assert list(s.metrics()["n_labeled"]) == [r0["n_labeled"], r1["n_labeled"]]
+    from balpm.experiment import METRIC_COLUMNS
+
+    assert list(s.metrics().columns) == list(METRIC_COLUMNS)  # one round, one schema: a run folder's metrics.csv
+    assert r1["policy"] == "bal-pm" and r1["split"] == "test" and np.isfinite(r1["uncertainty_mean"])
     resumed = Session.open(s.folder).make_learner(pool.subset(train), emb.subset(train))
     assert resumed.labels_dict() == learner.labels_dict()
     assert json.loads((s.folder / "session.json").read_text())["mode"] == "simulation"
