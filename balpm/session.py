@@ -319,9 +319,7 @@ class Session:
         n = len(pool)
         if self.config.mode != "simulation" or n < 4 or pool.groups.size and len(set(pool.groups)) < 2:
             return np.ones(n, dtype=bool), None
-        _, test = pool.split_by_group(float(self.config.pool.test_fraction), int(self.config.pool.data_seed))
-        test_ids = set(test.ids.tolist())
-        test_mask = np.array([i in test_ids for i in pool.ids], dtype=bool)
+        test_mask = pool.test_group_mask(float(self.config.pool.test_fraction), int(self.config.pool.data_seed))
         return ~test_mask, test_mask
 
     # ------------------------------------------------------------------ learner

@@ -209,6 +209,8 @@ def test_simulation_rounds_store_oracle_labels_and_resume(root: Path) -> None:
     emb = fake_embeddings(pool)
     train, test = s.split_masks(pool)
     assert test is not None and test.any() and not (train & test).any()
+    held_out = pool.split_by_group(s.config.pool.test_fraction, s.config.pool.data_seed)[1]
+    assert pool.ids[test].tolist() == held_out.ids.tolist()  # one split: the run's split_by_group, as a mask
     learner = s.make_learner(pool.subset(train), emb.subset(train))
     r0 = s.simulate_round(learner, pool.subset(test), emb.subset(test))
     r1 = s.simulate_round(learner, pool.subset(test), emb.subset(test))

@@ -169,6 +169,12 @@ class PreferencePool:
         Groups are shuffled with ``seed`` and moved to the test side until it holds about ``test_fraction`` of the
         pairs. When there are two groups or more both sides get at least one. Rows keep their pool order.
         """
+        test_mask = self.test_group_mask(test_fraction, seed)
+        return self.subset(~test_mask), self.subset(test_mask)
+
+    def test_group_mask(self, test_fraction: float = 0.2, seed: int = 0) -> np.ndarray:
+        """The rows :meth:`split_by_group` holds out, as a boolean mask: the one split, for callers that keep
+        the pool whole (a session's train/test masks)."""
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), not {test_fraction}")
         codes, order, sizes = self._shuffled_groups(seed)
@@ -183,8 +189,7 @@ class PreferencePool:
             n_test = min(max(n_test, 1), n_groups - 1)
         is_test_group = np.zeros(n_groups, dtype=bool)
         is_test_group[order[:n_test]] = True
-        test_mask = is_test_group[codes]
-        return self.subset(~test_mask), self.subset(test_mask)
+        return is_test_group[codes]
 
     def sample_groups(self, max_pairs: int, seed: int = 0) -> PreferencePool:
         """A random subset of whole groups holding at most about ``max_pairs`` pairs (at least one group).
