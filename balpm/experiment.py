@@ -55,6 +55,7 @@ if TYPE_CHECKING:  # annotations only: the engine modules are imported when a ru
     from balpm.data import PreferencePool
     from balpm.embed import Embedder, PoolEmbeddings
     from balpm.learner import ActiveLearner
+    from balpm.session import Session
 
 __all__ = [
     "ExperimentConfig",
@@ -63,6 +64,7 @@ __all__ = [
     "load_labelled_sample",
     "oracle_round",
     "metric_rows",
+    "session_round",
     "compare_runs",
     "labels_saved",
     "labels_saved_table",
@@ -315,6 +317,35 @@ def metric_rows(learner: ActiveLearner, r: int, sel: pd.DataFrame | None,
                      "n_labeled": learner.n_labeled_, "split": split, **{k: m[k] for k in METRICS},
                      "n_eval": m["n"], **stats, **times, "eval_seconds": time.perf_counter() - te})
     return rows
+
+
+def session_round(session: Session, learner: ActiveLearner, test_pool: PreferencePool | None = None,
+                  test_embeddings: PoolEmbeddings | None = None) -> dict[str, Any]:
+    """:meth:`balpm.session.Session.simulate_round`: :func:`oracle_round`, the oracle's labels stored in the
+    session (before the refit: a crash there loses no label), refit, :func:`metric_rows` appended to the session's
+    ``metrics.csv``, learner saved. Returns the test row ({} when the pool ran dry; metrics NaN without a test
+    split)."""
+    session.sync(learner)
+    step = oracle_round(learner, session.config.initial)
+    if step is None:
+        return {}
+    rnd, sel, ids = step
+    if sel is not None:
+        session._append_selection(sel)
+    session.record_oracle(learner, ids, rnd)
+    learner.fit()
+    c = session.config
+    has_test = test_pool is not None and test_embeddings is not None and len(test_pool) > 0
+    label = {"dataset": c.pool.dataset, "policy": c.acquisition.policy, "seed": int(c.seed)}
+    rows = metric_rows(learner, rnd, sel, [("test", test_pool, test_embeddings)] if has_test else [], **label)
+    rows = rows or [{**label, "round": rnd, "n_labeled": learner.n_labeled_, "split": "test",
+                     "fit_seconds": learner.timings_.get("fit", np.nan)}]
+    row = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
+    metrics = session.metrics()
+    _atomic_csv(pd.concat([metrics, row], ignore_index=True) if len(metrics) else row, session.folder / "metrics.csv")
+    session.save_learner(learner)
+    session.clear_batch()
+    return row.iloc[0].to_dict()
 
 
 def run_experiment(

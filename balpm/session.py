@@ -577,33 +577,9 @@ class Session:
         Returns the metrics row (``round``, ``n_labeled``, ``log_likelihood``, ``accuracy``, ...; metrics NaN
         without a test split; empty dict when the pool has run dry).
         """
-        from balpm.experiment import METRIC_COLUMNS, metric_rows, oracle_round
+        from balpm.experiment import session_round
 
-        self.sync(learner)
-        step = oracle_round(learner, self.config.initial)
-        if step is None:
-            return {}
-        rnd, sel, ids = step
-        if sel is not None:
-            self._append_selection(sel)
-        self.record_oracle(learner, ids, rnd)  # stored before the fit: a crash there loses no label
-        learner.fit()
-        splits = [("test", test_pool, test_embeddings)] if test_pool is not None and test_embeddings is not None \
-            and len(test_pool) else []
-        rows = metric_rows(learner, rnd, sel, splits, dataset=self.config.pool.dataset,
-                           policy=self.config.acquisition.policy, seed=int(self.config.seed))
-        row = pd.DataFrame(rows, columns=list(METRIC_COLUMNS)) if rows else pd.DataFrame(
-            [{"dataset": self.config.pool.dataset, "policy": self.config.acquisition.policy,
-              "seed": int(self.config.seed), "round": rnd, "n_labeled": learner.n_labeled_, "split": "test",
-              "fit_seconds": learner.timings_.get("fit", np.nan)}], columns=list(METRIC_COLUMNS))
-        metrics = self.metrics()
-        metrics = pd.concat([metrics, row], ignore_index=True) if len(metrics) else row
-        tmp = self.folder / ".metrics.csv.tmp"
-        metrics.to_csv(tmp, index=False)
-        os.replace(tmp, self.folder / "metrics.csv")
-        self.save_learner(learner)
-        self.clear_batch()
-        return row.iloc[0].to_dict()
+        return session_round(self, learner, test_pool, test_embeddings)
 
     def metrics(self) -> pd.DataFrame:
         """Held-out metrics per simulated round (empty frame before the first)."""
