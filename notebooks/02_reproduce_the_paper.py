@@ -223,7 +223,8 @@ for dataset in POOL_PAIRS:
     acquired = []
     for d in run_dirs:
         info, _, acq = load_run(d)
-        if info["config"]["dataset"] == dataset and info["config"]["policy"] == "bal-pm":
+        cfg = ExperimentConfig.from_dict(info["config"])
+        if cfg.pool.dataset == dataset and cfg.acquisition.policy == "bal-pm":
             acquired.append(acq[acq["round"] > 0])
     acquired = pd.concat(acquired, ignore_index=True)
     ratio = acquired["ratio"]
