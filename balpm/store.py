@@ -123,6 +123,14 @@ def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
+def _utc_time(when: str) -> str:
+    """An ISO-8601 time with a zone (``Z`` allowed) as stored: UTC, microseconds; ValueError without a zone."""
+    t = datetime.fromisoformat(str(when).replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        raise ValueError(f"time {when!r} has no time zone: a label's time must be unambiguous")
+    return t.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
 @dataclass(frozen=True)
 class RecordResult:
     """What :meth:`LabelStore.record` did.
@@ -264,6 +272,7 @@ class LabelStore:
         *,
         batch_id: str | None = None,
         note: str | None = None,
+        created_at: str | None = None,
     ) -> RecordResult:
         """Commit one label event, at most once per ``request_id`` and at most one active event per pair.
 
@@ -284,6 +293,10 @@ class LabelStore:
         batch_id : str, optional
         note : str, optional
             The annotator's free-text note on this label (:func:`validate_note`).
+        created_at : str, optional
+            When the label was given, ISO-8601 with a time zone (stored in UTC); default now. Set only for labels
+            given elsewhere and imported (:mod:`balpm.labelstudio`), so their time is the annotator's, not the
+            import's.
 
         Returns
         -------
@@ -300,6 +313,7 @@ class LabelStore:
         if not request_id:
             raise ValueError("record() needs a request_id (one token per displayed pair) to make writes idempotent")
         label = verdict_to_label(verdict)
+        when = _utc_now() if created_at is None else _utc_time(created_at)
         with self._write() as conn:
             row = conn.execute("SELECT event_id FROM labels WHERE request_id = ?", (request_id,)).fetchone()
             if row is not None:
@@ -313,7 +327,7 @@ class LabelStore:
                 "INSERT INTO labels (request_id, pair_id, verdict, label, annotator, created_at, shown_swapped,"
                 " round, batch_id, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    str(request_id), str(pair_id), verdict, label, annotator, _utc_now(), int(bool(shown_swapped)),
+                    str(request_id), str(pair_id), verdict, label, annotator, when, int(bool(shown_swapped)),
                     None if round is None else int(round), batch_id, note,
                 ),
             )
