@@ -203,25 +203,10 @@ class LabelStore:
         return evidence_path(self.path)
 
     def backup(self, dest: str | os.PathLike[str] | None = None, *, reason: str = "manual") -> Path:
-        """Copy the database with SQLite's online backup API; returns the copy's path.
+        """A consistent, checked copy of the database (SQLite's online backup API); returns the copy's path.
 
-        Why the backup API and not a file copy: it copies one consistent snapshot even while other tabs or
-        processes commit labels (a file copy can tear a page or miss the WAL). The copy is checked
-        (``integrity_check``), made a single self-contained file (rollback journal, no WAL), written under a
-        temporary name and renamed into place, so a backup file is always complete.
-
-        Parameters
-        ----------
-        dest : str or Path, optional
-            Where to write; default ``backups/<stem>-<UTC time>-<reason>.sqlite`` beside the database.
-            Never overwritten.
-        reason : str
-            Part of the default file name (``manual``, ``before-schema-2``).
-
-        Raises
-        ------
-        FileExistsError
-            ``dest`` exists.
+        See :func:`balpm.store_integrity.backup_database` for why and how (default place ``backups/`` beside the
+        database, never overwritten: ``FileExistsError``).
         """
         return backup_database(self.path, dest, reason=reason, timeout=self.timeout)
 
