@@ -400,10 +400,11 @@ def add_strict_arg(p: argparse.ArgumentParser) -> None:
 
 
 def add_columns_arg(p: argparse.ArgumentParser) -> None:
-    """``--columns`` on every command that reads a pool: map a file's own column names (:mod:`balpm.data.columns`)."""
-    p.add_argument("--columns", default=None, metavar="TARGET=COLUMN,...",
-                   help="map the file's columns: prompt=question,chosen=answer_good,rejected=answer_bad (targets: "
-                        "prompt, chosen, rejected, completion_a, completion_b, label, id, group)")
+    """``--columns`` on every command that reads a pool: map a file's own column names (:mod:`balpm.data.columns`;
+    declared once, as :attr:`balpm.config.PoolConfig.columns`, which also gives ``balpm run`` its option)."""
+    from balpm.config import PoolConfig
+
+    add_dataclass_arguments(p, PoolConfig, only=("columns",))
 
 
 def add_embed_args(p: argparse.ArgumentParser) -> None:

@@ -41,6 +41,10 @@ class PoolConfig:
     data_seed: int = field(default=0, metadata={
         "help": "seed of the A/B coin, the pool sample and the train/test split: fixed across --seed values so "
                 "that every seed is scored on the same test set"})
+    columns: str = field(default="", metadata={
+        "help": "map the file's own column names: prompt=question,chosen=answer_good,rejected=answer_bad (targets: "
+                "prompt, chosen, rejected, completion_a, completion_b, label, id, group) (default: the file's own "
+                "names)"})
 
 
 @dataclass

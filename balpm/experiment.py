@@ -229,7 +229,7 @@ def load_experiment_pools(config: ExperimentConfig) -> tuple[PreferencePool, Pre
     comparison sees the same sample and test set.
     """
     pc = config.pool
-    pool = load_labelled_sample(pc.dataset, pc.max_pairs, pc.data_seed, pc.strict)
+    pool = load_labelled_sample(pc.dataset, pc.max_pairs, pc.data_seed, pc.strict, columns=pc.columns)
     train, test = pool.split_by_group(pc.test_fraction, pc.data_seed)
     ood = None
     if config.ood_dataset:

@@ -288,7 +288,7 @@ class Session:
         fp = _file_fingerprint(p) if p is not None else "builtin"
         c, pc = self.config, self.config.pool
         parts = [self.pool_source(), fp, str(pc.data_seed), str(pc.max_pairs), c.mode,
-                 str(pc.test_fraction) if c.mode == "simulation" else ""]
+                 str(pc.test_fraction) if c.mode == "simulation" else ""] + ([pc.columns] if pc.columns else [])
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:20]
 
     def save_upload(self, filename: str, data: bytes) -> str:
@@ -311,7 +311,7 @@ class Session:
 
         pc = self.config.pool
         return load_labelled_sample(self.pool_source(), pc.max_pairs, int(pc.data_seed), bool(pc.strict),
-                                    labelled_only=self.config.mode == "simulation")
+                                    labelled_only=self.config.mode == "simulation", columns=pc.columns)
 
     def split_masks(self, pool: PreferencePool) -> tuple[np.ndarray, np.ndarray | None]:
         """(train, test) row masks: a held-out group split (seeded by ``pool.data_seed``) in simulation, else all

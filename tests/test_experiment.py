@@ -278,3 +278,33 @@ def test_run_folder_written_before_issue_13_still_loads():
     assert ExperimentConfig.from_dict(cfg.to_dict()) == cfg
     _, acquired = load_runs([FIXTURES / "run_before_issue13"])  # the report reads the dataset from the old layout
     assert set(acquired["dataset"]) == {"sample:hh-rlhf:harmless-base"} and set(acquired["policy"]) == {"bal-pm [old]"}
+
+
+def test_run_reads_a_mapped_csv_of_real_pairs(tmp_path, capsys, monkeypatch):
+    """Issue 11 item 2: ``balpm run --columns`` reads a CSV whose columns have the team's own names (real pairs of
+    the embedded sample rewritten as ``question,response_1,response_2,human_pref``): the same pairs, sample and
+    split as the file with balpm's names, and the run folder's config remembers the mapping."""
+    from balpm.data import load_pool
+
+    monkeypatch.setenv("BALPM_DATA_DIR", "none")
+    real = load_pool("sample:hh-rlhf:harmless-base").pairs.head(80)
+    named = real[["prompt", "completion_a", "completion_b", "label"]]
+    plain, mapped = tmp_path / "plain.csv", tmp_path / "mapped.csv"
+    named.to_csv(plain, index=False)
+    named.set_axis(["question", "response_1", "response_2", "human_pref"], axis=1).to_csv(mapped, index=False)
+    mapping = "prompt=question,completion_a=response_1,completion_b=response_2,label=human_pref"
+    cfg = ExperimentConfig(PoolConfig(dataset=str(mapped), max_pairs=60, columns=mapping))
+    want = load_experiment_pools(dataclasses.replace(cfg, pool=PoolConfig(dataset=str(plain), max_pairs=60)))
+    got = load_experiment_pools(cfg)
+    for w, g in zip(want[:2], got[:2]):
+        pd.testing.assert_frame_equal(g.pairs[["id", "prompt", "completion_a", "completion_b", "label"]],
+                                      w.pairs[["id", "prompt", "completion_a", "completion_b", "label"]])
+    argv = ["run", "--quiet", "--dataset", str(mapped), "--columns", mapping, "--max-pairs", "60",
+            "--max-length", "32", "--policy", "random", "--initial", "8", "--batch-size", "8", "--rounds", "1",
+            "--n-members", "2", "--hidden", "8", "--max-epochs", "2", "--out", str(tmp_path / "run")]
+    assert main(argv) == 0, capsys.readouterr().err
+    info = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert info["config"]["pool"]["columns"] == mapping
+    assert info["resolved"]["n_train"] + info["resolved"]["n_test"] == len(got[0]) + len(got[1])
+    assert main(argv[:4] + argv[6:-1] + [str(tmp_path / "run2")]) == 2  # without the mapping: refused, says how
+    assert "--columns" in capsys.readouterr().err
