@@ -17,6 +17,9 @@ API (small on purpose)
     The session's pool, cached (``st.cache_data``) by pool identity; raises :class:`balpm.data.PoolFormatError`.
 ``pool_or_stop(session) -> PreferencePool``
     ``get_pool`` that shows a located ``st.error`` (never a traceback) and stops the page on a bad pool.
+``needs_column_mapping(error) -> bool``, ``mapping_form_defaults(session) -> (fields, mapping)``
+    Whether a pool error is one a column mapping fixes (unknown layout, a mapped column missing), and the file's
+    column names with the form's pre-filled mapping (the session's own, else :func:`balpm.data.guess_columns`).
 ``session_and_pool_or_stop() -> (Session, PreferencePool)``
     What a page that needs a pool starts with: ``current_session`` then ``pool_or_stop`` (stops on either).
 ``store_or_stop(session) -> LabelStore``
@@ -68,7 +71,7 @@ __all__ = [
     "store_or_stop",
     "get_embedder", "cached_embeddings", "get_embeddings", "split", "get_learner", "progress_bar",
     "StreamlitProgress", "Split", "COLD_START_NOTE", "literal", "annotator", "set_annotator", "forget_annotator",
-    "embeddings_or_offer", "LIVE_S",
+    "embeddings_or_offer", "LIVE_S", "needs_column_mapping", "mapping_form_defaults",
 ]
 
 _SESSION = "_balpm_session"
@@ -240,6 +243,28 @@ def pool_or_stop(session: Session) -> PreferencePool:
         st.page_link("pages/1_pool.py", label="Choose a pool on the Pool page", icon="📂")
         st.stop()
         raise  # unreachable: st.stop raises
+
+
+def needs_column_mapping(error: Exception) -> bool:
+    """Whether ``error`` (from :func:`get_pool`) is one a column mapping can fix: the file's layout is not
+    recognised, or a mapped column is missing. The loader's messages name ``--columns`` exactly then."""
+    return isinstance(error, PoolFormatError) and "--columns" in error.message
+
+
+def mapping_form_defaults(session: Session) -> tuple[list[str], dict[str, str]]:
+    """The pool file's column names (:func:`balpm.data.read_fields`) and the mapping to pre-fill the form with:
+    the session's own mapping when it has one, else :func:`balpm.data.guess_columns` of those names.
+
+    Raises PoolFormatError (located) when the file cannot be read.
+    """
+    from balpm.data import guess_columns, parse_columns, read_fields
+
+    fields = read_fields(session.pool_source())
+    try:
+        own = {t: c for t, c in parse_columns(session.config.pool.columns).items() if c in fields}
+    except ValueError:  # a mapping the loader refused: guess again
+        own = {}
+    return fields, own or guess_columns(fields)
 
 
 def session_and_pool_or_stop() -> tuple[Session, PreferencePool]:

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import appkit
-from balpm.data import BUILTIN_DATASETS, PoolFormatError, format_summary, summarize
+from balpm.data import BUILTIN_DATASETS, COLUMN_TARGETS, PoolFormatError, format_columns, format_summary, summarize
 from balpm.session import Session
 
 appkit.run_through_router()
@@ -48,6 +48,45 @@ with st.form("pool_form", border=True):
                               "dropped and counted by default; strict makes the first one a located error.")
     submitted = st.form_submit_button("Load pool", type="primary")
 
+PENDING = "_pool_mapping"  # the settings of a file that waits for a column mapping (this tab)
+NONE = "(none)"
+
+
+def try_load(changes: dict, *, form_shown: bool = False) -> None:
+    """Switch the session to ``changes`` if that pool loads; else the located error (and the mapping form when a
+    mapping can fix it) and stop: a bad file never replaces a good pool."""
+    trial = Session(session.folder, session.config.with_settings(**changes))
+    try:
+        appkit.get_pool(trial)
+    except (PoolFormatError, OSError, ValueError) as e:
+        st.error(f"Cannot load this pool: {appkit.literal(e)}")
+        if appkit.needs_column_mapping(e) and not form_shown:  # shown: it stays as the user left it
+            st.session_state[PENDING] = changes
+            mapping_form(trial)
+        st.stop()
+    st.session_state.pop(PENDING, None)
+    session.update(**changes)
+    st.rerun()
+
+
+def mapping_form(trial: Session) -> str | None:
+    """Which of the file's columns holds the prompt, the completions, ... (pre-filled: the session's mapping or a
+    guess). Returns the ``--columns`` text when submitted (what the session keeps), else None."""
+    try:
+        fields, guess = appkit.mapping_form_defaults(trial)
+    except (PoolFormatError, OSError) as e:
+        st.error(f"Cannot read the file's columns: {appkit.literal(e)}")
+        return None
+    st.subheader("Map the file's columns")
+    st.caption("Say which column holds what: prompt with chosen/rejected, or prompt with completion A/B and an "
+               "optional label (1 = A preferred). The mapping is kept in the session.")
+    with st.form("pool_mapping_form"):
+        picks = {t: st.selectbox(t, [NONE, *fields], index=1 + fields.index(guess[t]) if t in guess else 0,
+                                 key=f"pool_map_{t}") for t in COLUMN_TARGETS}
+        pressed = st.form_submit_button("Load with this mapping", type="primary")
+    return format_columns({t: c for t, c in picks.items() if c != NONE}) if pressed else None
+
+
 if submitted:
     if source_kind == "Built-in dataset":
         new_source = builtin
@@ -57,18 +96,14 @@ if submitted:
         new_source = (path_text or "").strip() or None
     if not new_source:
         st.error("Choose a dataset, upload a file or give a path first.")
-    else:
-        changes = {"dataset": new_source, "max_pairs": int(max_pairs) or None, "data_seed": int(seed),
-                   "strict": bool(strict)}
-        trial = Session(session.folder, session.config.with_settings(**changes))
-        try:  # validate before switching, so a bad file never replaces a good pool
-            appkit.get_pool(trial)
-        except (PoolFormatError, OSError) as e:
-            st.error(f"Cannot load this pool: {appkit.literal(e)}")
-            st.stop()
-        else:
-            session.update(**changes)
-            st.rerun()
+    else:  # the same file keeps its mapping; another starts without one
+        try_load({"dataset": new_source, "max_pairs": int(max_pairs) or None, "data_seed": int(seed),
+                  "strict": bool(strict), "columns": cfg.pool.columns if new_source == cfg.pool.dataset else ""})
+elif PENDING in st.session_state:  # the mapping form's own submit (or a rerun while it is open)
+    pending = st.session_state[PENDING]
+    columns = mapping_form(Session(session.folder, session.config.with_settings(**pending)))
+    if columns is not None:
+        try_load({**pending, "columns": columns}, form_shown=True)
 
 if not session.config.pool.dataset:
     st.info("No pool yet: pick a built-in dataset, upload a JSONL/CSV/Parquet file, or give a path.")
@@ -88,6 +123,9 @@ m[2].metric("Labelled", summary["labelled"])
 m[3].metric("Prompt groups", summary["groups"])
 frac = summary["a_preferred_fraction"]
 m[4].metric("A preferred", "n/a" if frac != frac else f"{frac:.1%}")
+if session.config.pool.columns:
+    st.caption(f"Columns mapped: {appkit.literal(session.config.pool.columns)} (on the command line: "
+               f"--columns {appkit.literal(session.config.pool.columns)})")
 with st.expander("Validation summary", expanded=True):
     st.code(format_summary(summary), language=None)
     if session.config.mode == "simulation":

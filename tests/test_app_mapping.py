@@ -1,0 +1,122 @@
+"""Issue 11 items 2 and 3 in the app: a session remembers its column mapping, the Pool page's mapping form (shown
+when a file's layout is not recognised), and the Embed page's *Import vectors* choice.
+
+Files are real pairs of the embedded HH-RLHF sample rewritten into the shapes teams keep (a CSV with their own
+column names, a Parquet file of their own vectors); the app runs through its real router (``app.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from balpm.data import load_pool
+from balpm.session import Session, SessionConfig
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+FIXTURES = Path(__file__).parent / "fixtures"
+MAPPING = "prompt=question,completion_a=response_1,completion_b=response_2,label=human_pref"
+CORE = ["id", "prompt", "completion_a", "completion_b", "label"]
+
+
+@pytest.fixture()
+def sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "sessions"
+    monkeypatch.setenv("BALPM_SESSIONS_DIR", str(root))
+    monkeypatch.setenv("BALPM_DATA_DIR", "none")  # the embedded sample: the same pairs on every machine
+    return root
+
+
+def _real_pairs(n: int = 40) -> pd.DataFrame:
+    return load_pool("sample:hh-rlhf:harmless-base").pairs.head(n)[CORE[1:]]
+
+
+def _mapped_csv(folder: Path, n: int = 40) -> Path:
+    """Real pairs under a team's own column names (what the issue's user brought)."""
+    path = folder / "team.csv"
+    _real_pairs(n).set_axis(["question", "response_1", "response_2", "human_pref"], axis=1).to_csv(path, index=False)
+    return path
+
+
+def _session(root: Path, **settings) -> Session:
+    s = Session.create("t", SessionConfig.from_settings(max_pairs=None, max_length=32, **settings), root=root)
+    (root / ".last_session").write_text(str(s.folder))
+    return s
+
+
+def _app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    assert not at.exception, at.exception
+    if page:
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
+    return at
+
+
+def _shown(body: str) -> str:
+    """What the browser shows for a Markdown body of escaped text."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", body)
+
+
+def _button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+# ---------------------------------------------------------------------------------------------- session
+def test_a_session_remembers_its_column_mapping(sessions: Path, tmp_path: Path) -> None:
+    src = _mapped_csv(tmp_path)
+    plain = tmp_path / "plain.csv"
+    _real_pairs().to_csv(plain, index=False)
+    s = _session(sessions, dataset=str(src), columns=MAPPING)
+    again = Session.open(s.folder)
+    assert again.config.pool.columns == MAPPING
+    pd.testing.assert_frame_equal(again.load_pool().pairs[CORE],
+                                  Session(s.folder, again.config.with_settings(dataset=str(plain), columns=""))
+                                  .load_pool().pairs[CORE])
+    assert Session(s.folder, again.config.with_settings(columns="")).pool_identity() != again.pool_identity()
+    old = Session.open(FIXTURES / "session_before_issue13")  # written before the field existed: no mapping
+    assert old.config.pool.columns == ""
+
+
+# ---------------------------------------------------------------------------------------------- Pool page
+def test_pool_page_asks_for_a_mapping_prefilled_with_guesses_and_saves_it(sessions: Path, tmp_path: Path) -> None:
+    src = _mapped_csv(tmp_path)
+    s = _session(sessions, dataset="sample:hh-rlhf:harmless-base")
+    at = _app()
+    at.radio(key="pool_source_kind").set_value("Path").run()
+    at.text_input(key="pool_path").set_value(str(src))
+    at.number_input(key="pool_max_pairs").set_value(0)
+    _button(at, "Load pool").click()
+    at.run()
+    assert not at.exception
+    assert any("unknown record layout" in _shown(e.value) for e in at.error), [e.value for e in at.error]
+    assert Session.open(s.folder).config.pool.dataset == "sample:hh-rlhf:harmless-base"  # the good pool is kept
+    # the form, pre-filled with guess_columns: prompt=question; the responses are not guessed as A/B
+    assert at.selectbox(key="pool_map_prompt").value == "question"
+    assert at.selectbox(key="pool_map_chosen").value == "(none)"
+    at.selectbox(key="pool_map_completion_a").set_value("response_1")
+    at.selectbox(key="pool_map_completion_b").set_value("response_1")  # a slip: one column twice
+    _button(at, "Load with this mapping").click()
+    at.run()
+    assert not at.exception
+    assert any("'response_1' is mapped twice" in _shown(e.value) for e in at.error), [e.value for e in at.error]
+    assert Session.open(s.folder).config.pool.dataset == "sample:hh-rlhf:harmless-base"
+    assert at.selectbox(key="pool_map_completion_a").value == "response_1"  # the form stays, as the user left it
+    at.selectbox(key="pool_map_completion_b").set_value("response_2")
+    at.selectbox(key="pool_map_label").set_value("human_pref")
+    _button(at, "Load with this mapping").click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    cfg = Session.open(s.folder).config
+    assert (cfg.pool.dataset, cfg.pool.columns) == (str(src), MAPPING)
+    assert next(m.value for m in at.metric if m.label == "Pairs") == "40"
+    assert any(MAPPING in _shown(c.value) for c in at.caption), [c.value for c in at.caption]  # says the mapping
+    _button(at, "Load pool").click()  # reloading the same file keeps its mapping
+    at.run()
+    assert not at.exception and not at.error and Session.open(s.folder).config.pool.columns == MAPPING
