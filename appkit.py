@@ -31,6 +31,10 @@ API (small on purpose)
     The embeddings of the current pool with the current model if computed in this process, else None.
 ``get_embeddings(session, pool) -> PoolEmbeddings``
     ``cached_embeddings`` or compute them (disk cache first) with a progress bar (texts/s, time left).
+    An embedding model ``file:PATH`` (a path relative to the session folder for uploads) is your own vectors:
+    read with :meth:`balpm.embed.PoolEmbeddings.from_file` instead of computed (the Embed page's *Import vectors*).
+``save_vectors_upload(session, filename, data) -> str``
+    An uploaded vectors file written under the session's ``vectors/``; returns the ``file:`` model value.
 ``embeddings_or_offer(session, pool, key) -> PoolEmbeddings``
     ``cached_embeddings``, or an *Embed now* button (with the progress bar once pressed) and ``st.stop()``: a page
     that needs vectors never starts minutes of embedding work unasked.
@@ -71,7 +75,8 @@ __all__ = [
     "store_or_stop",
     "get_embedder", "cached_embeddings", "get_embeddings", "split", "get_learner", "progress_bar",
     "StreamlitProgress", "Split", "COLD_START_NOTE", "literal", "annotator", "set_annotator", "forget_annotator",
-    "embeddings_or_offer", "LIVE_S", "needs_column_mapping", "mapping_form_defaults",
+    "embeddings_or_offer", "LIVE_S", "needs_column_mapping", "mapping_form_defaults", "FILE_MODEL",
+    "save_vectors_upload",
 ]
 
 _SESSION = "_balpm_session"
@@ -310,8 +315,38 @@ def _embedding_memo() -> dict[tuple[str, str], Any]:
     return {}
 
 
+FILE_MODEL = "file:"
+"""Prefix of an embedding model value that names a file of your own vectors (``file:PATH``)."""
+
+
+def _vectors_file(session: Session) -> Path | None:
+    """The vectors file a ``file:PATH`` model names (relative paths: in the session folder), else None."""
+    model = session.config.embedding.embedding_model
+    if not model.startswith(FILE_MODEL):
+        return None
+    path = Path(model[len(FILE_MODEL):]).expanduser()
+    return path if path.is_absolute() else session.folder / path
+
+
+def save_vectors_upload(session: Session, filename: str, data: bytes) -> str:
+    """Write an uploaded vectors file under the session's ``vectors/`` (atomically); returns its ``file:`` model
+    value (relative to the session folder, like pool uploads). The session is not changed: the page switches it
+    only once the file has been read and checked against the pool."""
+    from balpm.safeio import atomic_write_bytes
+
+    rel = Path("vectors") / (Path(filename).name or "vectors.parquet")
+    (session.folder / rel).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(session.folder / rel, data)
+    return FILE_MODEL + rel.as_posix()
+
+
 def _embedding_key(session: Session) -> tuple[str, str]:
-    return session.pool_identity(), session.config.model_key()
+    key = session.config.model_key()
+    path = _vectors_file(session)
+    if path is not None and path.exists():  # a rewritten vectors file is other vectors
+        st_ = path.stat()
+        key += f"|{path.resolve()}|{st_.st_size}|{st_.st_mtime_ns}"  # relative paths: per session folder
+    return session.pool_identity(), key
 
 
 def cached_embeddings(session: Session) -> Any | None:
@@ -360,21 +395,26 @@ def _fmt_seconds(s: float) -> str:
 def get_embeddings(session: Session, pool: PreferencePool, container: Any = None) -> Any:
     """Embeddings of ``pool`` with the session's model: from memory, else the disk cache, else computed.
 
-    Draws a progress bar (texts/s, time left) while computing; cached texts are skipped (``emb.stats``).
+    Draws a progress bar (texts/s, time left) while computing; cached texts are skipped (``emb.stats``). A
+    ``file:PATH`` model reads your own vectors instead; raises :class:`balpm.vectors.VectorFileError` (located).
     """
     key = _embedding_key(session)
     memo = _embedding_memo()
     if key in memo:
         return memo[key]
-    from balpm.embed import embed_pool
+    from balpm.embed import PoolEmbeddings, embed_pool
 
     c = session.config.embedding
-    embedder = get_embedder(c.embedding_model, c.device, int(c.embed_batch_size), int(c.max_length))
-    bar = progress_bar(f"Embedding {len(pool)} pairs with {c.embedding_model}", container)
-    try:
-        emb = embed_pool(pool, embedder, progress=bar)
-    finally:
-        bar.clear()
+    vectors = _vectors_file(session)
+    if vectors is not None:  # your own vectors: read and checked (VectorFileError names file, row and field)
+        emb = PoolEmbeddings.from_file(vectors, pool)
+    else:
+        embedder = get_embedder(c.embedding_model, c.device, int(c.embed_batch_size), int(c.max_length))
+        bar = progress_bar(f"Embedding {len(pool)} pairs with {c.embedding_model}", container)
+        try:
+            emb = embed_pool(pool, embedder, progress=bar)
+        finally:
+            bar.clear()
     for arr in (emb.prompt, emb.a, emb.b):
         arr.flags.writeable = False
     while len(memo) >= _MAX_EMBEDDINGS:  # keep memory bounded: drop the oldest pool/model

@@ -44,7 +44,8 @@ def _mapped_csv(folder: Path, n: int = 40) -> Path:
 
 
 def _session(root: Path, **settings) -> Session:
-    s = Session.create("t", SessionConfig.from_settings(max_pairs=None, max_length=32, **settings), root=root)
+    s = Session.create("t", SessionConfig.from_settings(**{"max_pairs": None, "max_length": 32, **settings}),
+                       root=root)
     (root / ".last_session").write_text(str(s.folder))
     return s
 
@@ -120,3 +121,47 @@ def test_pool_page_asks_for_a_mapping_prefilled_with_guesses_and_saves_it(sessio
     _button(at, "Load pool").click()  # reloading the same file keeps its mapping
     at.run()
     assert not at.exception and not at.error and Session.open(s.folder).config.pool.columns == MAPPING
+
+
+# ---------------------------------------------------------------------------------------------- Embed page
+def _vectors_parquet(path: Path, ids, dim: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
+    """Vectors as a team would write them (one row per pair id, fixed-length float lists): balpm.vectors' layout."""
+    rng = np.random.default_rng(seed)
+    views = {k: rng.normal(size=(len(ids), dim)).astype(np.float32) for k in ("prompt", "a", "b")}
+    pd.DataFrame({"id": list(ids), **{k: list(v) for k, v in views.items()}}).to_parquet(path)
+    return views
+
+
+def test_embed_page_imports_vectors_and_the_session_uses_them(sessions: Path, tmp_path: Path) -> None:
+    s = _session(sessions, dataset="sample:hh-rlhf:harmless-base", max_pairs=40)
+    pool = s.load_pool()
+    at = _app("pages/2_embed.py")
+    at.radio(key="embed_how").set_value("Import vectors").run()
+    short = tmp_path / "short.parquet"  # a pair missing: a located error, the session keeps its model
+    _vectors_parquet(short, pool.ids[1:])
+    at.text_input(key="vectors_path").set_value(str(short))
+    _button(at, "Import vectors").click()
+    at.run()
+    assert not at.exception
+    assert any("short.parquet" in _shown(e.value) and "not in the file" in _shown(e.value) for e in at.error), \
+        [e.value for e in at.error]
+    assert Session.open(s.folder).config.embedding.embedding_model == "default"
+
+    good = tmp_path / "ours.parquet"
+    views = _vectors_parquet(good, pool.ids[::-1], seed=1)  # any row order
+    at.text_input(key="vectors_path").set_value("")
+    at.file_uploader(key="vectors_upload").set_value(("ours.parquet", good.read_bytes(), "application/octet-stream"))
+    _button(at, "Import vectors").click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    model = Session.open(s.folder).config.embedding.embedding_model
+    assert model == "file:vectors/ours.parquet" and (s.folder / "vectors" / "ours.parquet").is_file()
+    assert next(m.value for m in at.metric if m.label == "Pairs embedded") == str(len(pool))
+    assert any("file:ours.parquet@" in _shown(e.value) for e in at.success), [e.value for e in at.success]
+
+    import appkit  # the session's embeddings are the file's vectors, in the pool's row order
+
+    emb = appkit.cached_embeddings(Session.open(s.folder))
+    np.testing.assert_array_equal(emb.a, views["a"][::-1])
+    at.switch_page("pages/3_acquire.py").run()  # no embedding work offered: the imported vectors are used
+    assert not at.exception and not any(b.label == "Embed now" for b in at.button)
