@@ -84,4 +84,4 @@ def test_app_first_page_opens_the_demo_on_the_sample(clone: tuple[Path, dict[str
     assert "APP-OK" in r.stdout and "demo" in r.stdout
     assert "pool: sample:hh-rlhf:harmless-base (embedded sample, 600 of 2,303 pairs" in r.stdout  # the Pool page
     demo = json.loads((Path(clone[1]["BALPM_SESSIONS_DIR"]) / "demo" / "session.json").read_text())
-    assert demo["pool"] == "sample:hh-rlhf:harmless-base"
+    assert demo["pool"]["dataset"] == "sample:hh-rlhf:harmless-base"  # session.json nests the pool settings
