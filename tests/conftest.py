@@ -64,8 +64,8 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def sample_data() -> Path:
-    """The embedded sample folder, laid out like the shared one (``hh-rlhf/harmless-base-test.jsonl.gz``,
-    ``qa-feedback/dev_feedback.json.gz``): real pairs that every machine has."""
+    """The embedded sample folder, laid out like the shared one (``hh-rlhf/harmless-base-sample.jsonl.gz``,
+    ``qa-feedback/dev_feedback-sample.json.gz``): real pairs that every machine has."""
     return sample_dir()
 
 

@@ -16,8 +16,8 @@ from balpm.data import SAMPLE_OF, PoolFormatError, data_dir, format_summary, loa
 from balpm.datasets import make_sample
 from balpm.session import open_or_create_demo
 
-HH = "hh-rlhf/harmless-base-test.jsonl.gz"
-QA = "qa-feedback/dev_feedback.json.gz"
+HH = "hh-rlhf/harmless-base-sample.jsonl.gz"
+QA = "qa-feedback/dev_feedback-sample.json.gz"
 
 
 @pytest.fixture()

@@ -29,7 +29,7 @@ EMBEDDER = {"model": "default", "batch_size": 16}
 @pytest.fixture(scope="module")
 def hh_pool(sample_data: Path):
     """40 real HH-RLHF harmless-base pairs: 20 for each Ray test, ~60 distinct texts each."""
-    return load_pool(sample_data / "hh-rlhf" / "harmless-base-test.jsonl.gz").subset(np.arange(40))
+    return load_pool(sample_data / "hh-rlhf" / "harmless-base-sample.jsonl.gz").subset(np.arange(40))
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ N_RECORDS = 24
 def hh_texts(sample_data: Path) -> list[str]:
     """Prompts and prompt+completion texts from the first HH-RLHF harmless-base records, read straight from gzip."""
     texts: list[str] = []
-    with gzip.open(sample_data / "hh-rlhf" / "harmless-base-test.jsonl.gz", "rt", encoding="utf-8") as f:
+    with gzip.open(sample_data / "hh-rlhf" / "harmless-base-sample.jsonl.gz", "rt", encoding="utf-8") as f:
         for i, line in enumerate(f):
             if i >= N_RECORDS:
                 break

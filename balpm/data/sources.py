@@ -61,7 +61,7 @@ def _split_files(name: str, root: Path) -> list[tuple[str, Path]]:
     """(source, file) pairs of built-in ``name`` in a folder laid out like the data folder; [] when any is missing."""
     base, _, split = name.partition(":")
     if base == "qa-feedback":
-        names = ("dev_feedback.json", "dev_feedback.json.gz")
+        names = ("dev_feedback.json", "dev_feedback.json.gz", "dev_feedback-sample.json.gz")
         found = [f for f in (root / "qa-feedback" / n for n in names) if f.is_file()]
         return [("qa-feedback", found[0])] if found else []
     out = []

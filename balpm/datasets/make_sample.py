@@ -29,9 +29,10 @@ import numpy as np
 from balpm.datasets import SAMPLE_DIR
 
 HH_SPLIT = "harmless-base"
-HH_FILE = f"hh-rlhf/{HH_SPLIT}-test.jsonl.gz"
+HH_SOURCE = f"hh-rlhf/{HH_SPLIT}-test.jsonl.gz"
+HH_FILE = f"hh-rlhf/{HH_SPLIT}-sample.jsonl.gz"  # named apart from the full file it is drawn from
 QA_SOURCE = "qa-feedback/dev_feedback.json"
-QA_FILE = "qa-feedback/dev_feedback.json.gz"
+QA_FILE = "qa-feedback/dev_feedback-sample.json.gz"
 HH_PAIRS = 600
 QA_QUESTIONS = 100
 SEED = 0
@@ -85,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="compare with the files in --out instead of writing")
     args = p.parse_args(argv)
     root = args.data_dir or data_dir()
-    if root is None or not (root / HH_FILE).is_file() or not (root / QA_SOURCE).is_file():
+    if root is None or not (root / HH_SOURCE).is_file() or not (root / QA_SOURCE).is_file():
         p.error(f"full data not found in {root} (give --data-dir or set BALPM_DATA_DIR)")
-    files = {HH_FILE: hh_sample(root / HH_FILE), QA_FILE: qa_sample(root / QA_SOURCE)}
+    files = {HH_FILE: hh_sample(root / HH_SOURCE), QA_FILE: qa_sample(root / QA_SOURCE)}
     status = 0
     for rel, data in files.items():
         target = args.out / rel

@@ -11,7 +11,8 @@ import pytest
 from balpm.data import PoolFormatError, load_pool
 
 
-HH_FILE = "hh-rlhf/harmless-base-test.jsonl.gz"
+HH_FILE = "hh-rlhf/harmless-base-test.jsonl.gz"  # the full file in the shared data folder
+HH_SAMPLE = "hh-rlhf/harmless-base-sample.jsonl.gz"  # its embedded sample
 
 
 def head_gzip(src: Path, dst: Path, n: int, extra: list[str] | None = None) -> Path:

@@ -21,11 +21,11 @@ from balpm.data import (
     summarize,
 )
 
-from data_helpers import GOOD, HH_FILE, QA_RECORD, TRL, head_gzip, write_lines
+from data_helpers import GOOD, HH_FILE, HH_SAMPLE, QA_RECORD, TRL, head_gzip, write_lines
 
 
 def test_hh_split_on_real_rows(sample_data: Path, tmp_path: Path) -> None:
-    f = head_gzip(sample_data / HH_FILE, tmp_path / "hh.jsonl.gz", 60)
+    f = head_gzip(sample_data / HH_SAMPLE, tmp_path / "hh.jsonl.gz", 60)
     pool = load_pool(f)
     raw = [json.loads(x) for x in gzip.open(f, "rt", encoding="utf-8")]
     assert pool.report.format == "hh-rlhf"
@@ -51,7 +51,7 @@ def test_hh_split_on_real_rows(sample_data: Path, tmp_path: Path) -> None:
 
 
 def test_hh_drop_rules_and_duplicates(sample_data: Path, tmp_path: Path) -> None:
-    with gzip.open(sample_data / HH_FILE, "rt", encoding="utf-8") as fh:
+    with gzip.open(sample_data / HH_SAMPLE, "rt", encoding="utf-8") as fh:
         first = fh.readline()
     bad = [
         {"chosen": "\n\nHuman: hi\n\nAssistant: same", "rejected": "\n\nHuman: hi\n\nAssistant: same"},
@@ -59,7 +59,7 @@ def test_hh_drop_rules_and_duplicates(sample_data: Path, tmp_path: Path) -> None
         {"chosen": "\n\nHuman: hi there", "rejected": "\n\nHuman: hi\n\nAssistant: y"},
         {"chosen": "\n\nHuman: hi\n\nAssistant:  ", "rejected": "\n\nHuman: hi\n\nAssistant: y"},
     ]
-    f = head_gzip(sample_data / HH_FILE, tmp_path / "hh.jsonl.gz", 3, [first] + [json.dumps(x) for x in bad])
+    f = head_gzip(sample_data / HH_SAMPLE, tmp_path / "hh.jsonl.gz", 3, [first] + [json.dumps(x) for x in bad])
     pool = load_pool(f)
     assert pool.report.dropped == {
         "duplicate pair": 1, "identical completions": 1, "prompts differ": 1, "no assistant turn": 1,

@@ -12,7 +12,7 @@ import pytest
 from balpm.cli import main
 from balpm.data import PoolFormatError, data_dir, load_pool
 
-from data_helpers import GOOD, HH_FILE, TRL, head_gzip, write_lines
+from data_helpers import GOOD, HH_SAMPLE, TRL, head_gzip, write_lines
 
 
 def test_hh_builtin_counts_and_speed(shared_data: Path) -> None:
@@ -55,7 +55,7 @@ def test_hf_save_to_disk(tmp_path: Path) -> None:
 
 
 def test_folder_of_files(sample_data: Path, tmp_path: Path) -> None:
-    head_gzip(sample_data / HH_FILE, tmp_path / "a.jsonl.gz", 5)
+    head_gzip(sample_data / HH_SAMPLE, tmp_path / "a.jsonl.gz", 5)
     write_lines(tmp_path / "b.v2.jsonl", TRL[:3])
     pool = load_pool(tmp_path)
     assert len(pool) == 8 and set(pool.pairs["source"]) == {"a.jsonl.gz", "b.v2.jsonl"}
