@@ -7,18 +7,17 @@ column names, a Parquet file of their own vectors); the app runs through its rea
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
+
+from test_app import _app, _button, _shown  # the page-test helpers of tests/test_app.py
 
 from balpm.data import load_pool
 from balpm.session import Session, SessionConfig
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 FIXTURES = Path(__file__).parent / "fixtures"
 MAPPING = "prompt=question,completion_a=response_1,completion_b=response_2,label=human_pref"
 CORE = ["id", "prompt", "completion_a", "completion_b", "label"]
@@ -48,25 +47,6 @@ def _session(root: Path, **settings) -> Session:
                        root=root)
     (root / ".last_session").write_text(str(s.folder))
     return s
-
-
-def _app(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=300)
-    at.run()
-    assert not at.exception, at.exception
-    if page:
-        at.switch_page(page).run()
-        assert not at.exception, at.exception
-    return at
-
-
-def _shown(body: str) -> str:
-    """What the browser shows for a Markdown body of escaped text."""
-    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", body)
-
-
-def _button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
 
 
 # ---------------------------------------------------------------------------------------------- session
