@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from balpm.safeio import DamagedFileError, load_npz, quarantine, save_npz
+from balpm.safeio import DamagedFileError, ids_digest, load_npz, quarantine, save_npz
 
 if TYPE_CHECKING:
     from balpm.embed import PoolEmbeddings
@@ -35,14 +35,6 @@ _FORMAT_VERSION = 1
 #: What the last :func:`umap_coords` call in this process did (``cached``, ``seconds``, ``n``, ``path``): the page
 #: shows it and tests read it, so neither has to time the call itself.
 LAST_STATS: dict[str, Any] = {}
-
-
-def _ids_digest(ids: np.ndarray) -> str:
-    h = hashlib.sha256()
-    for i in np.asarray(ids):
-        h.update(str(i).encode("utf-8"))
-        h.update(b"\0")
-    return h.hexdigest()
 
 
 def _vectors_digest(x: np.ndarray) -> str:
@@ -78,7 +70,7 @@ def projection_cache_path(
               "v": _FORMAT_VERSION}
     h = hashlib.sha256()
     h.update(str(getattr(embeddings, "model_id", "")).encode())
-    h.update(_ids_digest(np.asarray(embeddings.ids)).encode())
+    h.update(ids_digest(np.asarray(embeddings.ids)).encode())
     h.update(json.dumps(params, sort_keys=True).encode())
     return Path(cache_dir) / f"umap-{h.hexdigest()[:24]}.npz"
 
