@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from balpm.metrics import _EPS, pair_log_likelihood
 from balpm.model import PreferenceEnsemble
 
 __all__ = [
@@ -71,7 +72,6 @@ RISE_SHARE = 0.25
 MIN_LABELS = 40
 #: Names of the models in :attr:`LearnabilityReport.models` (the preference model first).
 MODEL_NAMES = ("preference model", "constant P(A)", "logistic on length difference", "logistic on a − b")
-_EPS = 1e-7
 _CS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # standardised features: 1e-4 ≈ constant, 1.0 ≈ barely penalised
 _B_GRID = np.round(np.arange(0.1, 2.001, 0.05), 3)
 
@@ -109,11 +109,6 @@ def _cluster_se(x: np.ndarray, codes: np.ndarray) -> float:
     if g < 2:
         return float("nan")
     return float(math.sqrt(g / (g - 1) * np.sum(dev**2)) / n)
-
-
-def _pair_ll(p: np.ndarray, y: np.ndarray) -> np.ndarray:
-    pc = np.clip(p, _EPS, 1 - _EPS)
-    return y * np.log(pc) + (1 - y) * np.log1p(-pc)
 
 
 def _fit_logistic(x: np.ndarray, y: np.ndarray, c: float, w0: np.ndarray | None = None) -> np.ndarray:
@@ -171,7 +166,7 @@ def _logistic_cv(x_tr: np.ndarray, y_tr: np.ndarray, g_tr: np.ndarray, x_te: np.
             for f in range(3):
                 te = inner == f
                 warm[f] = _fit_logistic(xs_tr[~te], y_tr[~te], c, warm[f])
-                ll[te] = _pair_ll(_logistic_predict(warm[f], xs_tr[te]), y_tr[te])
+                ll[te] = pair_log_likelihood(_logistic_predict(warm[f], xs_tr[te]), y_tr[te])
             scores.append(ll.mean())
         best_c = _CS[int(np.argmax(scores))]
     return _logistic_predict(_fit_logistic(xs_tr, y_tr, best_c), xs_te)
@@ -476,7 +471,7 @@ def _out_of_fold(a: np.ndarray, b: np.ndarray, y: np.ndarray, lengths: np.ndarra
 
 def _cv_table(preds: dict[str, np.ndarray], y: np.ndarray, codes: np.ndarray) -> pd.DataFrame:
     """Each model's held-out log-likelihood, accuracy and gain over the constant, with prompt-clustered errors."""
-    ll = {m: _pair_ll(p, y) for m, p in preds.items()}
+    ll = {m: pair_log_likelihood(p, y) for m, p in preds.items()}
     rows = []
     for m in MODEL_NAMES:
         correct = ((preds[m] >= 0.5) == (y == 1)).astype(np.float64)
@@ -496,7 +491,7 @@ def _learning_curve(curve_p: np.ndarray, curve_ok: np.ndarray, n_train: np.ndarr
     prompt groups: ``(curve, fit {c, a, b}, forecast)``."""
     n = len(y)
     n_mean = n_train.mean(axis=1)
-    mat = np.stack([_pair_ll(curve_p[j], y) for j in range(len(curve_p))])[curve_ok]
+    mat = np.stack([pair_log_likelihood(curve_p[j], y) for j in range(len(curve_p))])[curve_ok]
     xs = n_mean[curve_ok]
     curve = pd.DataFrame({"model": MODEL_NAMES[0], "n_train": xs, "log_likelihood": mat.mean(axis=1),
                           "ll_se": [_cluster_se(row, codes) for row in mat]})

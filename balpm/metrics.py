@@ -10,10 +10,16 @@ import numpy as np
 
 from balpm import uncertainty as unc
 
-__all__ = ["expected_calibration_error", "preference_metrics"]
+__all__ = ["expected_calibration_error", "pair_log_likelihood", "preference_metrics"]
 
 _EPS = 1e-7
 """Probabilities are clipped to [_EPS, 1 − _EPS] before the log, so one confident mistake is finite."""
+
+
+def pair_log_likelihood(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-pair log-probability (nats) of labels ``y`` (1 = A) under ``p`` = p(A ≻ B), clipped to [_EPS, 1 − _EPS]."""
+    pc = np.clip(p, _EPS, 1 - _EPS)
+    return y * np.log(pc) + (1 - y) * np.log1p(-pc)
 
 
 def expected_calibration_error(p: np.ndarray, y: np.ndarray, n_bins: int = 10) -> float:
@@ -75,9 +81,8 @@ def preference_metrics(member_probs: np.ndarray, labels: np.ndarray, n_bins: int
     if y.size == 0:
         return {k: float("nan") for k in ("log_likelihood", "accuracy", "brier", "ece", "mean_bald")} | {"n": 0}
     p = probs.mean(axis=0)
-    pc = np.clip(p, _EPS, 1 - _EPS)
     return {
-        "log_likelihood": float(np.mean(y * np.log(pc) + (1 - y) * np.log1p(-pc))),
+        "log_likelihood": float(np.mean(pair_log_likelihood(p, y))),
         "accuracy": float(np.mean((p >= 0.5) == (y == 1))),
         "brier": float(np.mean((p - y) ** 2)),
         "ece": expected_calibration_error(p, y, n_bins),
