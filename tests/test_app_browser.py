@@ -665,8 +665,16 @@ def _open_in_sidebar(page: Any, name: str) -> None:
     box = side.get_by_role("combobox", name="Open or resume a session")
     if not box.is_visible():
         side.get_by_text("Sessions", exact=True).click()
-    box.click()
-    page.get_by_role("option", name=name, exact=True).click()
+    option = page.get_by_role("option", name=name, exact=True)
+    for _ in range(5):  # a rerun landing right after the click (a settled name, the live count) can close the list
+        wait_idle(page)
+        box.click()
+        try:
+            option.wait_for(state="visible", timeout=10_000)
+            break
+        except Exception:  # playwright's TimeoutError: open the list again
+            page.keyboard.press("Escape")
+    option.click()
     side.get_by_role("button", name="Open session").click()
     page.wait_for_function(
         "([n]) => { const s = document.querySelector(\"[data-testid='stSidebarUserContent']\");"
