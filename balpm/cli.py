@@ -142,7 +142,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     import json
 
     from balpm.check import check_session, embed_labelled, learnability_check, random_labelled_ids
-    from balpm.embed import EmbeddingModelError, Embedder
+    from balpm.embed import EmbeddingModelError
 
     kw = {"budget": args.budget, "folds": args.folds}
     try:
@@ -166,8 +166,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             seed = 0 if args.seed is None else args.seed
             pool = load_pool(args.source, seed=seed, strict=args.strict, columns=args.columns)
             ids = random_labelled_ids(pool, args.labels, seed)
-            embedder = Embedder(args.embedding_model, max_length=args.max_length)
-            emb = embed_labelled(pool, ids, embedder, cache_dir=args.cache_dir)
+            emb = embed_labelled(pool, ids, args.embedding_model, cache_dir=args.cache_dir, max_length=args.max_length)
             report = learnability_check(pool, emb, ids, seed=seed, **kw)
     except (EmbeddingModelError, ValueError, OSError, KeyError) as e:  # bad file, too few labels, no session
         print(f"balpm check: {e}", file=sys.stderr)
@@ -348,8 +347,19 @@ def _policy_param_options() -> list[Any]:
 
 def _add_policy_param_arguments(parser: argparse.ArgumentParser) -> None:
     for p in _policy_param_options():
-        parser.add_argument("--" + p.name, dest=p.name, type=p.type, default=p.default, metavar=p.name.upper(),
-                            help=_with_default(p.help, p.default))
+        parser.add_argument("--" + p.name, dest=p.name, type=_param_type(p) if p.words else p.type,
+                            default=p.default, metavar=p.name.upper(), help=_with_default(p.help, p.default))
+
+
+def _param_type(p: Any) -> Callable[[str], Any]:
+    """argparse ``type`` of a policy parameter that also takes words (``--beta auto``): the word or a number."""
+    def parse(text: str) -> Any:
+        try:
+            return p.parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be a number or {' or '.join(map(repr, p.words))}, got {text!r}") from None
+    return parse
 
 
 def config_from_namespace(ns: argparse.Namespace, cls: type | None = None) -> Any:
@@ -363,9 +373,11 @@ def config_from_namespace(ns: argparse.Namespace, cls: type | None = None) -> An
         cls = ExperimentConfig
     hints = typing.get_type_hints(cls)
     kw: dict[str, Any] = {}
+    from balpm.acquisition import all_policy_parameters
+
     for f in dataclasses.fields(cls):
-        if hints[f.name] is AcquisitionConfig:
-            params = {p.name: getattr(ns, p.name) for p in _policy_param_options() if hasattr(ns, p.name)}
+        if hints[f.name] is AcquisitionConfig:  # advanced parameters too, when a preset set them (``d``)
+            params = {p.name: getattr(ns, p.name) for p in all_policy_parameters(advanced=True) if hasattr(ns, p.name)}
             kw[f.name] = AcquisitionConfig(policy=ns.policy, params=params)
         elif hints[f.name] in CONCERNS.values():
             kw[f.name] = config_from_namespace(ns, hints[f.name])
@@ -456,7 +468,19 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     from balpm.experiment import ExperimentConfig
 
     add_dataclass_arguments(p, ExperimentConfig)
+    add_preset_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_preset_arg(p: argparse.ArgumentParser) -> None:
+    """``--preset NAME`` (:data:`balpm.config.PRESETS`): its settings replace the defaults; :func:`main` parses the
+    command line a second time with them, so an option given beside ``--preset`` still wins."""
+    from balpm.config import PRESETS
+
+    shown = "; ".join(f"{name}: " + ", ".join(f"{k} {','.join(map(str, v)) if isinstance(v, tuple) else v}"
+                                             for k, v in values.items()) for name, values in PRESETS.items())
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help=f"named configuration of the model and policy; options given beside it override it ({shown})")
 
 
 def add_compare_args(p: argparse.ArgumentParser) -> None:
@@ -478,18 +502,32 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
+    """The ``balpm`` parser; with ``preset``, the commands that take ``--preset`` default to its settings."""
+    from balpm.config import preset_settings
+
     parser = argparse.ArgumentParser(prog="balpm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (add_args, handler, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         add_args(p)
         p.set_defaults(handler=handler)
+        if preset and any(a.dest == "preset" for a in p._actions):
+            p.set_defaults(**preset_settings(preset))
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The parsed command line; with ``--preset``, parsed again with the preset's settings as the defaults, so the
+    options given still win wherever they stand."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "preset", None):
+        args = build_parser(args.preset).parse_args(argv)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     return int(args.handler(args) or 0)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["PoolConfig", "EmbeddingConfig", "EnsembleConfig", "AcquisitionConfig", "SessionConfig", "int_tuple",
-           "CONCERNS"]
+           "CONCERNS", "PRESETS", "preset_settings"]
 
 
 def int_tuple(text: str) -> tuple[int, ...]:
@@ -70,6 +70,9 @@ class EnsembleConfig:
     hidden: tuple[int, ...] = field(default=(64,), metadata={
         "help": "hidden widths of each reward head, comma separated (the model's default; paper: 2048,256)",
         "type": int_tuple})
+    activation: str = field(default="tanh", metadata={"help": "hidden activation: tanh, relu, gelu, silu, sigmoid"})
+    init_std: float = field(default=0.01, metadata={
+        "help": "standard deviation of the normal initial weights (biases start at 0)"})
     lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate of the heads"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     train_batch_size: int = field(default=32, metadata={"help": "training minibatch size (pairs)"})
@@ -82,15 +85,22 @@ class EnsembleConfig:
     def model_params(self, device: str | None = None) -> dict[str, Any]:
         """Constructor parameters of :class:`balpm.model.PreferenceEnsemble` (the learner sets ``seed``)."""
         return {
-            "n_members": int(self.n_members), "hidden": tuple(int(h) for h in self.hidden), "lr": float(self.lr),
+            "n_members": int(self.n_members), "hidden": tuple(int(h) for h in self.hidden),
+            "activation": str(self.activation), "init_std": float(self.init_std), "lr": float(self.lr),
             "weight_decay": float(self.weight_decay), "batch_size": int(self.train_batch_size),
             "max_epochs": int(self.max_epochs), "patience": int(self.patience), "device": device,
         }
 
     @classmethod
+    def preset(cls, name: str, **overrides: Any) -> EnsembleConfig:
+        """The ensemble settings of preset ``name`` (:data:`PRESETS`), ``overrides`` winning."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in preset_settings(name).items() if k in names} | overrides)
+
+    @classmethod
     def from_model_params(cls, params: dict[str, Any]) -> EnsembleConfig:
         """From a ``PreferenceEnsemble`` parameter dict (older session files kept one); ValueError on an unknown key."""
-        names = {"n_members", "hidden", "lr", "weight_decay", "max_epochs", "patience"}
+        names = {"n_members", "hidden", "activation", "init_std", "lr", "weight_decay", "max_epochs", "patience"}
         kw: dict[str, Any] = {}
         for key, value in params.items():
             if key == "batch_size":
@@ -117,10 +127,39 @@ class AcquisitionConfig:
 
         return policy_params_from(self.policy, self.params)
 
+    @classmethod
+    def preset(cls, name: str, policy: str = "bal-pm", **overrides: Any) -> AcquisitionConfig:
+        """Policy ``policy`` with the policy parameters of preset ``name`` (:data:`PRESETS`), ``overrides`` winning."""
+        params = {k: v for k, v in preset_settings(name).items() if k in _POLICY_PRESET_KEYS}
+        return cls(policy=policy, params=params | overrides)
+
     @property
     def knn_k(self) -> int:
         """Neighbour rank of the kNN graph (``k``, 13 when not given)."""
         return int(self.params.get("k", 13))
+
+
+#: Named configurations, by flat setting name (:meth:`SessionConfig.with_settings` names, and ``beta``, ``k``, ``d``
+#: for the policy's parameters). ``paper``: Melo et al. (2024)'s BAL-PM setting: (2048, 256) tanh heads, weights
+#: N(0, 0.01²), AdamW lr 3e-5, batch 32, patience 3, 5 members; β = 0.01, k = 13 and d = 1 (the divisor of
+#: ψ(n + 1) in the entropy estimate Ĥ, :func:`balpm.acquisition.entropy_term`). The paper trains to early stopping
+#: with no epoch cap; ``max_epochs`` 100 stands in for "no cap" (lr 3e-5 needs ~30 epochs, the default cap of 15
+#: would stop it near chance).
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"n_members": 5, "hidden": (2048, 256), "activation": "tanh", "init_std": 0.01, "lr": 3e-5,
+              "weight_decay": 0.0, "train_batch_size": 32, "max_epochs": 100, "patience": 3,
+              "beta": 0.01, "k": 13, "d": 1.0},
+}
+
+#: Settings of a preset that are the policy's parameters (they go into ``AcquisitionConfig.params``).
+_POLICY_PRESET_KEYS = ("beta", "k", "d")
+
+
+def preset_settings(name: str) -> dict[str, Any]:
+    """A copy of preset ``name``'s settings (:data:`PRESETS`); ValueError naming the known presets."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    return dict(PRESETS[name])
 
 
 #: The nested concern of each config field name (the configs that nest them use these names).
