@@ -69,6 +69,7 @@ from balpm.data import BUILTIN_DATASETS, PoolFormatError, PreferencePool
 from balpm.session import (MODES, Session, SessionConfig, list_sessions, open_or_create_demo, sessions_dir,
                            validate_session_name)
 from balpm.store import LabelStore, LabelStoreError, validate_annotator
+from balpm.vectors import FILE_MODEL, model_vectors_file  # FILE_MODEL: the pages' name for the file: prefix
 
 __all__ = [
     "current_session", "open_session", "render_sidebar", "get_pool", "pool_or_stop", "session_and_pool_or_stop",
@@ -315,17 +316,9 @@ def _embedding_memo() -> dict[tuple[str, str], Any]:
     return {}
 
 
-FILE_MODEL = "file:"
-"""Prefix of an embedding model value that names a file of your own vectors (``file:PATH``)."""
-
-
 def _vectors_file(session: Session) -> Path | None:
     """The vectors file a ``file:PATH`` model names (relative paths: in the session folder), else None."""
-    model = session.config.embedding.embedding_model
-    if not model.startswith(FILE_MODEL):
-        return None
-    path = Path(model[len(FILE_MODEL):]).expanduser()
-    return path if path.is_absolute() else session.folder / path
+    return model_vectors_file(session.config.embedding.embedding_model, session.folder)
 
 
 def save_vectors_upload(session: Session, filename: str, data: bytes) -> str:

@@ -210,8 +210,8 @@ def random_labelled_ids(pool: Any, n: int, seed: int = 0) -> list[str]:
 
 
 def _length_features(pool: Any, rows: np.ndarray) -> np.ndarray:
-    la = pool.pairs["completion_a"].iloc[rows].str.len().to_numpy(dtype=np.float64)
-    lb = pool.pairs["completion_b"].iloc[rows].str.len().to_numpy(dtype=np.float64)
+    la = np.array([len(t) for t in pool.completion_texts("a")], dtype=np.float64)[rows]  # as embedded: no padding
+    lb = np.array([len(t) for t in pool.completion_texts("b")], dtype=np.float64)[rows]
     return np.stack([la - lb, np.log1p(la) - np.log1p(lb)], axis=1)
 
 
@@ -552,12 +552,24 @@ def _verdict(models: pd.DataFrame, now: float, at_budget: float, lo: float, hi: 
 
 
 # ------------------------------------------------------------------------------------------- entry points' helpers
-def embed_labelled(pool: Any, ids: Sequence[str], embedder: Any, cache_dir: Any = None, progress: Any = None) -> Any:
-    """Embed only the pairs ``ids`` of ``pool`` (the check needs no others), through the usual vector cache."""
-    from balpm.embed import embed_pool
+def embed_labelled(pool: Any, ids: Sequence[str], embedder: Any, cache_dir: Any = None, progress: Any = None, *,
+                   folder: Any = None, **embedder_kwargs: Any) -> Any:
+    """Vectors of only the pairs ``ids`` of ``pool`` (the check needs no others), through the usual vector cache.
 
-    rows = _rows_for(np.asarray(list(ids), dtype=str), pd.Index(pool.ids), "pool")
-    return embed_pool(pool.subset(np.sort(rows)), embedder, cache_dir=cache_dir, progress=progress)
+    ``embedder`` is a :class:`balpm.embed.Embedder` or an embedding model value: a model name (loaded with
+    ``embedder_kwargs``) or ``file:PATH``, your own vectors, read instead (:mod:`balpm.vectors`; relative paths
+    inside ``folder``, a session's).
+    """
+    from balpm.embed import Embedder, embed_pool
+    from balpm.vectors import model_vectors_file, read_vectors
+
+    sub = pool.subset(np.sort(_rows_for(np.asarray(list(ids), dtype=str), pd.Index(pool.ids), "pool")))
+    if isinstance(embedder, str):
+        path = model_vectors_file(embedder, folder)
+        if path is not None:
+            return read_vectors(path, sub)
+        embedder = Embedder(embedder, **embedder_kwargs)
+    return embed_pool(sub, embedder, cache_dir=cache_dir, progress=progress)
 
 
 def check_session(session: Any, pool: Any | None = None, embeddings: Any | None = None, *,
@@ -565,20 +577,18 @@ def check_session(session: Any, pool: Any | None = None, embeddings: Any | None 
     """:func:`learnability_check` on the labels a session has so far (its label database is the truth).
 
     ``pool`` / ``embeddings`` default to the session's pool and vectors of its labelled pairs only (embedded with
-    the session's model through the cache); the ensemble uses the session's model parameters. ``kwargs`` go to
-    :func:`learnability_check` (``budget``, ``folds``, ``seed``).
+    the session's model through the cache, or read from the file a ``file:PATH`` model names); the ensemble uses
+    the session's model parameters. ``kwargs`` go to :func:`learnability_check` (``budget``, ``folds``, ``seed``).
     """
     pool = session.load_pool() if pool is None else pool
     labels = session.store.label_map()
     if not labels:
         raise ValueError(f"session {session.name!r} has no A/B labels yet; label some pairs first")
     if embeddings is None:
-        from balpm.embed import Embedder
-
         ec = session.config.embedding
-        embedder = Embedder(ec.embedding_model, device=ec.device, batch_size=int(ec.embed_batch_size),
-                            max_length=int(ec.max_length))
-        embeddings = embed_labelled(pool, list(labels), embedder, cache_dir=cache_dir)
+        embeddings = embed_labelled(pool, list(labels), ec.embedding_model, cache_dir=cache_dir,
+                                    folder=session.folder, device=ec.device, batch_size=int(ec.embed_batch_size),
+                                    max_length=int(ec.max_length))
     kwargs.setdefault("ensemble_params", session.config.ensemble_params())
     kwargs.setdefault("seed", int(session.config.seed))
     return learnability_check(pool, embeddings, list(labels), labels, **kwargs)

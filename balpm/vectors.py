@@ -34,6 +34,21 @@ if TYPE_CHECKING:
     from balpm.embed import Embedder, PoolEmbeddings
 
 VIEWS = ("prompt", "a", "b")
+#: Prefix of an embedding model value that names a file of your own vectors instead of a model (``file:PATH``): what
+#: the Embed page's import saves in a session, and what ``balpm check --model`` accepts.
+FILE_MODEL = "file:"
+
+
+def model_vectors_file(model: str, folder: str | os.PathLike | None = None) -> Path | None:
+    """The vectors file an embedding model value ``file:PATH`` names, else None (a model to run).
+
+    A relative ``PATH`` is inside ``folder`` (a session's folder: the Embed page saves imports under its
+    ``vectors/``), or the working directory when there is none.
+    """
+    if not str(model).startswith(FILE_MODEL):
+        return None
+    path = Path(str(model)[len(FILE_MODEL):]).expanduser()
+    return path if path.is_absolute() or folder is None else Path(folder) / path
 
 
 def pool_texts(pool: PreferencePool, embedder: Embedder | None = None) -> list[str]:

@@ -257,3 +257,41 @@ def test_cli_check_session_reads_the_labels_given_so_far(tmp_path, capsys: pytes
     assert out["settings"]["ensemble_params"]["n_members"] == 2
     assert main(["check", "--session", str(tmp_path / "sessions" / "nope")]) == 2
     assert "balpm check:" in capsys.readouterr().err
+
+
+def test_check_runs_on_imported_vectors(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A session whose model is ``file:PATH`` (vectors imported, balpm.vectors) is checked on those vectors, by the
+    library and by ``balpm check --session``; before, both tried to load ``file:...`` as a model and failed.
+
+    The vectors are real: MiniLM's, of the embedded harmless-base sample, written in the documented Parquet layout.
+    """
+    from balpm.cli import main
+    from balpm.embed import Embedder, embed_pool
+    from balpm.session import Session, SessionConfig
+
+    s = Session.create("s", SessionConfig.from_settings(dataset="sample:hh-rlhf:harmless-base", max_pairs=70,
+                                                      n_members=2, max_epochs=5), root=tmp_path / "sessions")
+    pool = s.load_pool()
+    emb = embed_pool(pool, Embedder("default", device="cpu", max_length=64), cache_dir=False)
+    vectors = s.folder / "vectors" / "minilm.parquet"  # where the Embed page's import saves a file
+    vectors.parent.mkdir()
+    order = np.random.default_rng(0).permutation(len(pool))  # any row order
+    pd.DataFrame({"id": emb.ids[order], **{v: list(getattr(emb, v)[order]) for v in ("prompt", "a", "b")}}
+                 ).to_parquet(vectors)
+    assert PoolEmbeddings.from_file(vectors, pool).model_id.startswith("file:minilm.parquet@")  # the import's check
+    s.update(embedding_model="file:vectors/minilm.parquet")
+    for pid, y in zip(pool.ids[:50], pool.labels[:50]):
+        s.record(str(pid), "a" if y == 1 else "b", annotator="ann", shown_swapped=False, request_id=f"r-{pid}")
+    rep = check_session(s, n_boot=20)
+    assert rep.n_labels == 50 and rep.verdict in VERDICTS
+    # the same numbers as the check on MiniLM's vectors handed over directly: the file's vectors were used
+    direct = check_session(s, pool, emb, n_boot=20)
+    pd.testing.assert_frame_equal(rep.models, direct.models)
+    s.close()
+    assert main(["check", "--session", str(s.folder), "--json", "--budget", "70"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_labels"] == 50 and out["budget"] == 70
+    assert [m["model"] for m in out["models"]] == list(MODEL_NAMES)
+    # simulation with `--model file:PATH` reads the file too: here it lacks most of the 50 pairs drawn, and says so
+    assert main(["check", "sample:hh-rlhf:harmless-base", "--labels", "50", "--model", f"file:{vectors}"]) == 2
+    assert "minilm.parquet: field 'id':" in capsys.readouterr().err
