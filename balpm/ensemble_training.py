@@ -16,16 +16,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["member_generators", "init_member", "split_member", "adamw", "stacked_init", "train_epoch", "EarlyStopping"]
+__all__ = ["member_generators", "init_member", "prior_init", "split_member", "adamw", "stacked_init", "train_epoch",
+           "EarlyStopping"]
 
 
-def member_generators(seed: int, n_members: int) -> list[torch.Generator]:
+def member_generators(seed: int, n_members: int, stream: int = 0) -> list[torch.Generator]:
     """One CPU ``torch.Generator`` per member, seeded independently from ``seed``.
 
     Member ``i``'s stream depends only on ``(seed, i)``, not on ``n_members`` (``SeedSequence.spawn`` keys), so
     growing the ensemble keeps the existing members. CPU generators give the same numbers on every device.
+    ``stream`` > 0 gives other, independent generators from the same seed (1: the random prior networks).
     """
-    children = np.random.SeedSequence(int(seed)).spawn(int(n_members))
+    root = np.random.SeedSequence(int(seed) if not stream else [int(seed), int(stream)])
+    children = root.spawn(int(n_members))
     gens = []
     for child in children:
         g = torch.Generator(device="cpu")
@@ -43,10 +46,31 @@ def init_member(gen: torch.Generator, sizes: Sequence[int], init_std: float) -> 
     return layers
 
 
-def split_member(gen: torch.Generator, n: int, n_val: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A member's own random (train, held-out) index split of the ``n`` labelled pairs."""
+def prior_init(gens: list[torch.Generator], sizes: Sequence[int], device: torch.device
+               ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Fixed random prior networks (Osband et al. 2018), stacked on the member axis, never trained.
+
+    W ~ N(0, 1/fan_in) per layer (LeCun), b = 0: the prior's output has a spread of order one whatever the
+    trained heads' ``init_std``, so ``prior_scale`` alone sets how much prior diversity the members carry.
+    """
+    inits = [[(torch.randn(i, o, generator=g) / math.sqrt(i), torch.zeros(o)) for i, o in zip(sizes[:-1], sizes[1:])]
+             for g in gens]
+    return [(torch.stack([m[k][0] for m in inits]).to(device),
+             torch.stack([m[k][1] for m in inits]).unsqueeze(1).to(device)) for k in range(len(sizes) - 1)]
+
+
+def split_member(gen: torch.Generator, n: int, n_val: int,
+                 bootstrap: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """A member's own random (train, held-out) index split of the ``n`` labelled pairs.
+
+    ``bootstrap``: the training part is a resample with replacement of the rest, of the same size (Efron's
+    bootstrap, drawn after the split from the same generator), so members differ by the data they see.
+    """
     perm = torch.randperm(n, generator=gen)
-    return perm[n_val:], perm[:n_val]
+    train = perm[n_val:]
+    if bootstrap and train.numel():
+        train = train[torch.randint(train.numel(), (train.numel(),), generator=gen)]
+    return train, perm[:n_val]
 
 
 def adamw(params: list[torch.Tensor], lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:

@@ -43,8 +43,8 @@ import torch
 import torch.nn.functional as F
 
 from balpm.devices import select_device
-from balpm.ensemble_training import (EarlyStopping, adamw, member_generators, split_member, stacked_init,
-                                     train_epoch)
+from balpm.ensemble_training import (EarlyStopping, adamw, member_generators, prior_init, split_member,
+                                     stacked_init, train_epoch)
 
 __all__ = [
     "NotFittedError",
@@ -72,6 +72,8 @@ _PARAM_NAMES = (
     "patience",
     "val_fraction",
     "min_val_labels",
+    "bootstrap",
+    "prior_scale",
     "device",
     "seed",
 )
@@ -150,6 +152,11 @@ class PreferenceEnsemble:
         every label and add bootstrap-like diversity between members.
     min_val_labels
         Below this many labels, train ``max_epochs`` epochs on all labels without a held-out slice.
+    bootstrap
+        Train each member on a bootstrap resample of its training part (bootstrapped members), not on all of it.
+    prior_scale
+        Randomised prior functions (Osband et al. 2018): each member's reward is its trained head plus
+        ``prior_scale`` times its own fixed random network (:func:`balpm.ensemble_training.prior_init`); 0: none.
     device
         ``None`` picks CUDA, then MPS, then CPU (:func:`balpm.devices.select_device`).
     seed
@@ -185,6 +192,8 @@ class PreferenceEnsemble:
         patience: int = 3,
         val_fraction: float = 0.1,
         min_val_labels: int = 10,
+        bootstrap: bool = False,
+        prior_scale: float = 0.0,
         device: str | torch.device | None = None,
         seed: int = 0,
     ) -> None:
@@ -199,6 +208,8 @@ class PreferenceEnsemble:
         self.patience = patience
         self.val_fraction = val_fraction
         self.min_val_labels = min_val_labels
+        self.bootstrap = bootstrap
+        self.prior_scale = prior_scale
         self.device = device
         self.seed = seed
 
@@ -232,8 +243,8 @@ class PreferenceEnsemble:
             raise ValueError("batch_size, max_epochs and patience must be >= 1")
         if not 0.0 < float(self.val_fraction) < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        if float(self.lr) <= 0 or float(self.weight_decay) < 0 or float(self.init_std) < 0:
-            raise ValueError("lr must be > 0, weight_decay and init_std >= 0")
+        if float(self.lr) <= 0 or min(float(self.weight_decay), float(self.init_std), float(self.prior_scale)) < 0:
+            raise ValueError("lr must be > 0, weight_decay, init_std and prior_scale >= 0")
 
     def _sizes(self, d_in: int) -> list[int]:
         return [int(d_in), *(int(h) for h in self.hidden), 1]
@@ -246,7 +257,22 @@ class PreferenceEnsemble:
 
     # ------------------------------------------------------------------ maths
     def _forward(self, params: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
-        """Rewards ``(E, M)`` of inputs ``x``: ``(E, M, d)`` per-member rows, or ``(M, d)`` shared by all members."""
+        """Rewards ``(E, M)`` of inputs ``x``: ``(E, M, d)`` per-member rows, or ``(M, d)`` shared by all members.
+        Layers after the head's own are the fixed prior network (``prior_scale``), added scaled."""
+        n_head = len(tuple(self.hidden)) + 1
+        if len(params) > n_head:
+            return self._mlp(params[:n_head], x) + float(self.prior_scale) * self._mlp(params[n_head:], x)
+        return self._mlp(params, x)
+
+    def _initial_params(self, gens: list[torch.Generator], sizes: list[int], device: torch.device
+                        ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each member's trainable initial layers, then its fixed prior network's when ``prior_scale`` > 0."""
+        params = stacked_init(gens, sizes, self.init_std, device)
+        if float(self.prior_scale) > 0:
+            params += prior_init(member_generators(self.seed, len(gens), stream=1), sizes, device)
+        return params
+
+    def _mlp(self, params: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
         act = _ACTIVATIONS[self.activation]
         h = x
         last = len(params) - 1
@@ -322,11 +348,11 @@ class PreferenceEnsemble:
         E = int(self.n_members)
         sizes = self._sizes(d)
         gens = member_generators(self.seed, E)
-        params = stacked_init(gens, sizes, self.init_std, device)  # each member's own init, stacked on member axis
-        flat = [t for wb in params for t in wb]
+        params = self._initial_params(gens, sizes, device)  # each member's own init, stacked on member axis
+        flat = [t for wb in params[: len(sizes) - 1] for t in wb]  # trained; a prior network's layers follow
 
         n_val = self._n_val(n)
-        splits = [split_member(g, n, n_val) for g in gens]
+        splits = [split_member(g, n, n_val, bool(self.bootstrap)) for g in gens]
         train_idx = torch.stack([s[0] for s in splits])  # (E, n_train) on CPU
         val_idx = torch.stack([s[1] for s in splits]).to(device)  # (E, n_val)
         n_train = n - n_val
@@ -356,7 +382,7 @@ class PreferenceEnsemble:
 
         final = stopping.best if use_val else [t.detach() for t in flat]
         self._set_learned(
-            [(final[2 * i], final[2 * i + 1]) for i in range(len(sizes) - 1)],
+            [(final[2 * i], final[2 * i + 1]) for i in range(len(sizes) - 1)] + params[len(sizes) - 1 :],
             d_in=d,
             device=device,
             n_train=n,
