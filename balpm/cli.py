@@ -335,7 +335,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, only:
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         parser.add_argument(*names, dest=f.name, type=_field_type(f, hints), default=default,
-                            metavar=f.name.upper(), help=_with_default(f.metadata.get("help", ""), shown))
+                            metavar=f.metadata.get("metavar", f.name.upper()),
+                            help=_with_default(f.metadata.get("help", ""), shown))
 
 
 def _policy_param_options() -> list[Any]:
@@ -433,8 +434,9 @@ def add_embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from-file", default=None, metavar="FILE",
                    help="your own vectors instead of a model: Parquet (id, prompt, a, b float lists), .npz (ids, "
                         "prompt, a, b) or a folder of .npy; layout in the README")
-    p.add_argument("--max-pairs", type=int, default=None, metavar="N", help="embed a sample of N pairs (by group)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the A/B coin and of --max-pairs sampling")
+    from balpm.config import EmbedCommandConfig
+
+    add_dataclass_arguments(p, EmbedCommandConfig)
     p.add_argument("--cache-dir", default=None, help="embedding cache (default: $BALPM_CACHE_DIR or ~/.cache/balpm)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -450,14 +452,9 @@ def add_check_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", nargs="?", default=None,
                    help="pool file or built-in name (simulation: its own labels answer); omit with --session")
     p.add_argument("--session", default=None, help="check the labels a session has so far (name or folder)")
-    p.add_argument("--labels", type=int, default=256, metavar="N", help="simulation: N random labelled pairs")
-    p.add_argument("--budget", type=int, default=None, metavar="B",
-                   help="total labels the campaign would buy, for the forecast (default: the pool's size)")
-    p.add_argument("--seed", type=int, default=None,
-                   help="seeds the labels drawn, folds, model and bootstrap (default 0; a session's own seed)")
-    p.add_argument("--folds", type=int, default=5, help="K of the K-fold split by prompt group")
-    from balpm.config import EmbeddingConfig
+    from balpm.config import CheckCommandConfig, EmbeddingConfig
 
+    add_dataclass_arguments(p, CheckCommandConfig)
     add_dataclass_arguments(p, EmbeddingConfig, only=("embedding_model", "max_length"))  # simulation only
     p.add_argument("--cache-dir", default=None, help="embedding cache (default: $BALPM_CACHE_DIR or ~/.cache/balpm)")
     p.add_argument("--json", action="store_true", help="print the report's numbers as JSON")

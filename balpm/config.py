@@ -7,7 +7,11 @@ had to be made in several places. Each concern is declared once here; the config
 :mod:`balpm.cli` builds every command's options from these fields (their ``help`` metadata).
 
 ``metadata`` keys read by the option builder: ``help``; ``type`` (a parser of the option's text, for tuples);
-``flags`` (extra option strings kept for older command lines, e.g. ``--model`` for ``embedding_model``).
+``flags`` (extra option strings kept for older command lines, e.g. ``--model`` for ``embedding_model``);
+``metavar`` (the value's name in ``--help``, default the field's name in capitals).
+
+A command's own options, which no run or session stores, are declared here too, in one dataclass per command
+(:class:`EmbedCommandConfig`, :class:`CheckCommandConfig`), so every option comes from one place.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["PoolConfig", "EmbeddingConfig", "EnsembleConfig", "AcquisitionConfig", "SessionConfig", "int_tuple",
-           "CONCERNS", "PRESETS", "preset_settings"]
+           "EmbedCommandConfig", "CheckCommandConfig", "CONCERNS", "PRESETS", "preset_settings"]
 
 
 def int_tuple(text: str) -> tuple[int, ...]:
@@ -160,6 +164,28 @@ def preset_settings(name: str) -> dict[str, Any]:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     return dict(PRESETS[name])
+
+
+@dataclass
+class EmbedCommandConfig:
+    """``balpm embed``'s own options: which pairs it embeds. Not :class:`PoolConfig`'s ``max_pairs`` and
+    ``data_seed``: a run samples 2000 pairs by default and splits them, ``embed`` takes the whole pool unless told."""
+
+    max_pairs: int | None = field(default=None, metadata={"help": "embed a sample of N pairs (by group)",
+                                                          "metavar": "N"})
+    seed: int = field(default=0, metadata={"help": "seed of the A/B coin and of --max-pairs sampling"})
+
+
+@dataclass
+class CheckCommandConfig:
+    """``balpm check``'s own options (:func:`balpm.check.learnability_check`'s labels, budget, folds and seed)."""
+
+    labels: int = field(default=256, metadata={"help": "simulation: N random labelled pairs", "metavar": "N"})
+    budget: int | None = field(default=None, metadata={
+        "help": "total labels the campaign would buy, for the forecast (default: the pool's size)", "metavar": "B"})
+    seed: int | None = field(default=None, metadata={
+        "help": "seeds the labels drawn, folds, model and bootstrap (default 0; a session's own seed)"})
+    folds: int = field(default=5, metadata={"help": "K of the K-fold split by prompt group"})
 
 
 #: The nested concern of each config field name (the configs that nest them use these names).
