@@ -54,6 +54,8 @@ __all__ = [
     "balpm_select",
     "balpm_greedy",
     "entropy_term",
+    "auto_beta",
+    "robust_spread",
     "bald_score",
 ]
 
@@ -123,7 +125,8 @@ class Selection:
 
     ``uncertainty`` is U (BALD) of each pick, ``entropy_term`` β·Ĥ (NaN for policies without one), ``score`` what
     the policy ranked by before any noise (NaN for ``random``), ``ratio`` = U / score (how much of BAL-PM's score
-    came from uncertainty; 1 for ``bald``; NaN where undefined).
+    came from uncertainty; 1 for ``bald``; NaN where undefined). ``beta`` is the β the batch was picked with
+    (the number :func:`auto_beta` chose under ``beta="auto"``); None (NaN in the frame) for policies without one.
     """
 
     indices: np.ndarray
@@ -133,6 +136,7 @@ class Selection:
     ratio: np.ndarray
     policy: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    beta: float | None = None
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
@@ -153,14 +157,17 @@ class Selection:
             for c in ("prompt", "completion_a", "completion_b"):
                 cols[c] = pairs[c].to_numpy()
         for c in SCORE_COLUMNS:
-            cols[c] = np.asarray(getattr(self, c), dtype=np.float64)
+            v = getattr(self, c)
+            cols[c] = np.full(len(rows), np.nan if v is None else v, np.float64) if c == "beta" else np.asarray(
+                v, dtype=np.float64)
         if pool_pairs is not None:
             cols["cold_start"] = bool(cold_start)
         return pd.DataFrame({c: cols[c] for c in SELECTION_COLUMNS if c in cols and cols[c] is not None})
 
 
-SCORE_COLUMNS = ("uncertainty", "entropy_term", "score", "ratio")
-"""What every pick scored: BALD, β·Ĥ (NaN without one), the policy's score, U / score."""
+SCORE_COLUMNS = ("uncertainty", "entropy_term", "score", "ratio", "beta")
+"""What every pick scored: BALD, β·Ĥ (NaN without one), the policy's score, U / score, and the β of its batch (NaN
+without one; it changes from round to round under ``beta="auto"``)."""
 SELECTION_COLUMNS = ("pick", "round", "row", "id", "prompt", "completion_a", "completion_b", *SCORE_COLUMNS,
                      "cold_start")
 """The one layout of a selection: :meth:`Selection.to_frame` and ``ActiveLearner.suggest`` build it."""
@@ -188,6 +195,48 @@ def entropy_term(radius: ArrayLike, n: ArrayLike, d: float = 1.0, eps: float = 1
     """Ĥ(x) = log(2 r_k(x) + ε) − ψ(n(x) + 1) / d  (float64), without β."""
     r = np.asarray(radius, dtype=np.float64)
     return np.log(2.0 * r + eps) - digamma(np.asarray(n, dtype=np.float64) + 1.0) / d
+
+
+def robust_spread(x: ArrayLike) -> float:
+    """Spread of ``x`` that a few extreme values do not set: the interquartile range, or, when at least half the
+    values are equal (IQR 0), the standard deviation; 0 only when all finite values are equal (or none is)."""
+    v = np.asarray(x, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size < 2:
+        return 0.0
+    tol = 64 * np.finfo(np.float64).eps * float(np.max(np.abs(v)))  # rounding noise of equal values is no spread
+    q25, q75 = np.quantile(v, [0.25, 0.75])
+    iqr = float(q75 - q25)
+    if iqr > tol:
+        return iqr
+    sd = float(np.std(v))
+    return sd if sd > tol else 0.0
+
+
+def auto_beta(uncertainty: ArrayLike, entropy: ArrayLike, d: float = 1.0) -> float:
+    """β for ``beta="auto"``: the one that gives BALD and the entropy term the same spread over the candidates,
+    ``β = spread(U) / spread(Ĥ)`` (:func:`robust_spread`, over the candidates' BALD and Ĥ before the first pick).
+
+    Why: what decides a pick is how the scores of candidates *differ*, not their level. With a fixed β the
+    balance between the two terms is set by the scale of BALD, which is not stable: right after a small initial
+    set the ensemble's members barely disagree (BALD 1e-5 to 1e-3 nats) while Ĥ spans about a nat, so at the
+    paper's β = 0.01 the first rounds are entropy-only picks, and later BALD can dominate. Matching the spreads
+    lets each term move a candidate's rank by the same amount in every round, on every dataset and feature
+    model, with no tuning. The IQR (not the range or the standard deviation) keeps a few isolated prompts
+    (huge ``r_k``) or one outlying BALD from setting the scale.
+
+    Guards: BALD equal on all candidates (spread 0): β = 1, since then only Ĥ orders the picks and any β > 0
+    gives the same batch. Ĥ equal on all candidates (same radius and count everywhere): the spread of Ĥ is taken
+    as 1/d, its change when a ball that held no acquired prompt gets one (ψ(2) − ψ(1) = 1), which is how Ĥ
+    varies within the batch. The rule is deterministic: the same scores give the same β.
+    """
+    su = robust_spread(uncertainty)
+    if su <= 0:
+        return 1.0
+    sh = robust_spread(entropy)
+    if sh <= 0:
+        sh = 1.0 / d if d > 0 else 1.0
+    return su / sh
 
 
 class _GreedyState:

@@ -65,6 +65,7 @@ __all__ = [
     "oracle_round",
     "metric_rows",
     "session_round",
+    "run_finished",
     "compare_runs",
     "labels_saved",
     "labels_saved_table",
@@ -409,7 +410,7 @@ def run_experiment(
         _, sel, _ = step
         if sel is None:
             acquired = learner.acquired().assign(pick=np.nan, uncertainty=np.nan, entropy_term=np.nan, score=np.nan,
-                                                 ratio=np.nan)[list(ACQUIRED_COLUMNS)]
+                                                 ratio=np.nan, beta=np.nan)[list(ACQUIRED_COLUMNS)]
         else:
             labels = learner.labels_[sel["row"].to_numpy()]
             acquired = pd.concat([acquired, sel.assign(label=labels)[list(ACQUIRED_COLUMNS)]], ignore_index=True)
@@ -428,3 +429,16 @@ def run_experiment(
     info["resolved"]["seconds"] = time.perf_counter() - t0
     _atomic_json(info, out / "config.json")
     return out
+
+
+def run_finished(config: ExperimentConfig) -> bool:
+    """Whether ``config``'s run folder already holds a finished run of exactly this configuration, so a rerun of many
+    runs (a benchmark, notebook 02 in full mode) can skip it. An interrupted run (``finished`` still unset), a
+    folder of another configuration or no folder at all is not; folders of either ``config.json`` layout are read.
+    """
+    path = config.out_dir() / "config.json"
+    if not path.exists():
+        return False
+    info = json.loads(path.read_text(encoding="utf-8"))
+    same = ExperimentConfig.from_dict(info.get("config") or {}) == config
+    return same and bool((info.get("resolved") or {}).get("finished"))

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-__all__ = ["learning_curves", "ratio_over_rounds", "feature_space", "labels_saved_bar", "learnability_curve",
+__all__ = ["learning_curves", "ratio_over_rounds", "beta_rule_label", "feature_space", "labels_saved_bar", "learnability_curve",
            "COLORS"]
 
 #: One stable colour per policy, so every figure of a report agrees.
@@ -101,7 +101,20 @@ def learning_curves(df: pd.DataFrame, metric: str = "log_likelihood", split: str
     return fig
 
 
-def ratio_over_rounds(acquired: pd.DataFrame, column: str = "ratio") -> go.Figure:
+def beta_rule_label(rule: Any) -> str:
+    """How a run's β was set, for legends: ``"β auto"`` (:func:`balpm.acquisition.auto_beta`, chosen per round),
+    ``"β 0.01 (fixed)"``, or ``""`` for a policy without a β (or a value missing from an old file)."""
+    if rule is None or (isinstance(rule, float) and not np.isfinite(rule)) or str(rule).strip() == "":
+        return ""
+    if str(rule).strip().lower() == "auto":
+        return "β auto"
+    try:
+        return f"β {float(rule):g} (fixed)"
+    except ValueError:
+        return f"β {rule}"
+
+
+def ratio_over_rounds(acquired: pd.DataFrame, column: str = "ratio", rule_column: str = "beta_rule") -> go.Figure:
     """Median and interquartile range of ``U / score`` of the picks per round (BAL-PM's uncertainty share).
 
     A ratio near 1 means BALD drove the pick; near 0 means the prompt-entropy term did (the paper's
@@ -109,40 +122,60 @@ def ratio_over_rounds(acquired: pd.DataFrame, column: str = "ratio") -> go.Figur
     and can be negative, which puts the ratio above 1 (or below 0 when the score itself is negative); a dotted
     line marks 1. Rows with a non-finite ratio (random picks, the initial set) are ignored.
 
+    When ``acquired`` has a ``rule_column`` (how β was set: ``"auto"`` or a number, see :func:`beta_rule_label`),
+    each rule gets its own band and median, named after it, and the title names the rule(s); with a ``beta``
+    column the hover shows the β each round was picked with (it changes per round under ``auto``).
+
     Returns
     -------
     go.Figure
-        Traces: ``"q25–q75"`` band (filled, outlined polygon) and ``"median"`` line with q25–q75 error bars;
-        x = round as integers (integer ticks).
+        Per rule: ``"q25–q75"`` band (filled, outlined polygon) and ``"median"`` line with q25–q75 error bars
+        (``"… · β auto"`` etc. when there are several rules); x = round as integers (integer ticks).
     """
     df = acquired[np.isfinite(pd.to_numeric(acquired[column], errors="coerce"))]
+    if rule_column in df.columns:
+        labels = df[rule_column].map(beta_rule_label)
+        groups = [(lab, df[labels == lab]) for lab in sorted(labels.unique())]
+    else:
+        groups = [("", df)]
+    fig = go.Figure()
+    several = len(groups) > 1
+    for i, (label, part) in enumerate(groups):
+        color = COLORS["bal-pm"] if i == 0 else _FALLBACK[(i - 1) % len(_FALLBACK)]
+        _ratio_traces(fig, part, column, color, f" · {label}" if several and label else "")
+    fig.add_hline(y=1.0, line=dict(color="#7f7f7f", dash="dot", width=1))
+    rules = [lab for lab, _ in groups if lab]
+    fig.update_layout(xaxis_title="round", yaxis_title="uncertainty / score of the picks",
+                      template="plotly_white", title=("U / score, " + "; ".join(rules)) if rules else None)
+    n_rounds = df["round"].nunique() if len(df) else 0
+    fig.update_xaxes(tickformat="d", dtick=1 if n_rounds <= 20 else None)
+    return fig
+
+
+def _ratio_traces(fig: go.Figure, df: pd.DataFrame, column: str, color: str, suffix: str) -> None:
+    """The band and the median line of one β rule's picks."""
     g = df.groupby("round")[column]
     stats = pd.DataFrame({"q25": g.quantile(0.25), "median": g.median(), "q75": g.quantile(0.75)}).reset_index()
     x = stats["round"].to_numpy().astype(np.int64)  # rounds are counted: integers on the axis and in the hover
     med = stats["median"].to_numpy(dtype=np.float64)
     q25, q75 = stats["q25"].to_numpy(dtype=np.float64), stats["q75"].to_numpy(dtype=np.float64)
-    color = COLORS["bal-pm"]
-    fig = go.Figure()
+    beta = (pd.to_numeric(df["beta"], errors="coerce").groupby(df["round"]).mean().reindex(stats["round"])
+            .to_numpy(dtype=np.float64) if "beta" in df.columns else np.full(len(x), np.nan))
     # The spread as a band between rounds (outlined, so a thin one still shows) and as error bars at each round:
     # a band alone has no width with one round, and no height where the picks of a round agree.
     fig.add_trace(go.Scatter(
         x=np.concatenate([x, x[::-1]]), y=np.concatenate([q75, q25[::-1]]), fill="toself", mode="lines",
         fillcolor=_rgba(color, 0.3), line=dict(width=1, color=_rgba(color, 0.6)), hoverinfo="skip",
-        name="q25–q75",
+        name="q25–q75" + suffix,
     ))
     fig.add_trace(go.Scatter(
-        x=x, y=med, mode="lines+markers", name="median", line=dict(color=color, width=2),
+        x=x, y=med, mode="lines+markers", name="median" + suffix, line=dict(color=color, width=2),
         error_y=dict(type="data", symmetric=False, array=q75 - med, arrayminus=med - q25, color=color,
                      thickness=1.5, width=6),
-        customdata=np.stack([q25, q75], axis=-1) if len(x) else None,
-        hovertemplate="round %{x:d}: median %{y:.3g} (q25 %{customdata[0]:.3g}, q75 %{customdata[1]:.3g})"
-                      "<extra></extra>",
+        customdata=np.stack([q25, q75, beta], axis=-1) if len(x) else None,
+        hovertemplate="round %{x:d}: median %{y:.3g} (q25 %{customdata[0]:.3g}, q75 %{customdata[1]:.3g}), "
+                      "β %{customdata[2]:.3g}<extra></extra>",
     ))
-    fig.add_hline(y=1.0, line=dict(color="#7f7f7f", dash="dot", width=1))
-    fig.update_layout(xaxis_title="round", yaxis_title="uncertainty / score of the picks",
-                      template="plotly_white")
-    fig.update_xaxes(tickformat="d", dtick=1 if len(x) <= 20 else None)
-    return fig
 
 
 def feature_space(

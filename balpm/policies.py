@@ -15,7 +15,8 @@ from typing import Any, Callable, ClassVar, Mapping, Protocol
 import numpy as np
 from scipy.special import digamma
 
-from balpm.acquisition import AcquisitionInput, RngLike, Selection, _clip_batch, _ratio, _rng, balpm_greedy
+from balpm.acquisition import (AcquisitionInput, RngLike, Selection, _clip_batch, _ratio, _rng, auto_beta,
+                               balpm_greedy)
 from balpm.neighbors import KnnGraph, build_knn_graph
 
 __all__ = [
@@ -33,7 +34,8 @@ class PolicyParam:
 
     ``low``/``high`` bound the value (inclusive, None: unbounded), ``choices`` lists the allowed values of a string.
     ``label`` and ``step`` are for an input widget. ``advanced`` parameters (tuning knobs such as ``eps``) are
-    accepted by :func:`get_policy` but not offered by the page or the CLI.
+    accepted by :func:`get_policy` but not offered by the page or the CLI. ``words`` are strings accepted instead
+    of a number (``beta="auto"``), case-insensitively.
     """
 
     name: str
@@ -46,16 +48,31 @@ class PolicyParam:
     label: str = ""
     step: float = 1.0
     advanced: bool = False
+    words: tuple[str, ...] = ()
+
+    def word(self, value: Any) -> str | None:
+        """The word of :attr:`words` that ``value`` spells (any case, blanks around), else None."""
+        if isinstance(value, str) and value.strip().lower() in self.words:
+            return value.strip().lower()
+        return None
+
+    def parse(self, text: str) -> Any:
+        """A command-line value: one of the words, or ``text`` converted to ``type`` (ValueError otherwise)."""
+        return self.word(text) or self.type(text)
 
     def check(self, value: Any, policy: str) -> Any:
-        """``value`` converted to ``type``; a ValueError naming the policy and the parameter when it does not fit."""
+        """``value`` converted to ``type`` (or one of the words); a ValueError naming the policy and the parameter
+        when it does not fit."""
         where = f"policy {policy!r} parameter {self.name!r}"
+        if self.word(value) is not None:
+            return self.word(value)
         try:
             v = self.type(value)
             if self.type is int and float(value) != v:
                 raise ValueError
         except (TypeError, ValueError):
-            raise ValueError(f"{where} must be {self.type.__name__}, got {value!r}") from None
+            also = "".join(f" or {w!r}" for w in self.words)
+            raise ValueError(f"{where} must be {self.type.__name__}{also}, got {value!r}") from None
         if self.choices is not None and v not in self.choices:
             raise ValueError(f"{where} must be one of {', '.join(self.choices)}, got {v!r}")
         if self.low is not None and not v >= self.low:
@@ -65,8 +82,9 @@ class PolicyParam:
         return v
 
 
-_BETA = PolicyParam("beta", float, 0.01, "bal-pm: weight of the prompt entropy term", low=0.0,
-                    label="β (weight of the prompt entropy)", step=0.01)
+_BETA = PolicyParam("beta", float, 0.01, "bal-pm: weight of the prompt entropy term, or 'auto': each round the β "
+                    "that gives BALD and the entropy term the same spread over the candidates", low=0.0,
+                    label="β (weight of the prompt entropy)", step=0.01, words=("auto",))
 _K = PolicyParam("k", int, 13, "bal-pm/entropy: neighbour rank of the kNN entropy estimate", low=1,
                  label="k (neighbour rank of the entropy estimate)")
 _TEMPERATURE = PolicyParam("temperature", float, 1.0, "softmax/power/softrank-bald: sampling temperature", low=0.0,
@@ -199,6 +217,9 @@ class StochasticPolicy:
 class BalPMPolicy:
     """BAL-PM: greedy on ``U + β·Ĥ`` (see the module docstring). Defaults are the paper's runs.
 
+    ``beta="auto"`` chooses β at each selection from the candidates' scores (:func:`balpm.acquisition.auto_beta`:
+    BALD and Ĥ given the same spread); the β used is in ``Selection.beta``. A number is used as given.
+
     Uses ``inp.knn`` when given (it must have the same k), otherwise builds the graph from
     ``inp.prompt_embeddings`` (slow in a loop: cache it).
     """
@@ -207,9 +228,10 @@ class BalPMPolicy:
     needs_knn = True  # the learner passes its cached graph in AcquisitionInput.knn
     PARAMS: ClassVar[tuple[PolicyParam, ...]] = (_BETA, _K, _D, _EPS, _METHOD)
 
-    def __init__(self, beta: float = 0.01, k: int = 13, d: float = 1.0, eps: float = 1e-4,
+    def __init__(self, beta: float | str = 0.01, k: int = 13, d: float = 1.0, eps: float = 1e-4,
                  method: str = "heap", **knn_kwargs: Any) -> None:
-        self.beta, self.k, self.d, self.eps, self.method = float(beta), int(k), float(d), float(eps), method
+        self.beta = _BETA.word(beta) or float(beta)
+        self.k, self.d, self.eps, self.method = int(k), float(d), float(eps), method
         self.knn_kwargs = knn_kwargs
 
     def params(self) -> dict[str, Any]:
@@ -225,28 +247,42 @@ class BalPMPolicy:
             warnings.warn(f"knn graph has k={g.k}, policy wants k={self.k}: rebuilding", stacklevel=3)
         return build_knn_graph(inp.prompt_embeddings, k=self.k, **self.knn_kwargs)
 
-    def _weights(self) -> tuple[float, float]:
+    def _weights(self) -> tuple[float, float | str]:
         return 1.0, self.beta
+
+    def _entropy(self, g: KnnGraph, acquired: np.ndarray) -> np.ndarray:
+        """(N,) Ĥ before the first pick (without β)."""
+        return g.log_radius(self.eps) - digamma(g.count_in_ball(acquired).astype(np.float64) + 1.0) / self.d
+
+    def _beta_for(self, inp: AcquisitionInput, g: KnnGraph, U: np.ndarray | None) -> float:
+        """The β of this selection: the fixed one, or :func:`auto_beta` over the selectable candidates."""
+        beta = self._weights()[1]
+        if beta != "auto":
+            return float(beta)
+        sel = inp.selectable()
+        return auto_beta(U[sel], self._entropy(g, inp.acquired)[sel], self.d)
 
     def pool_scores(self, inp: AcquisitionInput) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The greedy's scores before its first pick, computed by the same expression (so they equal the first
         pick's ``score`` and ``entropy_term`` bit for bit)."""
-        w, beta = self._weights()
+        w = self._weights()[0]
         U = inp.require_uncertainty(self.name) if w else inp.uncertainty
         g = self.graph(inp)
-        bh = beta * (g.log_radius(self.eps) - digamma(g.count_in_ball(inp.acquired).astype(np.float64) + 1.0) / self.d)
+        bh = self._beta_for(inp, g, U) * self._entropy(g, inp.acquired)
         s = (U if w == 1.0 else w * U) + bh if w else bh
         return _uncertainty_or_nan(inp), bh, s
 
     def select(self, inp: AcquisitionInput, batch_size: int, rng: RngLike = None) -> Selection:
-        w, beta = self._weights()
+        w = self._weights()[0]
         U = inp.require_uncertainty(self.name) if w else inp.uncertainty
-        idx, u, bh, s = balpm_greedy(self.graph(inp), U, inp.candidates, inp.acquired, batch_size, beta=beta,
+        g = self.graph(inp)
+        beta = self._beta_for(inp, g, U)
+        idx, u, bh, s = balpm_greedy(g, U, inp.candidates, inp.acquired, batch_size, beta=beta,
                                      d=self.d, eps=self.eps, uncertainty_weight=w, method=self.method)
         if U is None:
             u = np.full(len(idx), np.nan)
         ratio = _ratio(u, s) if w else np.full(len(idx), np.nan)
-        return Selection(idx, u, bh, s, ratio, self.name, self.params())
+        return Selection(idx, u, bh, s, ratio, self.name, self.params(), beta=beta if w else None)
 
 
 class EntropyPolicy(BalPMPolicy):

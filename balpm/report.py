@@ -41,11 +41,11 @@ HIGHER_IS_BETTER = {"log_likelihood": True, "accuracy": True, "brier": False, "e
 #: Columns of a run folder's ``metrics.csv``.
 METRIC_COLUMNS = (
     "dataset", "policy", "seed", "round", "n_labeled", "split", *METRICS, "n_eval",
-    "ratio_median", "ratio_q25", "ratio_q75", "uncertainty_mean", "entropy_term_mean",
+    "ratio_median", "ratio_q25", "ratio_q75", "uncertainty_mean", "entropy_term_mean", "beta",
     "fit_seconds", "score_seconds", "select_seconds", "eval_seconds",
 )
 #: Columns of a run folder's ``acquired.csv`` (one row per acquired pair; round 0 is the random initial set).
-ACQUIRED_COLUMNS = ("round", "pick", "id", "label", "uncertainty", "entropy_term", "score", "ratio")
+ACQUIRED_COLUMNS = ("round", "pick", "id", "label", "uncertainty", "entropy_term", "score", "ratio", "beta")
 
 
 def _slug(s: str) -> str:
@@ -54,12 +54,12 @@ def _slug(s: str) -> str:
 
 
 def _selection_stats(sel: pd.DataFrame | None) -> dict[str, float]:
-    """Quartiles of ``U / score`` and mean BALD and β·Ĥ of one batch's picks: the same columns in a run's metric
-    rows and in :func:`ratio_by_round`, so a run folder and a session read alike."""
+    """Quartiles of ``U / score``, mean BALD and β·Ĥ and the β of one batch's picks: the same columns in a run's
+    metric rows and in :func:`ratio_by_round`, so a run folder and a session read alike."""
     nan = float("nan")
     if sel is None or not len(sel):
         return {"ratio_median": nan, "ratio_q25": nan, "ratio_q75": nan, "uncertainty_mean": nan,
-                "entropy_term_mean": nan}
+                "entropy_term_mean": nan, "beta": nan}
     r = sel["ratio"].to_numpy(dtype=np.float64)
     r = r[np.isfinite(r)]
     q = np.quantile(r, [0.25, 0.5, 0.75]) if r.size else [nan, nan, nan]
@@ -68,16 +68,25 @@ def _selection_stats(sel: pd.DataFrame | None) -> dict[str, float]:
         "ratio_median": float(q[1]), "ratio_q25": float(q[0]), "ratio_q75": float(q[2]),
         "uncertainty_mean": float(np.nanmean(sel["uncertainty"])) if sel["uncertainty"].notna().any() else nan,
         "entropy_term_mean": float(np.nanmean(et)) if np.isfinite(et).any() else nan,
+        "beta": _batch_beta(sel),
     }
 
 
+def _batch_beta(sel: pd.DataFrame) -> float:
+    """The β a batch was picked with (one per batch; NaN without one, or for picks logged before it was kept)."""
+    b = pd.to_numeric(sel["beta"], errors="coerce").to_numpy(dtype=np.float64) if "beta" in sel else np.empty(0)
+    b = b[np.isfinite(b)]
+    return float(np.mean(b)) if b.size else float("nan")
+
+
 def ratio_by_round(picks: pd.DataFrame) -> pd.DataFrame:
-    """Per round: number of scored picks, median and quartiles of ``U / score``, mean BALD and mean β·Ĥ.
+    """Per round: number of scored picks, median and quartiles of ``U / score``, mean BALD, mean β·Ĥ and β.
 
     ``picks`` holds one row per pick with ``round``, ``ratio``, ``uncertainty`` and ``entropy_term`` (a run's
     ``acquired.csv`` or ``Session.pick_history()``); picks without a finite ratio (random batches) are left out.
     """
-    cols = ["round", "picks", "ratio_median", "ratio_q25", "ratio_q75", "uncertainty_mean", "entropy_term_mean"]
+    cols = ["round", "picks", "ratio_median", "ratio_q25", "ratio_q75", "uncertainty_mean", "entropy_term_mean",
+            "beta"]
     if not len(picks):
         return pd.DataFrame(columns=cols)
     ok = np.isfinite(pd.to_numeric(picks["ratio"], errors="coerce").to_numpy(dtype=np.float64))
@@ -119,8 +128,9 @@ def find_runs(root: str | os.PathLike[str], depth: int = 3) -> list[Path]:
 def load_runs(dirs: Iterable[str | os.PathLike[str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Concatenated ``metrics.csv`` and ``acquired.csv`` rows of several run folders.
 
-    The acquired rows gain ``policy`` (the run's policy label), ``seed``, ``dataset`` and ``run`` (the folder), so
-    picks of many runs can be grouped like their metrics.
+    The acquired rows gain ``policy`` (the run's policy label), ``seed``, ``dataset``, ``run`` (the folder) and
+    ``beta_rule`` (the configured β, ``"auto"`` or a number as text; ``""`` for a policy without one), so picks of
+    many runs can be grouped like their metrics.
     """
     metrics, acquired = [], []
     for d in dirs:
@@ -129,16 +139,22 @@ def load_runs(dirs: Iterable[str | os.PathLike[str]]) -> tuple[pd.DataFrame, pd.
         cfg = _run_config(info)
         label = info.get("policy_label") or (m["policy"].iloc[0] if len(m) and "policy" in m else Path(d).name)
         if len(a):
-            acquired.append(a.assign(policy=label, seed=cfg.get("seed"), dataset=cfg.get("dataset"), run=str(d)))
+            acquired.append(a.assign(policy=label, seed=cfg.get("seed"), dataset=cfg.get("dataset"), run=str(d),
+                                     beta_rule=cfg.get("beta_rule", "")))
     return (pd.concat(metrics, ignore_index=True) if metrics else pd.DataFrame(columns=list(METRIC_COLUMNS)),
             pd.concat(acquired, ignore_index=True) if acquired else pd.DataFrame())
 
 
 def _run_config(info: dict[str, Any]) -> dict[str, Any]:
-    """A run's ``dataset`` and ``seed`` from its ``config.json``: the nested layout (issue 13) or the flat one."""
+    """A run's ``dataset``, ``seed`` and ``beta_rule`` from its ``config.json``: the nested layout (issue 13) or the
+    flat one."""
     cfg = info.get("config", {})
     pool = cfg.get("pool")
-    return {"dataset": pool.get("dataset") if isinstance(pool, dict) else cfg.get("dataset"), "seed": cfg.get("seed")}
+    acq = cfg.get("acquisition") if isinstance(cfg.get("acquisition"), dict) else {"policy": cfg.get("policy"),
+                                                                                     "params": cfg}
+    beta = (acq.get("params") or {}).get("beta") if acq.get("policy") in ("bal-pm", "balpm", "bal_pm") else None
+    return {"dataset": pool.get("dataset") if isinstance(pool, dict) else cfg.get("dataset"), "seed": cfg.get("seed"),
+            "beta_rule": "" if beta is None else str(beta)}
 
 
 def compare_runs(dirs: Iterable[str | os.PathLike[str]] | pd.DataFrame) -> pd.DataFrame:

@@ -28,6 +28,14 @@ n_members = c4.number_input("Ensemble members", min_value=1, max_value=32, value
 params: dict = {}
 for p, col in zip(policy_parameters(policy, advanced=False), st.columns(3)):  # what the policy declares
     value = cfg.acquisition.params.get(p.name, p.default)
+    if p.words:  # a rule by name (β "auto") or a number
+        rules = ("fixed", *p.words)
+        rule = col.selectbox(f"{p.label or p.name}: rule", rules, index=rules.index(p.word(value) or "fixed"),
+                             help=p.help, key=f"acq_{p.name}_rule")
+        if rule != "fixed":
+            params[p.name] = rule
+            continue
+        value = p.default if p.word(value) else value
     if p.choices is not None:
         params[p.name] = col.selectbox(p.label or p.name, p.choices, index=list(p.choices).index(value),
                                        help=p.help, key=f"acq_{p.name}")

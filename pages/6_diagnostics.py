@@ -53,12 +53,14 @@ with tab_session:
                    "no scored batch yet (the first batch is random)")
             st.info(f"No ratios to show: {why}. Run a Step on the Acquire page.")
         else:
-            st.plotly_chart(plots.ratio_over_rounds(picks[picks["round"] > 0] if (picks["round"] > 0).any()
-                                                    else picks),
+            acq = session.config.acquisition  # the session's β rule names the plot
+            rule = acq.params.get("beta", "") if acq.policy == "bal-pm" else ""
+            st.plotly_chart(plots.ratio_over_rounds((picks[picks["round"] > 0] if (picks["round"] > 0).any()
+                                                     else picks).assign(beta_rule=rule)),
                             key="dg_ratio_chart", width="stretch")
             st.dataframe(table.rename(columns={"ratio_median": "ratio median", "ratio_q25": "ratio q25",
                                                "ratio_q75": "ratio q75", "uncertainty_mean": "mean BALD",
-                                               "entropy_term_mean": "mean β·Ĥ"}),
+                                               "entropy_term_mean": "mean β·Ĥ", "beta": "β used"}),
                          hide_index=True, width="stretch", key="dg_ratio_table")
             if not session.selections_file.is_file():  # no need to read it again: pick_history just did
                 st.caption(f"{len(table)} round(s) on disk: this session predates the per-round history and "
@@ -154,6 +156,8 @@ with tab_runs:
                 pols = sorted(acq_all.loc[acq_all["entropy_term"].notna(), "policy"].unique())
                 pol = st.selectbox("Policy", pols, key="dg_ratio_policy")
                 part = acq_all[(acq_all["policy"] == pol) & (acq_all["round"] > 0)]
+                st.caption("One band per β rule of the runs (`--beta auto` or a fixed β); hover a point for the "
+                           "β that round was picked with.")
                 st.plotly_chart(plots.ratio_over_rounds(part), key="dg_runs_ratio", width="stretch")
 
 with tab_check:

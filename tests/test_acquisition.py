@@ -106,7 +106,7 @@ def test_policy_records_match_reference(kind, seed, method):
     np.testing.assert_allclose(sel.score, ref_s, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(sel.ratio, ref_u / ref_s, rtol=1e-5)
     frame = sel.to_frame()
-    assert list(frame.columns) == ["pick", "row", "uncertainty", "entropy_term", "score", "ratio"]
+    assert list(frame.columns) == ["pick", "row", "uncertainty", "entropy_term", "score", "ratio", "beta"]
     assert len(frame) == 30
 
 
@@ -358,7 +358,8 @@ def test_declared_parameters_drive_get_policy_validation_and_the_experiment_conf
     run = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "run")[1]
     options = {a.dest: a for a in run._actions}
     for p in all_policy_parameters():
-        assert options[p.name].default == p.default and options[p.name].type is p.type
+        assert options[p.name].default == p.default
+        assert options[p.name].type is p.type or (p.words and options[p.name].type("1.5") == p.type("1.5"))
         assert p.help in options[p.name].help
     cfg = config_from_namespace(run.parse_args(["--dataset", "x.jsonl", "--policy", "softrank_bald",
                                                 "--temperature", "2"]))
