@@ -50,11 +50,15 @@ def prior_init(gens: list[torch.Generator], sizes: Sequence[int], device: torch.
                ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Fixed random prior networks (Osband et al. 2018), stacked on the member axis, never trained.
 
-    W ~ N(0, 1/fan_in) per layer (LeCun), b = 0: the prior's output has a spread of order one whatever the
+    First layer W ~ N(0, 1): sentence embeddings (MiniLM's) have unit norm, so pre-activations have unit spread;
+    later layers W ~ N(0, 1/fan_in) (LeCun); b = 0. The prior's output then has a spread of order one whatever the
     trained heads' ``init_std``, so ``prior_scale`` alone sets how much prior diversity the members carry.
     """
-    inits = [[(torch.randn(i, o, generator=g) / math.sqrt(i), torch.zeros(o)) for i, o in zip(sizes[:-1], sizes[1:])]
-             for g in gens]
+    def std(layer: int, fan_in: int) -> float:
+        return 1.0 if layer == 0 else 1.0 / math.sqrt(fan_in)
+
+    inits = [[(torch.randn(i, o, generator=g) * std(k, i), torch.zeros(o))
+              for k, (i, o) in enumerate(zip(sizes[:-1], sizes[1:]))] for g in gens]
     return [(torch.stack([m[k][0] for m in inits]).to(device),
              torch.stack([m[k][1] for m in inits]).unsqueeze(1).to(device)) for k in range(len(sizes) - 1)]
 
