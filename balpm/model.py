@@ -441,6 +441,18 @@ class PreferenceEnsemble:
             return torch.zeros((len(self._params_[0][0]), 0), dtype=torch.float32)
         return torch.cat(out, dim=1)
 
+    def last_hidden(self, emb: Any) -> np.ndarray:
+        """Each member's last hidden activations ``(E, N, h)`` float64, the input of its output layer (the embedding
+        itself for a linear head; a prior network is left out): the features of a last-layer Laplace posterior."""
+        self._check_fitted()
+        x = torch.as_tensor(_as_float_array(emb, "emb"), dtype=torch.float32).to(self.device_)
+        act = _ACTIVATIONS[self.activation]
+        h = x.expand(len(self._params_[0][0]), *x.shape)
+        with torch.inference_mode():
+            for w, b in self._params_[: len(tuple(self.hidden))]:
+                h = act(torch.baddbmm(b, h, w))
+        return h.double().cpu().numpy()
+
     def reward(self, emb: Any) -> np.ndarray:
         """Per-member rewards ``r_e(x)`` of prompt + completion embeddings.
 

@@ -8,6 +8,8 @@ on the same data without touching the default model; ``benchmarks/model_study.py
 
 - :class:`HeldOutWeightDecay` picks the ensemble's AdamW weight decay from a small grid by the log-likelihood of
   a held-out slice of the labels, then refits on all labels with it.
+- :class:`LastLayerLaplace`: the ensemble, each member's output layer given a Laplace posterior around its trained
+  weights (generalised Gauss-Newton Hessian, prior precision by MacKay's evidence updates): members x draws.
 - :class:`LinearLaplacePreference` is P(A ≻ B) = σ(w·(a − b)), w ~ N(0, α⁻¹ I): the MAP by Newton's method, the
   Laplace posterior N(w_MAP, H⁻¹) and α tuned by MacKay's evidence updates (α ← γ / |w_MAP|², γ the effective
   number of parameters). Its BALD is exact in the model's own posterior, not an artefact of how members were
@@ -23,7 +25,7 @@ import numpy as np
 
 from balpm.metrics import pair_log_likelihood
 
-__all__ = ["HeldOutWeightDecay", "LinearLaplacePreference", "held_out_split"]
+__all__ = ["HeldOutWeightDecay", "LastLayerLaplace", "LinearLaplacePreference", "held_out_split"]
 
 
 def _pairs(emb_a: Any, emb_b: Any, labels: Any | None = None) -> tuple[np.ndarray, ...]:
@@ -194,6 +196,74 @@ class LinearLaplacePreference:
         """P(A ≻ B) under each posterior draw, ``(n_samples, N)``."""
         a, b = _pairs(emb_a, emb_b)
         return _sigmoid(self.sample_weights() @ (a - b).T)
+
+    def predict_proba(self, emb_a: Any, emb_b: Any) -> np.ndarray:
+        return self.predict_member_proba(emb_a, emb_b).mean(axis=0)
+
+
+def _evidence_alpha(lam: np.ndarray, w_sq: float, alpha: float, updates: int) -> tuple[float, float]:
+    """MacKay's fixed point α ← γ / |w|², γ = Σ λ / (λ + α), for Hessian eigenvalues ``lam`` at fixed weights."""
+    gamma = 0.0
+    for _ in range(int(updates)):
+        gamma = float(np.sum(lam / (lam + alpha)))
+        alpha = float(np.clip(gamma / max(w_sq, 1e-12), 1e-6, 1e8))
+    return alpha, gamma
+
+
+class LastLayerLaplace:
+    """A :class:`balpm.model.PreferenceEnsemble` whose members' output layers get a Laplace posterior.
+
+    Member e's logit is ``r_e(a) − r_e(b) = w_e · (φ_e(a) − φ_e(b))`` (+ its prior network, if any), φ_e its last
+    hidden layer. Around the trained ``w_e`` the Laplace posterior is N(w_e, H_e⁻¹), H_e = Σ p(1−p) x xᵀ + α_e I
+    (x = φ_e(a) − φ_e(b), the output bias cancels), α_e tuned by the evidence at fixed ``w_e``.
+    :meth:`predict_member_proba` returns ``n_samples`` draws per member, ``(E · n_samples, N)``.
+
+    Parameters
+    ----------
+    n_samples
+        Draws of each member's output layer.
+    evidence_updates
+        MacKay updates of each α_e (from α = 1).
+    seed
+        Seeds the ensemble and the draws.
+    **ensemble_params
+        Other :class:`balpm.model.PreferenceEnsemble` parameters.
+    """
+
+    def __init__(self, n_samples: int = 8, evidence_updates: int = 20, seed: int = 0, **ensemble_params: Any) -> None:
+        self.n_samples = n_samples
+        self.evidence_updates = evidence_updates
+        self.seed = seed
+        self.ensemble_params = ensemble_params
+
+    def fit(self, emb_a: Any, emb_b: Any, labels: Any) -> LastLayerLaplace:
+        from balpm.model import PreferenceEnsemble
+
+        a, b, y = _pairs(emb_a, emb_b, labels)
+        ens = PreferenceEnsemble(**(self.ensemble_params | {"seed": self.seed})).fit(a, b, y)
+        x = ens.last_hidden(a) - ens.last_hidden(b)  # (E, N, h)
+        p = 1.0 / (1.0 + np.exp(-ens.predict_member_logits(a, b)))
+        w_out = ens.weights_[len(tuple(ens.hidden))][:, :, 0].astype(np.float64)  # (E, h)
+        rng = np.random.default_rng(int(self.seed))
+        deltas, self.alpha_ = [], []
+        for e in range(x.shape[0]):
+            data_hess = (x[e] * (p[e] * (1 - p[e]))[:, None]).T @ x[e]
+            lam = np.clip(np.linalg.eigvalsh(data_hess), 0.0, None)
+            alpha, _ = _evidence_alpha(lam, float(w_out[e] @ w_out[e]), 1.0, self.evidence_updates)
+            cov = np.linalg.inv(data_hess + alpha * np.eye(x.shape[2]))
+            deltas.append(rng.multivariate_normal(np.zeros(x.shape[2]), 0.5 * (cov + cov.T), size=int(self.n_samples),
+                                                  method="cholesky"))
+            self.alpha_.append(alpha)
+        self.ensemble_, self.deltas_ = ens, np.stack(deltas)  # (E, S, h): draws of w − w_e
+        return self
+
+    def predict_member_proba(self, emb_a: Any, emb_b: Any) -> np.ndarray:
+        """P(A ≻ B) under every member's output-layer draws, ``(E · n_samples, N)``."""
+        a, b = _pairs(emb_a, emb_b)
+        ens = self.ensemble_
+        logits = ens.predict_member_logits(a, b)[:, None, :] + np.einsum(
+            "enh,esh->esn", ens.last_hidden(a) - ens.last_hidden(b), self.deltas_)
+        return _sigmoid(logits.reshape(-1, logits.shape[-1]))
 
     def predict_proba(self, emb_a: Any, emb_b: Any) -> np.ndarray:
         return self.predict_member_proba(emb_a, emb_b).mean(axis=0)

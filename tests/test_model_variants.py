@@ -118,3 +118,23 @@ def test_random_prior_networks_are_fixed_seeded_and_persist():
     assert np.array_equal(loaded.predict_member_proba(a, b), prior.predict_member_proba(a, b))
     with pytest.raises(ValueError, match="prior_scale"):
         PreferenceEnsemble(prior_scale=-1.0, **kw).fit(a, b, y)
+
+
+def test_last_layer_laplace_draws_around_each_trained_member():
+    from balpm.model_variants import LastLayerLaplace
+
+    a, b, y = _linear_pairs(200, d=6, seed=10)
+    kw = dict(n_members=2, hidden=(8,), max_epochs=4, lr=1e-2, init_std=0.1, device="cpu")
+    lla = LastLayerLaplace(n_samples=16, seed=3, **kw).fit(a, b, y)
+    ens = PreferenceEnsemble(seed=3, **kw).fit(a, b, y)
+    assert np.array_equal(lla.ensemble_.predict_member_logits(a, b), ens.predict_member_logits(a, b))
+    probs = lla.predict_member_proba(a, b)
+    assert probs.shape == (32, 200) and lla.deltas_.shape == (2, 16, 8)
+    # the draws scatter around each member: their mean logit stays near the member's, their BALD is larger
+    member_mean = probs.reshape(2, 16, 200).mean(axis=1)
+    assert np.abs(member_mean - ens.predict_member_proba(a, b)).mean() < 0.05
+    assert unc.bald(probs).mean() > unc.bald(ens.predict_member_proba(a, b)).mean()
+    assert np.array_equal(probs, LastLayerLaplace(n_samples=16, seed=3, **kw).fit(a, b, y).predict_member_proba(a, b))
+    feats = ens.last_hidden(a[:5])
+    assert feats.shape == (2, 5, 8) and np.all(np.abs(feats) <= 1)  # tanh activations
+    assert PreferenceEnsemble(n_members=2, hidden=(), max_epochs=1).fit(a, b, y).last_hidden(a[:3]).shape == (2, 3, 6)
