@@ -16,7 +16,13 @@ random labels of the pool's own), before a labelling campaign is paid for:
 3. **A verdict**, from those numbers (thresholds below, each with its reason):
 
    - ``no usable signal``: no model beats the constant by :data:`SIGNAL_Z` standard errors and
-     :data:`MIN_GAIN` nats; a campaign with these features would pay for labels the model cannot use.
+     :data:`MIN_GAIN` nats, and the labels rule out a useful gain: the preference model's gain plus
+     :data:`SIGNAL_Z` standard errors is below :data:`USEFUL_GAIN`. A campaign with these features would pay for
+     labels the model cannot use.
+   - ``too few labels to tell``: no signal shown, but the interval still holds a useful gain (up to X nats).
+     The reasons say X and about how many more labels would tell (standard errors shrink as 1/√labels: enough
+     that :data:`SIGNAL_Z` standard errors are half of :data:`USEFUL_GAIN`, so a gain of 0 and one of
+     :data:`USEFUL_GAIN` give different verdicts).
    - ``learning and still rising``: the forecast gain from the labels in hand to the budget is at least
      :data:`RISE_SHARE` of the forecast gain over the constant at the budget, and at least :data:`MIN_GAIN`.
    - ``saturating: few labels left to save``: there is signal, but the curve is (nearly) flat from here on.
@@ -47,6 +53,7 @@ __all__ = [
     "CHANCE_LL",
     "LearnabilityReport",
     "MIN_LABELS",
+    "USEFUL_GAIN",
     "VERDICTS",
     "check_session",
     "embed_labelled",
@@ -59,13 +66,20 @@ __all__ = [
 
 #: Log-likelihood of a coin, P(A) = 0.5, in nats.
 CHANCE_LL = -math.log(2.0)
-#: The three verdicts, in order of how much a campaign can still buy.
-VERDICTS = ("no usable signal", "learning and still rising", "saturating: few labels left to save")
+#: The verdicts: the first three in order of how much a campaign can still buy, the fourth when the labels in hand
+#: cannot tell "no usable signal" from a useful one yet.
+VERDICTS = ("no usable signal", "learning and still rising", "saturating: few labels left to save",
+            "too few labels to tell")
 #: A model shows signal when its held-out gain over the constant is this many (clustered) standard errors ...
 SIGNAL_Z = 2.0
 #: ... and at least this many nats: smaller gains are below what a preference model can use (hh-rlhf's whole
 #: four-split pool, unlearnable from MiniLM features, sits within 0.005 nats of chance with 6,790 labels).
 MIN_GAIN = 0.003
+#: The smallest gain over the constant (nats, held out) worth a campaign. Set from the all-label ceilings, not from
+#: the checks it is validated on: hh-rlhf's four-split mix gains 0.0045 nats with 6,790 labels (53% accuracy) and is
+#: not worth labelling, harmless-base gains 0.036 (60%). A calibrated model gaining 0.01 nats is right about 57% of
+#: the time, where most teams would stop.
+USEFUL_GAIN = 0.01
 #: "Still rising" when at least this share of the forecast gain at the budget is still to come.
 RISE_SHARE = 0.25
 #: Fewest A/B labels the check runs on: 5 folds of 8 pairs, and a curve of at least 3 nested subsets.
@@ -529,13 +543,7 @@ def _verdict(models: pd.DataFrame, now: float, at_budget: float, lo: float, hi: 
     if not any(signal.values()):
         reasons.append(f"no model beats the constant by {SIGNAL_Z:g} standard errors and {MIN_GAIN} nats, so "
                        f"these features show no preference signal the model could learn from {n} labels")
-        upper = pm["gain"] + SIGNAL_Z * pm["gain_se"]
-        if upper >= 2 * MIN_GAIN:  # too few labels to rule out a small signal: say how small, and what to do
-            reasons.append(f"{n} labels cannot rule out a preference-model gain of up to {upper:.4f} nats over the "
-                           f"constant ({SIGNAL_Z:g} standard errors above what was seen); label more and check "
-                           "again: the standard error shrinks as 1/√labels and a real gain grows while the model "
-                           "learns")
-        return VERDICTS[0], reasons
+        return _no_signal_verdict(pm, n, budget, reasons)
     if not signal[MODEL_NAMES[0]]:
         reasons.append(f"the preference model itself gains only {pm['gain']:+.4f} ± {pm['gain_se']:.4f}; the "
                        f"signal is in: {', '.join(x for x in learners if signal[x])}")
@@ -549,6 +557,27 @@ def _verdict(models: pd.DataFrame, now: float, at_budget: float, lo: float, hi: 
     if signal[MODEL_NAMES[0]] and total > 0 and still >= MIN_GAIN and still >= RISE_SHARE * total:
         return VERDICTS[1], reasons
     return VERDICTS[2], reasons
+
+
+def _no_signal_verdict(pm: pd.Series, n: int, budget: int, reasons: list[str]) -> tuple[str, list[str]]:
+    """No signal shown: ``no usable signal`` when the interval rules out a useful gain, else ``too few labels to
+    tell``, with the labels that would tell (the ±:data:`SIGNAL_Z` s.e. interval half of :data:`USEFUL_GAIN` wide,
+    the standard error shrinking as 1/√labels)."""
+    se = float(pm["gain_se"])
+    upper = float(pm["gain"]) + SIGNAL_Z * se if np.isfinite(se) else float("inf")
+    if upper < USEFUL_GAIN:
+        reasons.append(f"{n} labels rule out a preference-model gain above {upper:.4f} nats over the constant "
+                       f"({SIGNAL_Z:g} standard errors above what was seen), below the {USEFUL_GAIN} nats worth a "
+                       "campaign")
+        return VERDICTS[0], reasons
+    need = int(math.ceil(n * (SIGNAL_Z * se / (USEFUL_GAIN / 2)) ** 2)) if np.isfinite(se) else 4 * n
+    more = max(need - n, 1)
+    whole = (f"about {more:,} more (≈{need:,} in all)" if need <= budget else
+             f"more than the budget of {budget:,} allows (≈{need:,} in all); label part of it and check again")
+    reasons.append(f"too few labels to tell: {n} labels cannot rule out a preference-model gain of up to {upper:.4f} "
+                   f"nats over the constant ({SIGNAL_Z:g} standard errors above what was seen), and "
+                   f"{USEFUL_GAIN} nats would be worth a campaign; label {whole} to tell a useful gain from none")
+    return VERDICTS[3], reasons
 
 
 # ------------------------------------------------------------------------------------------- entry points' helpers
