@@ -440,5 +440,5 @@ def run_finished(config: ExperimentConfig) -> bool:
     if not path.exists():
         return False
     info = json.loads(path.read_text(encoding="utf-8"))
-    same = ExperimentConfig.from_dict(info.get("config") or {}) == config
+    same = type(config).from_dict(info.get("config") or {}) == config  # either layout
     return same and bool((info.get("resolved") or {}).get("finished"))

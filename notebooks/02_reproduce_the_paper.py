@@ -13,7 +13,7 @@
 # the same configuration are not run again).
 
 # %%
-from _setup import MAX_LENGTH, POOL_PAIRS, QUICK, finished_with, setup
+from _setup import MAX_LENGTH, POOL_PAIRS, QUICK, setup
 
 setup()  # BALPM_NOTEBOOK_MODE (quick or full), torch threads; the pools every notebook draws: notebooks/_setup.py
 
@@ -34,7 +34,7 @@ from balpm.acquisition import balpm_select, entropy_term
 from balpm.check import embed_labelled, learnability_check, random_labelled_ids
 from balpm.config import AcquisitionConfig, EmbeddingConfig, EnsembleConfig, PoolConfig
 from balpm.embed import Embedder
-from balpm.experiment import ExperimentConfig, load_labelled_sample, run_experiment
+from balpm.experiment import ExperimentConfig, load_labelled_sample, run_experiment, run_finished
 from balpm.report import compare_runs, labels_saved_table, load_run
 
 # %% [markdown]
@@ -177,7 +177,7 @@ for dataset, max_pairs in POOL_PAIRS.items():
             cfg = ExperimentConfig(pool, acquisition=acquisition, seed=seed,
                                    out=str(RUNS_DIR / f"{dataset.replace(':', '-')}-{policy}-seed{seed}"), **RUN)
             t0 = time.perf_counter()
-            if not finished_with(cfg):
+            if not run_finished(cfg):  # a full-mode rerun skips the runs already finished
                 run_experiment(cfg)
             run_dirs.append(cfg.out_dir())
             final = load_run(cfg.out_dir())[1].query("split == 'test'").iloc[-1]

@@ -13,7 +13,6 @@ quick mode.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Iterable
@@ -25,7 +24,6 @@ import pandas as pd
 if TYPE_CHECKING:
     from balpm.data import PreferencePool
     from balpm.embed import PoolEmbeddings
-    from balpm.experiment import ExperimentConfig
 
 # Size of the walkthroughs: "quick" (default; small samples, a few minutes on a busy 2-core CPU) or "full".
 MODE = os.environ.get("BALPM_NOTEBOOK_MODE", "quick").strip().lower()
@@ -112,14 +110,3 @@ def show_maps(pool: PreferencePool, emb: PoolEmbeddings, picks: dict[str, pd.Dat
         fig.update_layout(title=f"{title}: {policy} batch, {len(sel)} picks on {n_prompts} distinct prompts",
                           height=450)
         fig.show()
-
-
-# ------------------------------------------------------------------------------------------ 02 the paper
-def finished_with(cfg: ExperimentConfig) -> bool:
-    """True when cfg's folder already holds a finished run of exactly this configuration (full mode reruns)."""
-    path = cfg.out_dir() / "config.json"
-    if not path.exists():
-        return False
-    info = json.loads(path.read_text())
-    same = type(cfg).from_dict(info.get("config") or {}) == cfg  # folders of either config layout
-    return same and bool(info["resolved"].get("finished"))

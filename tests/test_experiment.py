@@ -280,6 +280,29 @@ def test_run_folder_written_before_issue_13_still_loads():
     assert set(acquired["dataset"]) == {"sample:hh-rlhf:harmless-base"} and set(acquired["policy"]) == {"bal-pm [old]"}
 
 
+def test_run_finished_tells_a_finished_run_of_this_config(runs, tmp_path, monkeypatch):
+    """experiment.run_finished (notebook 02's and the label-efficiency benchmark's skip test, once in _setup.py and
+    the benchmark): a finished run of exactly this config, in either config.json layout; not another config, not an
+    interrupted run, not a missing folder."""
+    import shutil
+
+    from balpm.experiment import run_finished
+
+    d0 = runs[0][0]
+    cfg = ExperimentConfig(**SMALL, acquisition=AcquisitionConfig("bal-pm"), seed=0, out=str(d0))
+    assert run_finished(cfg)
+    assert not run_finished(dataclasses.replace(cfg, rounds=3))  # the folder holds another configuration
+    assert not run_finished(dataclasses.replace(cfg, out=str(tmp_path / "none")))
+    cut = Path(shutil.copytree(d0, tmp_path / "cut"))
+    info = json.loads((cut / "config.json").read_text())
+    info["resolved"]["finished"] = None  # what an interrupted run leaves
+    (cut / "config.json").write_text(json.dumps(info))
+    assert not run_finished(dataclasses.replace(cfg, out=str(cut)))
+    old = ExperimentConfig.from_dict(json.loads((FIXTURES / "run_before_issue13" / "config.json").read_text())["config"])
+    monkeypatch.chdir(FIXTURES.parents[1])  # its out, tests/fixtures/run_before_issue13, is relative to the repository
+    assert run_finished(old)  # the flat layout
+
+
 def test_run_reads_a_mapped_csv_of_real_pairs(tmp_path, capsys, monkeypatch):
     """Issue 11 item 2: ``balpm run --columns`` reads a CSV whose columns have the team's own names (real pairs of
     the embedded sample rewritten as ``question,response_1,response_2,human_pref``): the same pairs, sample and
