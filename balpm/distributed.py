@@ -2,13 +2,15 @@
 
 Ray engine (:func:`embed_pool_ray`, :func:`embed_texts_ray`)
 ------------------------------------------------------------
-The driver deduplicates the pool's texts, hashes them and asks the :class:`balpm.embed.EmbeddingCache` which are
-already cached; only the missing ones go to Ray. They become a Ray Data dataset of ``(row, text)`` blocks of
-``chunk_size`` texts (``ray.data.from_items``, built on the driver: no read tasks), mapped by :class:`_EmbedReplica` — a callable class holding one
-:class:`balpm.embed.Embedder` per actor (``concurrency=num_workers``; ``num_gpus=1`` per replica when the
-cluster has GPUs, else ``num_cpus_per_worker`` CPUs and as many torch threads). Every finished block comes back
-to the driver, which writes it as one cache chunk (the very format and atomic ``os.replace`` of the local engine)
-before asking for the next. Hence:
+The pool's texts are the local engine's (:func:`pool_texts_ray`: a conversational pool goes through the workers'
+model's chat template). The driver deduplicates them, hashes them and asks the
+:class:`balpm.embed.EmbeddingCache` which are already cached; only the missing ones go to Ray. They become a Ray
+Data dataset of ``(row, text)`` blocks of ``chunk_size`` texts (``ray.data.from_items``, built on the driver: no
+read tasks), mapped by :class:`_EmbedReplica` — a callable class holding one :class:`balpm.embed.Embedder` per
+actor (``concurrency=num_workers``; ``num_gpus=1`` per replica when the cluster has GPUs, else
+``num_cpus_per_worker`` CPUs and as many torch threads). Every finished block comes back to the driver, which
+writes it as one cache chunk (the very format and atomic ``os.replace`` of the local engine) before asking for the
+next. Hence:
 
 - a worker that dies mid-block is restarted by Ray (``max_restarts``) and its block re-run (``max_task_retries``);
 - a driver that dies keeps every chunk it wrote: the rerun skips those texts (they are cache hits);
@@ -55,6 +57,7 @@ from balpm.embed import (
     pool_embeddings_from,
     pool_texts,
 )
+from balpm.vectors import conversational
 
 if TYPE_CHECKING:  # annotations only
     from balpm.data import PreferencePool
@@ -64,6 +67,7 @@ if TYPE_CHECKING:  # annotations only
 __all__ = [
     "embed_texts_ray",
     "embed_pool_ray",
+    "pool_texts_ray",
     "ray_available",
     "save_pool_embeddings",
     "load_pool_embeddings",
@@ -378,9 +382,35 @@ def embed_pool_ray(
     worker builds its own). Other keyword arguments go to :func:`embed_texts_ray`.
     """
     kw = dict(embedder_kwargs or {})
-    vecs, stats = embed_texts_ray(pool_texts(pool), kw, cache_dir, address=address, num_workers=num_workers,
-                                  progress=progress, **kwargs)
+    with _ray_joined(address, kwargs.get("ray_init_kwargs")):
+        texts = pool_texts_ray(pool, kw, use_gpus=kwargs.get("use_gpus"))
+        vecs, stats = embed_texts_ray(texts, kw, cache_dir, address=address, num_workers=num_workers,
+                                      progress=progress, **kwargs)
     return pool_embeddings_from(pool, vecs, str(stats.pop("model_id")), stats)
+
+
+def _pool_texts_task(embedder_kwargs: dict[str, Any], pool: PreferencePool) -> list[str]:
+    """:func:`balpm.embed.pool_texts` with the Embedder a replica builds (runs as a Ray task on a worker)."""
+    from balpm.embed import Embedder
+
+    return pool_texts(pool, Embedder(**embedder_kwargs))
+
+
+def pool_texts_ray(pool: PreferencePool, embedder_kwargs: dict[str, Any] | None = None, *,
+                   use_gpus: bool | None = None) -> list[str]:
+    """What the Ray engine embeds for ``pool``: :func:`balpm.embed.pool_texts` with the workers' embedder, the same
+    texts as the local engine's (:func:`balpm.embed.embed_pool`).
+
+    A conversational pool's texts depend on the model (a decoder's chat template), which only a worker loads: they
+    are built by one task on a worker with a replica's resources (one extra model load, the pool shipped once).
+    Every other pool's are the plain texts, built here. Needs Ray joined (:func:`embed_pool_ray` does it).
+    """
+    if not conversational(pool):
+        return pool_texts(pool)
+    import ray
+
+    _, res, kw = _replica_resources(embedder_kwargs, use_gpus, 1.0)
+    return ray.get(ray.remote(**res)(_pool_texts_task).remote(kw, pool))
 
 
 def _local_model_id(kw: dict[str, Any]) -> str | None:

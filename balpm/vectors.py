@@ -57,8 +57,7 @@ def pool_texts(pool: PreferencePool, embedder: Embedder | None = None) -> list[s
     A conversational pool (a ``prompt_messages`` column) embedded by a decoder with a chat template gets its
     conversations through that template (:meth:`Embedder.chat_text`); every other pool its plain texts.
     """
-    pairs = getattr(pool, "pairs", None)  # duck-typed pools (tests, adapters) carry only the two text methods
-    if embedder is not None and pairs is not None and "prompt_messages" in pairs.columns:
+    if embedder is not None and conversational(pool):
         chat = _chat_texts(pool, embedder)
         if chat is not None:
             return chat
@@ -68,6 +67,12 @@ def pool_texts(pool: PreferencePool, embedder: Embedder | None = None) -> list[s
     if not (len(texts_a) == len(texts_b) == len(prompts)):
         raise ValueError("pool.prompt_texts() and pool.pair_texts() disagree in length")
     return prompts + texts_a + texts_b
+
+
+def conversational(pool: PreferencePool) -> bool:
+    """Whether the pool keeps conversations (``prompt_messages``), so :func:`pool_texts` depends on the embedder."""
+    pairs = getattr(pool, "pairs", None)  # duck-typed pools (tests, adapters) carry only the two text methods
+    return pairs is not None and "prompt_messages" in pairs.columns
 
 
 def _chat_texts(pool: PreferencePool, embedder: Embedder) -> list[str] | None:

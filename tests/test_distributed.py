@@ -144,6 +144,51 @@ def test_cli_ray_engine_prints_the_local_summary_line_and_writes_out(ray_cluster
                         r"\(all cached\); dim 384", capsys.readouterr().out.strip())
 
 
+def _chat_decoder(tmp_path: Path) -> Path:
+    """test_embed's tiny random decoder (MiniLM's tokenizer), given a chat template: a model whose texts differ from
+    the plain rendering of a conversation."""
+    from test_embed import _tiny_decoder  # the decoder helper of tests/test_embed.py
+    from transformers import AutoTokenizer
+
+    folder = _tiny_decoder(tmp_path, "llama")
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.chat_template = ("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }} [/{{ m['role'] }}]{% endfor %}"
+                         "{% if add_generation_prompt %}[assistant]{% endif %}")
+    tok.save_pretrained(folder)
+    return folder
+
+
+@needs_ray
+@pytest.mark.ray
+def test_ray_embeds_a_conversational_pool_through_the_chat_template_as_local_does(ray_cluster, hh_pool,
+                                                                                   tmp_path: Path) -> None:
+    """Both engines embed ``pool_texts(pool, embedder)``: a conversational pool goes through a decoder's chat template
+    on Ray too. Before, the Ray engine built ``pool_texts(pool)`` without the embedder (plain texts), so its vectors
+    of a conversational pool differed from the local engine's."""
+    import json
+
+    from balpm.distributed import embed_pool_ray, pool_texts_ray
+    from balpm.embed import pool_texts
+
+    rows = [{"prompt": [{"role": "user", "content": p}], "chosen": [{"role": "assistant", "content": a}],
+             "rejected": [{"role": "assistant", "content": b}]}  # real HH pairs in the trl conversational layout
+            for p, a, b in hh_pool.pairs[["prompt", "completion_a", "completion_b"]].head(6).itertuples(index=False)]
+    f = tmp_path / "chat.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    pool = load_pool(f)
+    model = _chat_decoder(tmp_path)
+    local = Embedder(str(model), device="cpu", batch_size=8, max_length=64)
+    want = pool_texts(pool, local)
+    assert want != pool_texts(pool) and want[0].startswith("[user]")  # the template applies
+    kw = {"model": str(model), "batch_size": 8, "max_length": 64}
+    assert pool_texts_ray(pool, kw) == want
+    assert pool_texts_ray(hh_pool, kw) == pool_texts(hh_pool)  # a plain pool: plain texts, no task
+    ref = embed_pool(pool, local, cache_dir=False)
+    emb = embed_pool_ray(pool, kw, cache_dir=False, num_workers=1)
+    for name in ("prompt", "a", "b"):
+        np.testing.assert_allclose(getattr(emb, name), getattr(ref, name), atol=1e-5, rtol=0)
+
+
 # ------------------------------------------------------------------------------------------- out of core
 
 
