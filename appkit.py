@@ -84,6 +84,7 @@ _SESSION = "_balpm_session"
 _LEARNER = "_balpm_learner"
 _ANNOTATORS = "_balpm_annotators"  # session folder -> the name this tab settled there ("" = asked to change it)
 _LAST_FILE = ".last_session"
+_PICK_NEXT = "_balpm_pick_next"  # the session the sidebar's picker must show (set on a switch, used once)
 _MAX_EMBEDDINGS = 4  # (pool, model) embeddings kept in memory per process
 LIVE_S = float(os.environ.get("BALPM_LIVE_S", "3"))
 """Seconds between re-reads of the label counts (sidebar, Acquire caption): labels arrive from other tabs."""
@@ -180,6 +181,7 @@ def open_session(session: Session) -> None:
         old.close()
     st.session_state[_SESSION] = session
     st.session_state.pop(_LEARNER, None)
+    st.session_state[_PICK_NEXT] = session.name  # the sidebar's picker shows it from the next run on
     _remember(session)
 
 
@@ -507,6 +509,8 @@ def _session_controls(session: Session | None) -> None:
         names = list_sessions()
         if names:
             current = session.name if session is not None and session.name in names else names[0]
+            if st.session_state.pop(_PICK_NEXT, None) in names:  # after a switch or Create session: the picker
+                st.session_state["sb_open_name"] = current   # kept the old choice, and Open session went back
             choice = st.selectbox("Open or resume a session", names, index=names.index(current), key="sb_open_name")
             if st.button("Open session", key="sb_open"):
                 try:

@@ -87,8 +87,10 @@ def _new_session(page: Any, url: str, name: str) -> None:
     side.get_by_role("button", name="Create session").click()
     page.wait_for_function(
         "([n]) => { const s = document.querySelector(\"[data-testid='stSidebarUserContent']\");"
-        " return s && s.innerText.includes('Session: ' + n + ' '); }", arg=[name], timeout=60_000, polling="raf")
+        " return s && s.innerText.includes('Session: ' + n + ' '); }", arg=[name], timeout=120_000, polling="raf")
     wait_idle(page)
+    # the session picker names the session now open (it kept the old one: Open session went back to it)
+    assert side.get_by_role("combobox", name="Open or resume a session").input_value() == name
 
 
 def _upload_pool(page: Any, data: Path) -> None:
