@@ -158,19 +158,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _file_fingerprint(path: Path) -> str:
-    """Size + mtime of a file or of every file in a folder: changes when the pool file is replaced."""
-    if path.is_file():
-        st = path.stat()
-        return f"{st.st_size}:{st.st_mtime_ns}"
-    h = hashlib.sha256()
-    for p in sorted(path.rglob("*")):
-        if p.is_file():
-            st = p.stat()
-            h.update(f"{p.relative_to(path)}:{st.st_size}:{st.st_mtime_ns};".encode())
-    return h.hexdigest()[:16]
-
-
 class Session:
     """One labelling session folder (see the module docstring). Open with :meth:`create` or :meth:`open`."""
 
@@ -283,11 +270,16 @@ class Session:
         return str(p) if p is not None else self.config.pool.dataset
 
     def pool_identity(self) -> str:
-        """A key that changes whenever the loaded pool could change (source, file contents, seed, size, mode)."""
-        p = self.pool_path()
-        fp = _file_fingerprint(p) if p is not None else "builtin"
+        """A key that changes whenever the loaded pool could change: the source and what it reads
+        (:func:`balpm.data.sources.source_fingerprint`: a file's size and mtime, a built-in name's files, full
+        split or embedded sample, and their bytes), seed, size, mode, split and column mapping."""
+        from balpm.data.sources import source_fingerprint
+
+        return self._pool_key(source_fingerprint(self.pool_source()))
+
+    def _pool_key(self, fingerprint: str) -> str:
         c, pc = self.config, self.config.pool
-        parts = [self.pool_source(), fp, str(pc.data_seed), str(pc.max_pairs), c.mode,
+        parts = [self.pool_source(), fingerprint, str(pc.data_seed), str(pc.max_pairs), c.mode,
                  str(pc.test_fraction) if c.mode == "simulation" else ""] + ([pc.columns] if pc.columns else [])
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:20]
 
@@ -387,13 +379,18 @@ class Session:
             d = json.loads(f.read_text(encoding="utf-8"))
         except (ValueError, OSError):
             return None
-        if d.get("pool") != self.pool_identity() or d.get("model", self.config.model_key()) != self.config.model_key():
+        pool = self.pool_identity()
+        # keyed before balpm counted a built-in's files (their fingerprint was "builtin"): kept, and re-keyed below
+        legacy = d.get("pool") != pool and self.pool_path() is None and d.get("pool") == self._pool_key("builtin")
+        if (d.get("pool") != pool and not legacy) or d.get("model", self.config.model_key()) != self.config.model_key():
             return None  # proposed for another pool or model (e.g. the file was replaced): never show it
         ids = [str(i) for i in d["ids"]]
-        return Batch(batch_id=d["batch_id"], round=int(d["round"]), ids=ids,
-                     table=self._batch_table(int(d["round"]), ids),
-                     created_at=d.get("created_at", ""),
-                     cold_start=bool(d.get("cold_start", d.get("initial", False))))  # "initial": older files
+        batch = Batch(batch_id=d["batch_id"], round=int(d["round"]), ids=ids,
+                      table=self._batch_table(int(d["round"]), ids), created_at=d.get("created_at", ""),
+                      cold_start=bool(d.get("cold_start", d.get("initial", False))))  # "initial": older files
+        if legacy:
+            self._write_batch(batch)
+        return batch
 
     def _batch_table(self, rnd: int, ids: list[str]) -> pd.DataFrame:
         """The batch's picks in order with their scores, read from the one log (:meth:`selections`); NaN scores for

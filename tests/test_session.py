@@ -393,3 +393,60 @@ def test_selections_of_an_old_folder_still_load(root: Path) -> None:
     assert batch.ids == ids and batch.table["score"].tolist() == [0.31, 0.22, 0.1]
     hist = s.pick_history()
     assert hist["id"].tolist() == ids and hist["round"].tolist() == [2, 2, 2] and hist["pick"].tolist() == [0, 1, 2]
+
+
+def _a_batch(s: Session, ids: list[str]) -> None:
+    """Make ``ids`` the session's scored batch of round 1 (what Acquire writes)."""
+    import pandas as pd
+
+    s.set_batch(pd.DataFrame({"id": ids, "round": 1, "pick": range(len(ids)), "uncertainty": 0.5,
+                              "entropy_term": 0.1, "score": 0.6, "ratio": 0.8}))
+
+
+def test_a_built_in_pool_is_keyed_by_the_files_it_reads(root: Path, tmp_path: Path, monkeypatch) -> None:
+    """``hh-rlhf:harmless-base`` reads the full split when BALPM_DATA_DIR holds it, else the embedded sample: other
+    pairs, so another pool identity, and the batch proposed on one is not shown on the other. Before, every built-in
+    name's files were fingerprinted as just "builtin": switching data folders went unnoticed."""
+    import gzip
+    import shutil
+
+    from balpm.data import sample_dir
+
+    sample = sample_dir() / "hh-rlhf" / "harmless-base-sample.jsonl.gz"
+    full = tmp_path / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"  # a data folder laid out as the shared one
+    full.parent.mkdir(parents=True)
+    shutil.copyfile(sample, full)
+    s = Session.create("s", SessionConfig.from_settings(dataset="hh-rlhf:harmless-base", max_pairs=60))
+    on_sample = s.pool_identity()  # BALPM_DATA_DIR=none (the root fixture)
+    monkeypatch.setenv("BALPM_DATA_DIR", str(tmp_path / "data"))
+    on_full = s.pool_identity()
+    assert on_full != on_sample and s.pool_identity() == on_full  # stable while the data stay
+    ids = [str(i) for i in s.load_pool().ids[:3]]
+    _a_batch(s, ids)
+    assert s.current_batch().ids == ids
+    monkeypatch.setenv("BALPM_DATA_DIR", "none")
+    assert s.pool_identity() == on_sample and s.current_batch() is None  # proposed on other data: not shown
+    monkeypatch.setenv("BALPM_DATA_DIR", str(tmp_path / "data"))
+    assert s.current_batch().ids == ids
+    with gzip.open(sample) as f:  # the full file replaced by other pairs (its first 100 lines)
+        lines = f.readlines()[:100]
+    with gzip.open(full, "wb") as f:
+        f.writelines(lines)
+    assert s.pool_identity() not in (on_full, on_sample) and s.current_batch() is None
+
+
+def test_session_folder_written_before_built_in_files_were_counted_keeps_its_batch(root: Path, tmp_path: Path) -> None:
+    """tests/fixtures/session_before_pool_files was written by balpm before a built-in's files were part of the pool
+    identity (batch.json keyed with "builtin"): the same data give the same pool, so its batch is still shown, and
+    it is re-keyed by the files read from now on."""
+    import shutil
+
+    folder = shutil.copytree(FIXTURES / "session_before_pool_files", tmp_path / "old")
+    s = Session.open(folder)
+    assert s.config.pool.dataset == "sample:hh-rlhf:harmless-base"
+    batch = s.current_batch()
+    assert batch is not None and batch.ids == ["5131d596ab9087bc", "7ce9df29e706c228", "a8ab1470b5896166",
+                                               "465798a8fb4746ff"]
+    assert batch.table["score"].tolist() == [0.41, 0.31, 0.21, 0.11]  # its scores, from the old selections.csv
+    assert json.loads((folder / "batch.json").read_text())["pool"] == s.pool_identity()
+    assert s.current_batch().ids == batch.ids and set(s.load_pool().ids) >= set(batch.ids)

@@ -6,6 +6,7 @@ A built-in name reads the full split from :func:`data_dir` when it is there, els
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -112,6 +113,45 @@ def _builtin_files(name: str) -> tuple[list[tuple[str, Path]], Path | None]:
 def _is_builtin(source: str) -> bool:
     name = source[len(SAMPLE_PREFIX):] if source.startswith(SAMPLE_PREFIX) else source
     return name in BUILTIN_DATASETS or name.startswith("hh-rlhf:")
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+"""sha256 of a built-in's files by (path, size, mtime): a session's pool key is asked on every page draw."""
+
+
+def source_fingerprint(source: str | os.PathLike) -> str:
+    """A cheap key that changes whenever the pairs a source gives could: for an existing file or folder, its files'
+    sizes and mtimes; for a built-in name, which files it reads now (the full split of :func:`data_dir` or the
+    embedded sample) and a digest of their bytes; ``"builtin"`` for anything else (``hf:`` names).
+
+    Why the files of a built-in: one name gives other pairs with ``BALPM_DATA_DIR`` set or ``none``.
+    """
+    from balpm.safeio import sha256_file
+
+    path = Path(source).expanduser()
+    if path.is_file():
+        st = path.stat()
+        return f"{st.st_size}:{st.st_mtime_ns}"
+    h = hashlib.sha256()
+    if path.is_dir():
+        for p in sorted(path.rglob("*")):
+            if p.is_file():
+                st = p.stat()
+                h.update(f"{p.relative_to(path)}:{st.st_size}:{st.st_mtime_ns};".encode())
+        return h.hexdigest()[:16]
+    if not _is_builtin(str(source)):
+        return "builtin"
+    try:
+        files, root = _builtin_files(str(source))
+    except PoolFormatError as e:  # no data folder: loading fails and says why; the key only has to differ
+        return f"builtin:missing:{e}"
+    for name, f in files:
+        st = f.stat()
+        key = (str(f), st.st_size, st.st_mtime_ns)
+        if key not in _DIGESTS:
+            _DIGESTS[key] = sha256_file(f)
+        h.update(f"{name}:{f.name}:{_DIGESTS[key]};".encode())
+    return f"builtin:{'sample' if root is None else 'full'}:{h.hexdigest()[:16]}"
 
 
 def _read_path(b: _Builder, path: Path, fmt: str | None, seed: int, schemas: set[str]) -> None:
