@@ -119,7 +119,9 @@ m[1].metric("Dropped from file", summary["dropped_total"],
             help="Rows of the whole source file that failed validation (reasons below)"
                  + (f"; this pool is a subset: {summary['pairs']} of the file's {summary['source_pairs']} pairs."
                     if summary["is_subset"] else "."))
-m[2].metric("Labelled", summary["labelled"])
+m[2].metric("Labels in the file", summary["labelled"],
+            help="Pairs whose file says which completion is preferred (chosen/rejected, or a label column); the "
+                 "labels given in this session are counted in the sidebar.")
 m[3].metric("Prompt groups", summary["groups"])
 frac = summary["a_preferred_fraction"]
 m[4].metric("A preferred", "n/a" if frac != frac else f"{frac:.1%}")

@@ -109,8 +109,16 @@ def _upload_pool(page: Any, data: Path) -> None:
 
 
 def _wait_pool_loaded(page: Any, n: int) -> None:
+    """Until the Pool page shows the pool's ``n`` pairs; its counts never contradict the sidebar's label count."""
     wait_text(page, rf"Pairs\s*\n?\s*{n}\b", timeout=120)
     wait_idle(page)
+    metrics = {m.locator("[data-testid='stMetricLabel']").inner_text().strip():
+               m.locator("[data-testid='stMetricValue']").inner_text().strip()
+               for m in page.locator(f"{MAIN} [data-testid='stMetric']").all()}
+    side = page.locator("[data-testid='stSidebarUserContent']").inner_text()
+    assert "Labelled: 0 pairs" in side
+    # the file's own preferences are not labels given here ("Labelled 40" showed beside "Labelled: 0 pairs")
+    assert metrics.get("Labelled", "0") == "0", metrics
 
 
 def _embed_and_step(page: Any, n: int, name: str) -> None:
