@@ -243,8 +243,9 @@ def test_diagnostics_learnability_check_on_the_session_labels(app_env: Path, tmp
     at.button(key="dg_check_run").click().run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     verdicts = [h.value for h in at.subheader if h.value.startswith("Verdict: ")]
-    assert len(verdicts) == 1 and verdicts[0].removeprefix("Verdict: ") in (
-        "no usable signal", "learning and still rising", "saturating: few labels left to save")
+    from balpm.check import VERDICTS
+
+    assert len(verdicts) == 1 and verdicts[0].removeprefix("Verdict: ") in VERDICTS  # 60 labels: most often too few
     models = next(d.value for d in at.dataframe if "gain_se" in d.value.columns)
     assert models["model"].tolist()[:2] == ["preference model", "constant P(A)"]
     fig = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
