@@ -136,7 +136,10 @@ def batch_view() -> None:
         "ratio": table["ratio"].astype(float),
         "status": ["to label" if i in pending else "done" for i in table["id"]],
     })
-    numbers = ["BALD", "β·Ĥ", "score", "ratio"]
+    # a column with no value in this batch (a random batch; β·Ĥ of a policy without it) is left out: the browser's
+    # grid draws an empty cell as a grey "None" whatever the Styler says, so "–" would never show there
+    numbers = [c for c in ("BALD", "β·Ĥ", "score", "ratio") if shown[c].notna().any()]
+    shown = shown.drop(columns=[c for c in ("BALD", "β·Ĥ", "score", "ratio") if c not in numbers])
     st.dataframe(shown.style.format({c: _sig for c in numbers}), hide_index=True, width="stretch",
                  key="acq_batch_table",
                  column_config={"prompt": st.column_config.TextColumn(
