@@ -224,8 +224,8 @@ def random_labelled_ids(pool: Any, n: int, seed: int = 0) -> list[str]:
 
 
 def _length_features(pool: Any, rows: np.ndarray) -> np.ndarray:
-    la = pool.pairs["completion_a"].iloc[rows].str.len().to_numpy(dtype=np.float64)
-    lb = pool.pairs["completion_b"].iloc[rows].str.len().to_numpy(dtype=np.float64)
+    la = np.array([len(t) for t in pool.completion_texts("a")], dtype=np.float64)[rows]  # as embedded: no padding
+    lb = np.array([len(t) for t in pool.completion_texts("b")], dtype=np.float64)[rows]
     return np.stack([la - lb, np.log1p(la) - np.log1p(lb)], axis=1)
 
 

@@ -16,8 +16,10 @@ Sources (:func:`load_pool`)
   * ``prompt``/``completion_a``/``completion_b`` [/``label``]: kept in the given order; no ``label`` field (or an
     empty one) means unlabelled.
   * ``chosen``/``rejected`` without ``prompt``: Anthropic HH-RLHF transcripts. Both dialogues are cut after the
-    last ``"\\n\\nAssistant:"``; the shared part is the prompt, the two final replies (stripped) are the
-    completions. Coin as for trl.
+    last ``"\\n\\nAssistant:"``; the shared part is the prompt, the two final replies are the completions,
+    kept exactly as in the source (leading space and all: ``prompt + chosen`` is the chosen transcript). The
+    drop rules and the id judge the replies stripped, and so does what is embedded (the :data:`STRIP_COLUMN`
+    metadata column marks such rows; :meth:`PreferencePool.completion_texts`). Coin as for trl.
   * ``info``/``summaries``/``choice``: OpenAI summarize-from-feedback comparisons. Order kept
     (A = ``summaries[0]``), ``label = 1 if choice == 0 else 0``, ``id = "{info.id}-{k}"`` (k-th comparison of
     that post in the file), ``group = info.id``; ``worker``, ``policy_a``/``policy_b``, ``confidence``,
@@ -47,9 +49,9 @@ Sources (:func:`load_pool`)
 Ids
 ---
 The source's id where it has one (``id`` field, summarize ``info.id``), otherwise the first 16 hex digits of the
-sha1 of prompt, first and second completion *in source order* (chosen before rejected), so an id never depends
-on the seed. The coin of pair ``id`` under seed ``s`` is a hash of ``(s, id)``: the same pair is shown the same
-way round whichever subset or split of a dataset is loaded.
+sha1 of prompt, first and second completion *in source order* (chosen before rejected; HH replies stripped,
+:func:`hh_pair_id`), so an id never depends on the seed. The coin of pair ``id`` under seed ``s`` is a hash of
+``(s, id)``: the same pair is shown the same way round whichever subset or split of a dataset is loaded.
 
 Errors and drops (one rule for every source)
 --------------------------------------------
@@ -96,8 +98,15 @@ from __future__ import annotations
 
 from balpm.data.columns import TARGETS as COLUMN_TARGETS
 from balpm.data.columns import format_columns, guess_columns, parse_columns
-from balpm.data.pool import CORE_COLUMNS, LoadReport, PoolFormatError, PreferencePool, join_prompt_completion
-from balpm.data.records import HH_SEPARATOR, MISSING_LABEL_TEXTS, QA_PAIRS, pair_id, split_hh_transcript
+from balpm.data.pool import (
+    CORE_COLUMNS,
+    STRIP_COLUMN,
+    LoadReport,
+    PoolFormatError,
+    PreferencePool,
+    join_prompt_completion,
+)
+from balpm.data.records import HH_SEPARATOR, MISSING_LABEL_TEXTS, QA_PAIRS, hh_pair_id, pair_id, split_hh_transcript
 from balpm.data.sources import (
     BUILTIN_DATASETS,
     HH_SPLITS,
@@ -121,10 +130,12 @@ __all__ = [
     "PreferencePool",
     "SAMPLE_OF",
     "SAMPLE_PREFIX",
+    "STRIP_COLUMN",
     "data_dir",
     "format_columns",
     "format_summary",
     "guess_columns",
+    "hh_pair_id",
     "full_data_present",
     "join_prompt_completion",
     "load_pool",

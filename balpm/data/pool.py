@@ -13,6 +13,10 @@ import numpy as np
 import pandas as pd
 
 CORE_COLUMNS = ("id", "prompt", "completion_a", "completion_b", "label", "source", "group")
+#: Metadata column (bool) of rows whose completions are transcript replies (HH-RLHF) kept exactly as in the source,
+#: leading space and all, so ``prompt + chosen`` is the published transcript. What is embedded and measured is the
+#: reply stripped, as the reader held it before and as the pair id hashes it (:meth:`PreferencePool.completion_texts`).
+STRIP_COLUMN = "strip_completions"
 
 
 # --------------------------------------------------------------------------------------------------- errors
@@ -150,11 +154,25 @@ class PreferencePool:
         """The prompt of every pair (the text embedded for the prompt)."""
         return self.pairs["prompt"].tolist()
 
-    def pair_texts(self, side: str) -> list[str]:
-        """The prompt+completion text of side ``"a"`` or ``"b"`` of every pair (see :func:`join_prompt_completion`)."""
+    def completion_texts(self, side: str) -> list[str]:
+        """The completion of side ``"a"`` or ``"b"`` of every pair as embedded and measured (not as shown).
+
+        ``completion_a``/``completion_b`` hold the source's texts exactly (what the label view shows and the exports
+        write); rows marked in :data:`STRIP_COLUMN` (transcript replies) give theirs stripped here, so embedded
+        texts, and with them embedding caches and fixed-seed runs, do not depend on a reply's surrounding spaces.
+        """
         if side not in ("a", "b"):
             raise ValueError(f"side must be 'a' or 'b', not {side!r}")
         comps = self.pairs[f"completion_{side}"].tolist()
+        if STRIP_COLUMN not in self.pairs.columns:
+            return comps
+        strip = self.pairs[STRIP_COLUMN].to_numpy(dtype=object) == True  # noqa: E712 (None in mixed pools)
+        return [c.strip() if s else c for c, s in zip(comps, strip)]
+
+    def pair_texts(self, side: str) -> list[str]:
+        """The prompt+completion text of side ``"a"`` or ``"b"`` of every pair as embedded: the prompt joined
+        (:func:`join_prompt_completion`) with :meth:`completion_texts`."""
+        comps = self.completion_texts(side)
         return [join_prompt_completion(p, c) for p, c in zip(self.pairs["prompt"].tolist(), comps)]
 
     def _shuffled_groups(self, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from balpm.data import chat
 from balpm.data.columns import apply_columns, missing_column
-from balpm.data.pool import CORE_COLUMNS, PoolFormatError, _Loc
+from balpm.data.pool import CORE_COLUMNS, STRIP_COLUMN, PoolFormatError, _Loc
 
 HH_SEPARATOR = "\n\nAssistant:"
 QA_PAIRS = ((1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4))
@@ -213,9 +213,11 @@ def _generic_extras(rec: dict, loc: _Loc, source: str) -> tuple[str | None, str,
 
 def _add_chosen_rejected(
     b: _Builder, prompt: str, chosen: str, rejected: str, rid: str | None, src: str, grp: str | None,
-    meta: dict, loc: _Loc, seed: int,
+    meta: dict, loc: _Loc, seed: int, id_texts: tuple[str, str] | None = None,
 ) -> None:
-    pid = rid if rid is not None else pair_id(prompt, chosen, rejected)
+    """Add one chosen/rejected pair, A/B by the coin; ``id_texts`` are the completions the id hashes (default: the
+    texts kept)."""
+    pid = rid if rid is not None else pair_id(prompt, *(id_texts or (chosen, rejected)))
     if _coin(seed, pid):
         a, c, lab = rejected, chosen, 0
     else:
@@ -276,8 +278,10 @@ def _read_chat(b: _Builder, rec: dict, loc: _Loc, source: str, seed: int) -> Non
 def split_hh_transcript(chosen: str, rejected: str) -> tuple[str, str, str] | str:
     """Split two HH-RLHF dialogues into (prompt, chosen reply, rejected reply), or return the drop reason.
 
-    The prompt runs up to and including the last ``"\\n\\nAssistant:"`` and must be the same in both; replies are
-    stripped and must be non-empty and different.
+    The prompt runs up to and including the last ``"\\n\\nAssistant:"`` and must be the same in both. The replies
+    are returned exactly as in the source (usually with a leading space), so ``prompt + chosen reply`` is the
+    chosen transcript; the drop rules judge them stripped (empty, identical), and so does the pair id
+    (:func:`hh_pair_id`).
     """
     pc, sep_c, rc = chosen.rpartition(HH_SEPARATOR)
     pr, sep_r, rr = rejected.rpartition(HH_SEPARATOR)
@@ -285,12 +289,21 @@ def split_hh_transcript(chosen: str, rejected: str) -> tuple[str, str, str] | st
         return "no assistant turn"
     if pc != pr:
         return "prompts differ"
-    rc, rr = rc.strip(), rr.strip()
-    if rc == rr:
+    sc, sr = rc.strip(), rr.strip()
+    if sc == sr:
         return "identical completions"
-    if not rc or not rr:
+    if not sc or not sr:
         return "empty completion"
     return pc + HH_SEPARATOR, rc, rr
+
+
+def hh_pair_id(prompt: str, chosen: str, rejected: str) -> str:
+    """The id of an HH pair from :func:`split_hh_transcript`'s parts: :func:`pair_id` of the stripped replies.
+
+    Why stripped: ids were defined on stripped replies before the pool kept the source's whitespace, and an id
+    must never change (labels, caches and sessions are keyed by it).
+    """
+    return pair_id(prompt, chosen.strip(), rejected.strip())
 
 
 def _read_hh(b: _Builder, rec: dict, loc: _Loc, source: str, seed: int) -> None:
@@ -302,7 +315,8 @@ def _read_hh(b: _Builder, rec: dict, loc: _Loc, source: str, seed: int) -> None:
         return
     prompt, rc, rr = parts
     rid, src, grp, meta = _generic_extras(rec, loc, source)
-    _add_chosen_rejected(b, prompt, rc, rr, rid, src, grp, meta, loc, seed)
+    meta[STRIP_COLUMN] = True  # shown and exported as in the source; embedded stripped, as the id is
+    _add_chosen_rejected(b, prompt, rc, rr, rid, src, grp, meta, loc, seed, id_texts=(rc.strip(), rr.strip()))
 
 
 def _read_summarize(b: _Builder, rec: dict, loc: _Loc, source: str, seed: int, counts: Counter) -> None:

@@ -48,7 +48,7 @@ def _gzip(data: bytes) -> bytes:
 
 def hh_sample(source: Path, pairs: int = HH_PAIRS, seed: int = SEED) -> bytes:
     """The gzip bytes of the HH-RLHF sample: the published lines of ``pairs`` usable pairs in whole prompt groups."""
-    from balpm.data import load_pool, pair_id, split_hh_transcript
+    from balpm.data import hh_pair_id, load_pool, split_hh_transcript
 
     drawn = set(load_pool(source).sample_groups(pairs, seed).ids.tolist())
     keep: list[bytes] = []
@@ -61,7 +61,7 @@ def hh_sample(source: Path, pairs: int = HH_PAIRS, seed: int = SEED) -> bytes:
             parts = split_hh_transcript(rec["chosen"], rec["rejected"])
             if isinstance(parts, str):
                 continue
-            pid = pair_id(*parts)
+            pid = hh_pair_id(*parts)
             if pid in drawn and pid not in seen:  # first occurrence: the one the loader kept
                 seen.add(pid)
                 keep.append(line if line.endswith(b"\n") else line + b"\n")

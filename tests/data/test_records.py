@@ -24,30 +24,50 @@ from balpm.data import (
 from data_helpers import GOOD, HH_FILE, HH_SAMPLE, QA_RECORD, TRL, head_gzip, write_lines
 
 
+def _check_hh_pairs_against_source(path: Path, pool: PreferencePool) -> int:
+    """Every kept pair of an HH file: texts exactly as in the source (``prompt + chosen`` is the chosen transcript,
+    leading space and all), id and drop rules on the stripped replies, embedded text as before (stripped reply)."""
+    by_id = pool.pairs.set_index("id")
+    embedded = dict(zip(pool.ids, zip(pool.pair_texts("a"), pool.pair_texts("b"))))
+    seen, leading = set(), 0
+    for line in gzip.open(path, "rt", encoding="utf-8"):
+        r = json.loads(line)
+        cut = [t.rfind("\n\nAssistant:") + len("\n\nAssistant:") for t in (r["chosen"], r["rejected"])]
+        prompt, chosen, rejected = r["chosen"][: cut[0]], r["chosen"][cut[0]:], r["rejected"][cut[1]:]
+        pid = pair_id(prompt, chosen.strip(), rejected.strip())
+        if chosen.strip() == rejected.strip() or r["rejected"][: cut[1]] != prompt or not chosen.strip() \
+                or not rejected.strip() or min(cut) < len("\n\nAssistant:"):
+            assert pid not in by_id.index
+            continue
+        if pid in seen:  # a duplicate line: the first one is kept
+            continue
+        seen.add(pid)
+        row = by_id.loc[pid]
+        a_is_chosen = row["label"] == 1
+        a, b = (chosen, rejected) if a_is_chosen else (rejected, chosen)
+        assert (row["prompt"], row["completion_a"], row["completion_b"]) == (prompt, a, b)
+        assert row["prompt"] + (row["completion_a"] if a_is_chosen else row["completion_b"]) == r["chosen"]
+        assert row["prompt"] + (row["completion_b"] if a_is_chosen else row["completion_a"]) == r["rejected"]
+        # what is embedded is what it was before the texts kept their spaces: the stripped reply
+        assert embedded[pid] == (join_prompt_completion(prompt, a.strip()), join_prompt_completion(prompt, b.strip()))
+        leading += chosen.startswith(" ")
+    assert seen == set(pool.ids)
+    return leading
+
+
 def test_hh_split_on_real_rows(sample_data: Path, tmp_path: Path) -> None:
     f = head_gzip(sample_data / HH_SAMPLE, tmp_path / "hh.jsonl.gz", 60)
     pool = load_pool(f)
-    raw = [json.loads(x) for x in gzip.open(f, "rt", encoding="utf-8")]
     assert pool.report.format == "hh-rlhf"
     assert len(pool) + pool.report.dropped_total == 60
-    by_id = pool.pairs.set_index("id")
-    rebuilt = 0
-    for r in raw:
-        prompt = r["chosen"][: r["chosen"].rindex("\n\nAssistant:") + len("\n\nAssistant:")]
-        chosen, rejected = r["chosen"][len(prompt):].strip(), r["rejected"][len(prompt):].strip()
-        pid = pair_id(prompt, chosen, rejected)
-        if chosen == rejected or not r["rejected"].startswith(prompt) or not chosen or not rejected:
-            assert pid not in by_id.index
-            continue
-        row = by_id.loc[pid]
-        assert row["prompt"] == prompt and prompt.endswith("\n\nAssistant:")
-        a_is_chosen = row["label"] == 1
-        assert (row["completion_a"], row["completion_b"]) == ((chosen, rejected) if a_is_chosen else (rejected, chosen))
-        # the text embedded for prompt + completion rebuilds the published transcript
-        if r["chosen"] == prompt + " " + chosen:
-            assert join_prompt_completion(prompt, chosen) == r["chosen"]
-            rebuilt += 1
-    assert rebuilt > len(pool) // 2
+    assert _check_hh_pairs_against_source(f, pool) > len(pool) // 2  # most replies start with a space: kept
+
+
+def test_hh_texts_are_the_source_texts_in_every_full_split(shared_data: Path) -> None:
+    for f in sorted((shared_data / "hh-rlhf").glob("*.jsonl.gz")):
+        pool = load_pool(f)
+        assert len(pool) > 1000
+        assert _check_hh_pairs_against_source(f, pool) == len(pool), f  # every published reply starts with a space
 
 
 def test_hh_drop_rules_and_duplicates(sample_data: Path, tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Pools in the shapes people keep them (issue 11 items 1-2): trl's conversational format and column mapping.
 
 The conversational files are real HH-RLHF rows rewritten as message lists: read back, they must give the very pairs
-(ids, texts, labels) the transcripts give, in every container.
+(ids, prompts, labels, embedded texts) the transcripts give, in every container.
 """
 
 from __future__ import annotations
@@ -76,8 +76,14 @@ def test_conversational_pools_read_as_the_transcripts_they_came_from(
     suffix = {"jsonl": ".jsonl", "json": ".json", "parquet": ".parquet", "datasets": ""}[container]
     pool = load_pool(_write(recs, tmp_path / f"chat{suffix}", container), seed=3)
     assert pool.report.format == ("trl-chat" if shape == "explicit" else "chat")
-    pd.testing.assert_frame_equal(pool.pairs[CORE].reset_index(drop=True),
-                                  transcripts.pairs[CORE].reset_index(drop=True))
+    same = ["id", "prompt", "label", "group"]
+    pd.testing.assert_frame_equal(pool.pairs[same].reset_index(drop=True),
+                                  transcripts.pairs[same].reset_index(drop=True))
+    # the transcripts keep each reply's leading space (prompt + chosen is the transcript), the plain rendering of
+    # messages does not; what is embedded is the same text
+    for side in ("a", "b"):
+        assert pool.completion_texts(side) == [t.strip() for t in transcripts.pairs[f"completion_{side}"]]
+        assert pool.pair_texts(side) == transcripts.pair_texts(side)
     # the messages are kept, and follow the coin: A's messages are A's text
     by_prompt = {json.dumps(r["c"][:-1]): r for r in hh_rows}
     for _, row in pool.pairs.iterrows():
