@@ -269,6 +269,35 @@ def cmd_labelstudio(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a session's labels in one training or audit format (``balpm.exports.EXPORT_FORMATS``)."""
+    from pathlib import Path
+
+    from balpm.exports import write_export
+    from balpm.session import Session
+    from balpm.store import LabelStoreError
+
+    ref = args.session
+    is_folder = "/" in ref or ref.startswith("~") or ref in (".", "..")
+    try:
+        session = Session.open(Path(ref).expanduser() if is_folder else ref)
+        n = write_export(session.store, session.load_pool(), args.format, args.out)
+    except (LabelStoreError, OSError, ValueError, KeyError) as e:  # not conversational, folder exists, no session
+        print(f"balpm export: {e}", file=sys.stderr)
+        return 2
+    print(f"{n} rows written to {args.out} ({args.format})")
+    return 0
+
+
+def add_export_args(p: argparse.ArgumentParser) -> None:
+    from balpm.exports import EXPORT_FORMATS
+
+    p.add_argument("session", help="session name (under $BALPM_SESSIONS_DIR) or a session folder path (with a '/')")
+    p.add_argument("--format", default="trl", choices=list(EXPORT_FORMATS),
+                   help="; ".join(f"{k}: {v[1]}" for k, v in EXPORT_FORMATS.items()) + " (default: trl)")
+    p.add_argument("--out", required=True, metavar="PATH", help="file to write (a folder for --format dataset)")
+
+
 def add_labelstudio_args(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True)
     ex = sub.add_parser("export", help="the current batch's unlabelled pairs as Label Studio tasks (JSON)")
@@ -494,6 +523,8 @@ COMMANDS = {
     "run": (add_run_args, cmd_run, "simulate an active-learning run with the dataset's labels as oracle"),
     "compare": (add_compare_args, cmd_compare, "compare run folders: curves and labels saved"),
     "backup": (add_backup_args, cmd_backup, "back up a session's label database (consistent while labelling)"),
+    "export": (add_export_args, cmd_export, "write a session's labels: TRL JSONL (standard or conversational), "
+               "Parquet, a datasets folder or the event log"),
     "labelstudio": (add_labelstudio_args, cmd_labelstudio,
                     "Label Studio: export the batch as tasks, import its JSON export as labels"),
 }

@@ -29,8 +29,10 @@ import pandas as pd
 import streamlit as st
 
 import appkit
+from balpm.exports import write_export
 from balpm.render import diff_words, highlight_markdown, matches, prompt_preview, safe_markdown, split_turns
 from balpm.session import Batch, Session
+from balpm.vectors import conversational
 
 appkit.run_through_router()
 st.title("Label")
@@ -228,8 +230,8 @@ EARLIER_TURNS_SHOWN = 4  # the last turns of a long dialogue show; earlier ones 
 
 
 def _text_block(text: str, raw: bool) -> None:
-    if raw:
-        st.text(text)
+    if raw:  # st.code keeps spaces and indentation (st.text dedents and strips: an HH reply's leading space would go)
+        st.code(text, language=None, wrap_lines=True)
     else:
         st.markdown(safe_markdown(text))
 
@@ -241,7 +243,7 @@ def show_pair(prompt: str, left: str, right: str, *, key: str) -> None:
     with st.container(border=True, key=f"{key}_prompt"):
         turns = split_turns(prompt) or [("user", "(empty prompt)")]
         if raw:
-            st.text(prompt)
+            _text_block(prompt, raw)
         else:
             early, late = turns[:-EARLIER_TURNS_SHOWN], turns[-EARLIER_TURNS_SHOWN:]
             if early:
@@ -253,7 +255,7 @@ def show_pair(prompt: str, left: str, right: str, *, key: str) -> None:
                 with st.chat_message(role):
                     st.markdown(safe_markdown(text))
     ca, cb = st.columns(2)
-    shown = [left.strip(), right.strip()]  # HH replies start with a space in the source: display only
+    shown = [left, right]  # exactly as in the source (an HH reply's leading space too): what the exports write
     marked = diff_words(*shown) if diff else None
     for i, (col, side) in enumerate(zip((ca, cb), ("left", "right"))):
         with col:
@@ -477,23 +479,19 @@ st.subheader("Export")
 
 
 def _export_bytes(folder: str, export_pool, kind: str) -> bytes:
-    """One export of the session's labels as the bytes of a download; runs on download (engine: LabelStore).
+    """One export of the session's labels as the bytes of a download; runs on download (engine:
+    ``balpm.exports.write_export``, the formats of ``balpm export --format``).
 
-    ``trl``: TRL reward-trainer JSONL; ``train``: the Parquet training table; ``dataset``: a zip of a
-    ``datasets.Dataset.save_to_disk`` folder; ``events``: the full event log (undone and changed events too).
+    ``trl``: TRL reward-trainer JSONL; ``trl-chat``: TRL's conversational format (message lists); ``train``: the
+    Parquet training table; ``dataset``: a zip of a ``datasets.Dataset.save_to_disk`` folder; ``events``: the full
+    event log (undone and changed events too).
     """
     s = Session.open(Path(folder))
     try:
         with tempfile.TemporaryDirectory() as d:
-            out = Path(d) / "export"
-            if kind == "trl":
-                s.store.export_trl(export_pool, out)
-            elif kind == "train":
-                s.store.export_training_parquet(export_pool, out)
-            elif kind == "events":
-                s.store.export_parquet(out)
-            else:
-                s.store.export_dataset(export_pool, Path(d) / "dataset")
+            out = Path(d) / ("dataset" if kind == "dataset" else "export")
+            write_export(s.store, export_pool, kind, out)
+            if kind == "dataset":
                 out = Path(shutil.make_archive(str(Path(d) / "dataset"), "zip", root_dir=d, base_dir="dataset"))
             return out.read_bytes()
     finally:
@@ -507,10 +505,14 @@ exports = [
     ("dataset", "datasets folder (zip)", f"{session.name}-labels-dataset.zip", "application/zip"),
     ("events", "Label events (Parquet)", f"{session.name}-label-events.parquet", "application/vnd.apache.parquet"),
 ]
+if conversational(pool):  # the pool keeps message lists: offer them as trl's conversational format too
+    exports.insert(1, ("trl-chat", "TRL conversational JSONL", f"{session.name}-labels-chat.jsonl",
+                       "application/jsonl"))
 for col, (kind, title, file_name, mime) in zip(st.columns(len(exports)), exports):
     col.download_button(f"Download {title}", data=lambda kind=kind: _export_bytes(folder, pool, kind),
                         file_name=file_name, mime=mime, on_click="ignore", key=f"export_{kind}")
-st.caption("The first three are for training: one row per A/B label (ties and skips left out) with id, prompt, "
-           "chosen, rejected (texts exactly as in the pool), annotator, labelled_at and your note; the datasets "
+st.caption("All but the events file are for training: one row per A/B label (ties and skips left out) with id, "
+           "prompt, chosen, rejected (texts exactly as in the source; the conversational file as message lists), "
+           "annotator, labelled_at and your note; the datasets "
            "folder loads with datasets.load_from_disk. The events file is the audit log: every label event with "
            "annotator, time, side order shown, undos, changes and withdrawals.")

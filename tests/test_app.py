@@ -620,8 +620,8 @@ def test_label_view_shows_chat_turns_and_safe_markdown_with_raw_and_diff_views(s
 
     at.toggle(key="label_raw").set_value(True).run()
     assert not at.exception, at.exception
-    # exactly the stored texts (Streamlit trims the outer blank lines of st.text)
-    assert [t.value for t in at.main.text] == [prompt.strip(), left.strip(), right.strip()]
+    # exactly the stored texts, spaces and indentation too (st.code drops only one outer line break)
+    assert [c.value for c in at.main.code] == [re.sub(r"\A\n|\n\Z", "", t) for t in (prompt, left, right)]
 
     at.toggle(key="label_raw").set_value(False).run()
     at.toggle(key="label_diff").set_value(True).run()
@@ -631,6 +631,20 @@ def test_label_view_shows_chat_turns_and_safe_markdown_with_raw_and_diff_views(s
     assert all("cut" not in m.split(":orange-background[")[0] for m in marked if "cut" in m)
     # the shared words are not marked: 'Keep' starts both texts and stays plain
     assert all(m.startswith("Keep ") for m in marked), marked
+
+
+def test_raw_view_shows_hh_replies_exactly_as_in_the_source(sessions: Path) -> None:
+    """Issue 11 items 4 and 9: an HH reply keeps its leading space in the raw view (st.text would strip it), and
+    what is shown is what the transcript holds: prompt + reply is the published dialogue."""
+    s = _session(sessions)
+    _small_batch(s, 3)
+    at = _app("pages/4_label.py")
+    _set_annotator(at, "ann")
+    prompt, left, right = _pair_on_screen(s, at)
+    assert left.startswith(" ") and right.startswith(" ")  # the sample's replies, as published
+    at.toggle(key="label_raw").set_value(True).run()
+    assert not at.exception, at.exception
+    assert [c.value for c in at.main.code][1:] == [left, right]
 
 
 def test_shortcut_list_shows_on_the_question_mark_button(sessions: Path) -> None:

@@ -13,7 +13,8 @@ plain text in ``prompt``/``completion_a``/``completion_b`` so everything else wo
 is HH-RLHF's: each turn is ``"\\n\\n" + Role + ": " + content`` with ``Human`` for ``user``, ``Assistant`` for
 ``assistant`` and the role capitalised otherwise; the prompt ends in ``"\\n\\nAssistant:"`` and a completion is its
 first message's content (stripped), further turns rendered after it. An HH transcript rewritten as messages thus
-reads as the same pairs, with the same ids, as the transcript itself.
+reads as the same pairs, with the same ids and the same embedded texts, as the transcript itself (whose pool keeps
+each reply's leading space, as the source has it; the messages keep theirs exactly).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from balpm.data.pool import _Loc
 
 _ROLE_NAMES = {"user": "Human", "assistant": "Assistant"}
 Message = dict[str, str]
+#: The metadata columns holding a conversational pair's messages as JSON (:func:`to_json`).
+MESSAGE_COLUMNS = ("prompt_messages", "completion_a_messages", "completion_b_messages")
 
 
 def is_messages(v: Any) -> bool:
@@ -94,3 +97,8 @@ def split_conversations(chosen: list[Message], rejected: list[Message]) -> tuple
 def to_json(msgs: Sequence[Message]) -> str:
     """Messages as the JSON text kept in a pool's ``*_messages`` column."""
     return json.dumps(list(msgs), ensure_ascii=False)
+
+
+def from_json(text: str) -> list[Message]:
+    """The messages of a pool's ``*_messages`` column (the inverse of :func:`to_json`)."""
+    return json.loads(text)
