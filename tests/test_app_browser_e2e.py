@@ -73,6 +73,16 @@ def _mapped_csv(path: Path) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------- steps of a journey
+def _start_journey(page: Any, servers: list, tmp_path: Path, embed_cache: Path, name: str, data: Path) -> Path:
+    """A server on an empty sessions folder; session ``name`` created in the sidebar; ``data`` uploaded on the
+    Pool page. Returns the sessions folder."""
+    sessions = tmp_path / "sessions"
+    srv = _start(servers, app_env(sessions, embed_cache, BALPM_DATA_DIR="none"), tmp_path / "server.log")
+    _new_session(page, srv.url, name)
+    _upload_pool(page, data)
+    return sessions
+
+
 def _new_session(page: Any, url: str, name: str) -> None:
     """Open the app on an empty sessions folder and create session ``name`` in the sidebar, as a new user would."""
     page.goto(url, timeout=60_000)
@@ -141,6 +151,30 @@ def _embed_and_step(page: Any, n: int, name: str) -> None:
     shoot(page, f"e2e_{name}_acquire")
 
 
+def _pool_pairs(folder: Path) -> pd.DataFrame:
+    """The session's pool as the library reads it, by pair id."""
+    from balpm.session import Session
+
+    s = Session.open(folder)
+    try:
+        return s.load_pool().pairs.set_index("id")
+    finally:
+        s.close()
+
+
+def _bubble_roles(page: Any) -> list[str]:
+    """The role of each chat bubble in the main area, in page order (from its avatar)."""
+    return [("user" if b.locator("[data-testid='stChatMessageAvatarUser']").count() else "assistant")
+            for b in page.locator(f"{MAIN} [data-testid='stChatMessage']").all()]
+
+
+def _open_label_view(page: Any) -> None:
+    """Label page: give the annotator name; the batch's first pair shows."""
+    goto(page, "Label")
+    set_annotator(page, ANNOTATOR)
+    wait_text(page, rf"Pair 1 of {BATCH}", timeout=60)
+
+
 def _shown_sides(page: Any) -> tuple[str, str]:
     """The texts of the left (A) and right (B) completions as the page shows them."""
     main = page.locator(MAIN)
@@ -163,11 +197,7 @@ def _which(shown: str, a: str, b: str) -> str:
 def _label(page: Any, folder: Path) -> dict[str, str]:
     """Label three pairs (key A, a click on B, key B); returns pair id → the pool side ("a"/"b") chosen, read
     from what the page showed on the side pressed."""
-    from balpm.session import Session
-
-    s = Session.open(folder)
-    pairs = s.load_pool().pairs.set_index("id")
-    s.close()
+    pairs = _pool_pairs(folder)
     chosen: dict[str, str] = {}
     for key, click in (("a", False), ("b", True), ("b", False)):
         pid = current_pair(page)
@@ -179,6 +209,11 @@ def _label(page: Any, folder: Path) -> dict[str, str]:
         assert labelled == pid
         chosen[pid] = sides[0] if key == "a" else sides[1]
     return chosen
+
+
+def _won_lost(side: str) -> tuple[str, str]:
+    """The pool columns of the chosen and the rejected completion when side ``"a"`` or ``"b"`` was picked."""
+    return ("completion_a", "completion_b") if side == "a" else ("completion_b", "completion_a")
 
 
 def _download(page: Any, title: str, dest: Path) -> Path:
@@ -194,19 +229,34 @@ def _download(page: Any, title: str, dest: Path) -> Path:
 def _check_trl_export(path: Path, folder: Path, chosen: dict[str, str]) -> list[dict]:
     """The TRL JSONL holds exactly the labelled pairs, each with the annotator, a time and chosen/rejected as
     picked on screen (the pool's texts exactly)."""
-    from balpm.session import Session
-
-    s = Session.open(folder)
-    pairs = s.load_pool().pairs.set_index("id")
-    s.close()
+    pairs = _pool_pairs(folder)
     lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
     assert sorted(r["id"] for r in lines) == sorted(chosen)
     for r in lines:
         p = pairs.loc[r["id"]]
-        win, lose = ("completion_a", "completion_b") if chosen[r["id"]] == "a" else ("completion_b", "completion_a")
+        win, lose = _won_lost(chosen[r["id"]])
         assert (r["prompt"], r["chosen"], r["rejected"]) == (p["prompt"], p[win], p[lose])
         assert r["annotator"] == ANNOTATOR and r["labelled_at"]
     return lines
+
+
+def _check_chat_export(path: Path, folder: Path, chosen: dict[str, str], source: list[dict]) -> None:
+    """trl's conversational export: the same labels, with the prompt and both completions as the message lists of
+    the file given (roles and contents exactly), chosen on the side picked on screen."""
+    from balpm.data.chat import render_prompt
+    pairs = _pool_pairs(folder)
+    by_prompt = {render_prompt(d["turns"]): d for d in source}
+    lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+    assert sorted(r["id"] for r in lines) == sorted(chosen)
+    for r in lines:
+        p = pairs.loc[r["id"]]
+        win, lose = _won_lost(chosen[r["id"]])
+        d = by_prompt[p["prompt"]]
+        assert r["prompt"] == d["turns"]
+        assert [r["chosen"], r["rejected"]] == [[{"role": "assistant", "content": p[side].strip()}]
+                                                for side in (win, lose)]
+        assert {r["chosen"][0]["content"], r["rejected"][0]["content"]} == {d["chosen"], d["rejected"]}
+        assert r["annotator"] == ANNOTATOR and r["labelled_at"]
 
 
 # ---------------------------------------------------------------------------------------------- journeys
@@ -217,28 +267,16 @@ def test_conversational_file_embed_step_label_export(page: Any, servers: list, t
 
     data = tmp_path / "hh-conversational.jsonl"
     source = _conversational_file(data)
-    sessions = tmp_path / "sessions"
-    srv = _start(servers, app_env(sessions, embed_cache, BALPM_DATA_DIR="none"), tmp_path / "server.log")
-    _new_session(page, srv.url, "conv")
-    _upload_pool(page, data)
+    sessions = _start_journey(page, servers, tmp_path, embed_cache, "conv", data)
     _wait_pool_loaded(page, N_PAIRS)
     shoot(page, "e2e_conv_pool")
     _embed_and_step(page, N_PAIRS, "conv")
 
-    goto(page, "Label")
-    set_annotator(page, ANNOTATOR)
-    wait_text(page, rf"Pair 1 of {BATCH}", timeout=60)
+    _open_label_view(page)
     # the dialogue as chat: one bubble per prompt turn with its role, then the two completions as the assistant's
-    from balpm.session import Session
-
-    s = Session.open(sessions / "conv")
-    pool = s.load_pool().pairs.set_index("id")
-    s.close()
-    pid = current_pair(page)
-    turns = json.loads(pool.loc[pid, "prompt_messages"])
+    turns = json.loads(_pool_pairs(sessions / "conv").loc[current_pair(page), "prompt_messages"])
     bubbles = page.locator(f"{MAIN} [data-testid='stChatMessage']")
-    roles = [("user" if b.locator("[data-testid='stChatMessageAvatarUser']").count() else "assistant")
-             for b in bubbles.all()]
+    roles = _bubble_roles(page)
     assert roles == [t["role"] for t in turns] + ["assistant", "assistant"], roles
     assert _words(turns[0]["content"])[:60] in _words(bubbles.first.inner_text())
     shoot(page, "e2e_conv_label")
@@ -251,16 +289,16 @@ def test_conversational_file_embed_step_label_export(page: Any, servers: list, t
     for r in lines:  # the texts of the file given, exactly
         d = by_prompt[r["prompt"]]
         assert {r["chosen"], r["rejected"]} == {d["chosen"], d["rejected"]}
+    # and as trl's conversational format: the message lists themselves (issue 11 item 9)
+    _check_chat_export(_download(page, "Download TRL conversational JSONL", tmp_path / "conv-chat.jsonl"),
+                       sessions / "conv", chosen, source)
 
 
 def test_mapped_csv_embed_step_label_export(page: Any, servers: list, tmp_path: Path, embed_cache: Path) -> None:
     """A CSV of question,answer_good,answer_bad through the Pool page's mapping form, to the downloaded export."""
     data = tmp_path / "qa-pairs.csv"
     source = _mapped_csv(data)
-    sessions = tmp_path / "sessions"
-    srv = _start(servers, app_env(sessions, embed_cache, BALPM_DATA_DIR="none"), tmp_path / "server.log")
-    _new_session(page, srv.url, "mapped")
-    _upload_pool(page, data)
+    sessions = _start_journey(page, servers, tmp_path, embed_cache, "mapped", data)
 
     wait_text(page, "Map the file's columns", timeout=60)
     wait_idle(page)
@@ -281,17 +319,15 @@ def test_mapped_csv_embed_step_label_export(page: Any, servers: list, tmp_path: 
     shoot(page, "e2e_csv_pool")
     _embed_and_step(page, N_PAIRS, "csv")
 
-    goto(page, "Label")
-    set_annotator(page, ANNOTATOR)
-    wait_text(page, rf"Pair 1 of {BATCH}", timeout=60)
-    roles = [("user" if b.locator("[data-testid='stChatMessageAvatarUser']").count() else "assistant")
-             for b in page.locator(f"{MAIN} [data-testid='stChatMessage']").all()]
+    _open_label_view(page)
+    roles = _bubble_roles(page)
     assert roles == ["user", "assistant", "assistant"], roles  # the question, then the two answers
     shoot(page, "e2e_csv_label")
 
     chosen = _label(page, sessions / "mapped")
     lines = _check_trl_export(_download(page, "Download TRL JSONL", tmp_path / "mapped.jsonl"),
                               sessions / "mapped", chosen)
+    assert page.locator(MAIN).get_by_role("button", name="Download TRL conversational JSONL").count() == 0
     by_question = {q: (g, b) for q, g, b in source.itertuples(index=False)}
     for r in lines:  # the CSV's texts exactly, answer_good/answer_bad wherever the person put them
         assert {r["chosen"], r["rejected"]} == set(by_question[r["prompt"]])
