@@ -62,7 +62,6 @@ from balpm.vectors import conversational
 if TYPE_CHECKING:  # annotations only
     from balpm.data import PreferencePool
     from balpm.model import PreferenceEnsemble
-    from balpm.neighbors import KnnGraph
 
 __all__ = [
     "embed_texts_ray",
@@ -72,7 +71,6 @@ __all__ = [
     "save_pool_embeddings",
     "load_pool_embeddings",
     "chunked_uncertainty",
-    "knn_recall_sample",
 ]
 
 
@@ -500,28 +498,3 @@ def chunked_uncertainty(
         if progress is not None:
             progress(min(n, s + chunk_rows), n)
     return out
-
-
-def knn_recall_sample(X: np.ndarray, graph: KnnGraph, n_queries: int = 1000, seed: int = 0) -> dict[str, float]:
-    """Recall@k of an (approximate) graph's k nearest neighbours against exact faiss search on sampled points.
-
-    Returns ``recall`` (mean fraction of the exact k-NN the graph's ball order also lists first), the relative
-    over-estimate of ``r_k`` (what BAL-PM's entropy term actually reads: ``radius_err_median``, ``radius_err_p99``,
-    ``radius_err_max``, ``radius_err_over_10pct`` = fraction of queries off by more than 10%; an approximate search can only miss neighbours, so ``r_k`` only grows), ``queries`` and
-    ``seconds`` (of the exact search, which holds a second float32 copy of X in a flat index).
-    """
-    from balpm.neighbors import knn_search, recall_at_k
-
-    n = X.shape[0]
-    rng = np.random.default_rng(seed)
-    q = np.sort(rng.choice(n, size=min(n_queries, n), replace=False))
-    t = time.perf_counter()
-    dist, exact = knn_search(X, graph.k, exact=True, queries=q)
-    secs = time.perf_counter() - t
-    approx = np.stack([graph.ball(int(i))[: graph.k] for i in q])
-    r_exact = dist[:, -1].astype(np.float64)
-    err = (graph.radius[q].astype(np.float64) - r_exact) / np.maximum(r_exact, 1e-12)
-    return {"recall": float(recall_at_k(approx, exact)), "radius_err_median": float(np.median(err)),
-            "radius_err_p99": float(np.quantile(err, 0.99)), "radius_err_max": float(err.max()),
-            "radius_err_over_10pct": float(np.mean(err > 0.1)),
-            "queries": int(len(q)), "seconds": secs}

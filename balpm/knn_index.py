@@ -35,16 +35,34 @@ class IndexTuning:
 
     Attributes
     ----------
-    method : {"ivf", "hnsw"}
-        Approximate faiss index, used past ``approx_threshold`` (or with ``exact=False``). ``ivf`` (default since
-        issue 14) scans the ``nprobe`` cells nearest each point; its candidate lists are then re-ranked exactly
-        in float64 like every list. On clustered d = 384 data it gave r_k within 1% and the exact ball for all of
-        2,000 sampled points at 20k-300k, where HNSW (M = 16, efSearch = 64, the default before) got 1-8% of
-        the balls wrong (``docs/scaling.md``, ``benchmarks/README.md``).
+    method : {"blocked", "ivf", "hnsw"}
+        Index used past ``approx_threshold`` (or with ``exact=False``). ``blocked`` (default) is
+        :class:`balpm.knn_blocked.CellBlockedIndex`: k-means cells searched together by matrix products, every
+        list certified exact by the triangle inequality (a wider search where not), so the graph is the exact
+        one at a fraction of the flat search's work. ``ivf`` (faiss, the default before) scans the ``nprobe``
+        cells nearest each point; ``hnsw`` walks a graph: both only probably find the neighbours (``ivf``: r_k
+        within 1% and the exact ball for all of 2,000 sampled points at 20k-300k on clustered d = 384 data;
+        HNSW M = 16, efSearch = 64 got 1-8% of the balls wrong; ``docs/scaling.md``, ``benchmarks/README.md``).
+        Every list is then re-ranked exactly in float64.
     hnsw_m, ef_construction, ef_search : int
         HNSW links per node, build-time and query-time beam widths.
     nlist : int or None
-        IVF cells (``None``: 4·√N, within [16, 65536]); ``nprobe`` cells are scanned per query.
+        IVF / k-means cells (``None``: 4·√N within [16, 65536] for ``ivf``, where ``nprobe`` cells are scanned
+        per query; √N for ``blocked``, which balances the assignment's N·nlist and the search's N²/nlist work).
+    cos_bound : float
+        ``blocked``: a cell is searched for a query unless the query's k-th distance is below a lower bound of
+        the distance to its members. ``1.0`` uses only proven bounds (triangle inequality, bisector planes):
+        the lists are then exact, but in high dimension these bounds rarely rule a cell out, so the search
+        costs about as much as a flat one. Below 1 the bound also assumes that the angle at the cell's centroid
+        between the query and a member has cosine ≤ ``cos_bound`` (0.7 by default: 45°; random directions in
+        d = 384 have cosines of about ±0.05), which rules out far cells; ``graph_fidelity`` measures the result
+        and ``info["blocked_proven"]`` gives the share of points whose list is proven exact anyway.
+    min_probe : int
+        ``blocked`` with ``cos_bound < 1``: the query's ``min_probe`` nearest cells are always searched (the
+        angle assumption fails where a cell holds part of the query's own cluster: it lies in that direction).
+    top_cells, kmeans_iter, train_per_cell : int
+        ``blocked``: nearest centroids kept per point for its certificate, k-means iterations, training points
+        per cell (they change the cost, never the lists).
     seed : int
         IVF training sample.
     device : str
@@ -56,20 +74,25 @@ class IndexTuning:
         ``query_block × db_block`` float32 distance block on the device).
     """
 
-    method: str = "ivf"
+    method: str = "blocked"
     hnsw_m: int = 16
     ef_construction: int = 40
     ef_search: int = 64
     nlist: int | None = None
     nprobe: int = 16
+    top_cells: int = 16
+    cos_bound: float = 0.7
+    min_probe: int = 1
+    kmeans_iter: int = 10
+    train_per_cell: int = 32
     seed: int = 0
     device: str = "auto"
     query_block: int = 4096
     db_block: int = 131072
 
     def __post_init__(self) -> None:
-        if self.method not in ("hnsw", "ivf"):
-            raise ValueError(f"unknown approximate method {self.method!r} (use 'hnsw' or 'ivf')")
+        if self.method not in ("blocked", "hnsw", "ivf"):
+            raise ValueError(f"unknown approximate method {self.method!r} (use 'blocked', 'ivf' or 'hnsw')")
 
     def exact_device(self) -> str | None:
         """The torch device of the exact search, or None for faiss' flat index."""
@@ -148,11 +171,20 @@ class TorchFlatIndex:
                 I[a:b] = best_i.cpu().numpy()
 
 
-def make_index(X: Any, exact: bool, tuning: IndexTuning, chunk_size: int, min_ef: int = 0):
-    """The index the lists are searched in: torch or faiss flat (exact), faiss HNSW or IVF (approximate)."""
+def make_index(X: Any, exact: bool, tuning: IndexTuning, chunk_size: int, min_ef: int = 0, k: int | None = None):
+    """The index the lists are searched in: torch or faiss flat (exact), the cell-blocked search (its lists
+    of ``min_ef - 1`` neighbours, certified at rank ``k``), faiss HNSW or IVF (approximate)."""
     import faiss
 
     n, d = X.shape
+    if not exact and tuning.method == "blocked":
+        from balpm.knn_blocked import CellBlockedIndex
+
+        m = max(min_ef - 1, 1)
+        return CellBlockedIndex(X, m, min(k or m, m), nlist=tuning.nlist, top_cells=tuning.top_cells,
+                                kmeans_iter=tuning.kmeans_iter, train_per_cell=tuning.train_per_cell,
+                                cos_bound=tuning.cos_bound, min_probe=tuning.min_probe,
+                                seed=tuning.seed, chunk_size=max(chunk_size, 4096))
     if exact:
         device = tuning.exact_device()
         if device is not None:
@@ -202,8 +234,13 @@ def knn_search(
     for a, b in row_chunks(len(q_rows), chunk_size):
         rows = q_rows[a:b]
         q = np.ascontiguousarray(X[rows], dtype=np.float32)
-        d2, ii = index.search(q, k + 1)
-        d2, ii = drop_self(d2, ii, rows)
+        if hasattr(index, "lists"):  # the cell-blocked search found every point's list already (self excluded)
+            ii = index.lists[rows]
+            nb = np.asarray(X[np.maximum(ii, 0).ravel()], dtype=np.float32).reshape(ii.shape + (q.shape[1],))
+            d2 = np.where(ii < 0, np.inf, ((nb - q[:, None, :]) ** 2).sum(-1))
+        else:
+            d2, ii = index.search(q, k + 1)
+            d2, ii = drop_self(d2, ii, rows)
         D[a:b] = np.sqrt(np.maximum(d2, 0))
         I[a:b] = ii
     return D, I

@@ -10,10 +10,11 @@ embeddings are the clustered Gaussians of ``benchmarks/acquisition.py`` (1000 ce
 prompt plus N(0, 0.5²) noise, written as a :func:`balpm.distributed.save_pool_embeddings` folder of ``.npy``
 files (4.6 GB at 1M). Each size then runs in its own subprocess that memory-maps the pool and times:
 
-1. the kNN graph of the prompts (k = 13; exact flat index up to ``--approx-threshold``, past it the approximate
-   index of ``--method``: IVF by default since issue 14, HNSW before) and, for the approximate graph, its
-   fidelity against exact search on ``--recall-queries`` sampled points (:func:`balpm.neighbors.graph_fidelity`:
-   share with r_k within 1%, max error, share with the exact ball);
+1. the kNN graph of the prompts (k = 13; exact flat index up to ``--approx-threshold``, past it the index of
+   ``--method``: the cell-blocked search by default since issue 14 (after IVF, HNSW before); wall and CPU
+   seconds, the CPU ones less inflated by other jobs on shared cores) and, for any graph not from the flat
+   index, its fidelity against exact search on ``--recall-queries`` sampled points
+   (:func:`balpm.neighbors.graph_fidelity`: share with r_k within 1%, max error, share with the exact ball);
 2. fitting a 5-member :class:`balpm.model.PreferenceEnsemble` (class defaults but ``max_epochs=--fit-epochs``)
    on ``--labelled`` pairs with synthetic Bradley-Terry labels (the same work at every size, for scale only);
 3. uncertainty of every pair (:func:`balpm.distributed.chunked_uncertainty`: member probabilities in 65,536-row
@@ -113,14 +114,16 @@ def run_one(folder: Path, approx_threshold: int, recall_queries: int, labelled: 
     acq = rng.uniform(size=n) < 0.01
     out["acquired"] = int(acq.sum())
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     g = build_knn_graph(emb.prompt, k=K, approx_threshold=approx_threshold, method=method)
     out["graph_s"] = time.perf_counter() - t
+    out["graph_cpu_s"] = time.process_time() - c  # all threads: on shared cores less inflated than wall time
     out["graph_method"] = g.info["method"]
+    out["graph_blocked"] = {k: v for k, v in g.info.items() if k.startswith("blocked_")}
     out["graph_parts"] = {k: round(v, 1) for k, v in g.info.items() if k.startswith("seconds_")}
     out["graph_mb"] = sum(a.nbytes for a in (g.radius, g.indptr, g.indices, g.t_indptr, g.t_indices)) / 2**20
     out["rss_after_graph_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    if not g.exact and recall_queries:
+    if g.info["method"] != "flat" and not g.info["method"].startswith("torch") and recall_queries:
         out["fidelity"] = graph_fidelity(emb.prompt, g, n_queries=recall_queries, seed=3)
 
     # labelled pairs with synthetic Bradley-Terry labels from a hidden linear reward
@@ -133,9 +136,10 @@ def run_one(folder: Path, approx_threshold: int, recall_queries: int, labelled: 
     out["fit_s"] = time.perf_counter() - t
     out["ensemble"] = {"members": 5, "hidden": list(ens.hidden), "labelled": int(len(lab))}
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     unc = chunked_uncertainty(ens, emb.a, emb.b, chunk_rows=65536)
     out["score_s"] = time.perf_counter() - t
+    out["score_cpu_s"] = time.process_time() - c
     U = unc["bald"]
 
     cand = ~acq
@@ -149,6 +153,7 @@ def run_one(folder: Path, approx_threshold: int, recall_queries: int, labelled: 
     out["balpm_select_s"] = time.perf_counter() - t
     out["overlap_bald_balpm"] = int(np.intersect1d(picks, top).size)
     out["round_s"] = out["graph_s"] + out["score_s"] + out["bald_select_s"] + out["balpm_select_s"]
+    out["later_round_s"] = out["score_s"] + out["balpm_select_s"]  # the graph is cached after the first round
     out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     out["peak_anon_gb"] = anon.stop() / 2**30
     return out
@@ -161,7 +166,7 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         p = r["graph_parts"]
         graph = (f"{r['graph_s']:.1f} {r['graph_method']} (index {p['seconds_index']:.0f}, search "
-                 f"{p['seconds_search']:.0f}, refine {p['seconds_refine']:.0f})")
+                 f"{p['seconds_search']:.0f}, refine {p['seconds_refine']:.0f}; CPU {r.get('graph_cpu_s', 0):.0f})")
         f = r.get("fidelity")
         rec = (f"{100 * f['radius_within']:.2f}%; {100 * f['ball_equal']:.2f}%; +{100 * f['radius_err_max']:.2g}% "
                f"({f['queries']} q)" if f else "exact")
@@ -188,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default="/tmp/balpm-scale")
     p.add_argument("--approx-threshold", type=int, default=200_000)
     p.add_argument("--recall-queries", type=int, default=2000)
-    p.add_argument("--method", default="ivf", choices=["ivf", "hnsw"], help="approximate index past the threshold")
+    p.add_argument("--method", default="blocked", choices=["blocked", "ivf", "hnsw"],
+                   help="index past the threshold (IndexTuning.method)")
     p.add_argument("--labelled", type=int, default=2000)
     p.add_argument("--fit-epochs", type=int, default=5, help="max_epochs of the ensemble fit (not the subject)")
     p.add_argument("--json", help="also write the raw results here")

@@ -275,7 +275,7 @@ def test_default_approximate_graph_has_the_exact_radius_and_ball_for_995_per_mil
     rng = np.random.default_rng(0)
     C = rng.normal(size=(400, 384)).astype(np.float32)
     X = (C[rng.integers(400, size=20_000)] + rng.normal(scale=0.5, size=(20_000, 384))).astype(np.float32)
-    g = build_knn_graph(X, k=13, exact=False)
+    g = build_knn_graph(X, k=13, exact=False, method="ivf")
     assert not g.exact and g.info["method"] == "ivf"
     f = graph_fidelity(X, g, n_queries=2000, seed=5)
     assert f["queries"] == 2000
@@ -291,3 +291,51 @@ def test_graph_fidelity_sees_a_poor_graph():
     assert exact["radius_within"] == 1.0 and exact["ball_equal"] == 1.0 and exact["radius_err_max"] < 1e-6
     poor = graph_fidelity(X, build_knn_graph(X, k=13, exact=False, method="hnsw", ef_search=8, hnsw_m=4), 300)
     assert poor["ball_equal"] < 0.9 and poor["radius_err_max"] > 0.1
+
+
+# ------------------------------------------------------------------ issue 14: the cell-blocked search
+
+
+@pytest.mark.parametrize("data", ["clustered", "repeats", "tiny-cells"])
+def test_blocked_search_with_proven_bounds_gives_the_exact_graph(data):
+    """cos_bound=1: only the triangle-inequality and bisector bounds rule cells out, so every list is proven
+    exact and the graph equals the flat search's bit for bit (ties, duplicates past the list included)."""
+    X = {"clustered": lambda: clustered(700, 24, 3), "repeats": lambda: with_repeats(60, 6, 4),
+         "tiny-cells": lambda: clustered(900, 8, 5, clusters=30)}[data]()
+    want = build_knn_graph(X, k=13, device="faiss")
+    nlist = 200 if data == "tiny-cells" else None  # cells of ~4 points: phase A borrows the nearest cells
+    got = build_knn_graph(X, k=13, exact=False, method="blocked", cos_bound=1.0, nlist=nlist)
+    assert got.info["method"] == "blocked" and got.info["blocked_proven"] == 1.0
+    assert_same_graph(got, want)
+
+
+def test_default_blocked_graph_matches_exact_search_and_picks_the_same_batch():
+    """The default index past 200k (cos_bound 0.7) on 20k clustered d = 384 points, 200 points per cluster
+    (the 1M benchmark pool has 1000 per cluster): r_k and ball as exact search for ≥ 99.5% of the points
+    (the goal of issue 14), and BAL-PM's batch on it is the batch on the exact graph."""
+    from balpm.acquisition import balpm_greedy
+    from balpm.neighbors import graph_fidelity
+
+    rng = np.random.default_rng(0)
+    C = rng.normal(size=(100, 384)).astype(np.float32)
+    X = (C[rng.integers(100, size=20_000)] + rng.normal(scale=0.5, size=(20_000, 384))).astype(np.float32)
+    g = build_knn_graph(X, k=13, exact=False)
+    assert g.info["method"] == "blocked" and g.info["blocked_nlist"] == 141
+    f = graph_fidelity(X, g, n_queries=2000, seed=5)
+    assert f["radius_within"] >= 0.995 and f["ball_equal"] >= 0.995, f
+    want = build_knn_graph(X, k=13, device="faiss")
+    same_ball = np.array([np.array_equal(g.ball(i), want.ball(i)) for i in range(len(X))])
+    assert same_ball.mean() >= 0.995
+    acq = rng.uniform(size=len(X)) < 0.01
+    U = rng.uniform(0, 0.1, size=len(X))
+    picks_want = balpm_greedy(want, U, ~acq, acq, 64)[0]
+    if same_ball.all():
+        np.testing.assert_array_equal(balpm_greedy(g, U, ~acq, acq, 64)[0], picks_want)
+
+
+def test_blocked_search_rules_out_cells_a_flat_search_would_scan():
+    """What makes it fast: on clustered data each point is compared with a small share of the pool."""
+    X = clustered(6000, 32, 2, clusters=60)
+    g = build_knn_graph(X, k=13, exact=False, method="blocked", nlist=60)
+    assert g.info["blocked_pairs_per_point"] < 0.2 * len(X)
+    assert 0 < g.info["blocked_certified_a"] <= 1
