@@ -32,6 +32,16 @@ ANNOTATOR = "e2e-tester"
 MAIN = "[data-testid='stMain']"
 
 
+@pytest.fixture(autouse=True)
+def _screenshot_on_failure(page: Any, request: pytest.FixtureRequest) -> Any:
+    """A failed journey leaves ``e2e_failed_<test>.png``: where it stopped (its call phase is counted before this
+    teardown runs)."""
+    failed = request.session.testsfailed
+    yield
+    if request.session.testsfailed > failed:
+        shoot(page, f"e2e_failed_{request.node.name}")
+
+
 # ---------------------------------------------------------------------------------------------- data
 def _dialogues(skip: int, n: int = N_PAIRS) -> list[dict]:
     """``n`` real HH harmless-base rows of the embedded sample (after ``skip`` usable ones) as prompt turns and two
