@@ -13,6 +13,7 @@ For each model candidate, on each dataset (the split of the ceiling analysis, ``
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/model_study.py            # all datasets, candidates, 3 seeds
     python benchmarks/model_study.py --datasets qa-feedback --candidates default "linear Laplace" --seeds 0
+    python benchmarks/model_study.py --from-raw model_study_hh model_study_qa   # one table from per-dataset runs
 
 Writes ``benchmarks/out/model_study/{name}_raw.csv`` (one row per fit), ``{name}.md`` (the tables).
 """
@@ -141,7 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="default", help="embedding model")
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--name", default="model_study", help="output file stem")
+    p.add_argument("--from-raw", nargs="+", default=None, metavar="STEM",
+                   help="no fits: the tables of earlier runs' raw files (e.g. one run per dataset), as --name")
     args = p.parse_args(argv)
+    if args.from_raw:
+        table = summarise(pd.concat([pd.read_csv(OUT / f"{stem}_raw.csv") for stem in args.from_raw]))
+        (OUT / f"{args.name}.md").write_text(table)
+        print(table)
+        return 0
     unknown = sorted(set(args.candidates) - set(CANDIDATES))
     if unknown:
         p.error(f"unknown candidates {unknown}; choose from {list(CANDIDATES)}")
