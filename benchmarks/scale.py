@@ -169,7 +169,8 @@ def table(rows: list[dict]) -> str:
                  f"{p['seconds_search']:.0f}, refine {p['seconds_refine']:.0f}; CPU {r.get('graph_cpu_s', 0):.0f})")
         f = r.get("fidelity")
         rec = (f"{100 * f['radius_within']:.2f}%; {100 * f['ball_equal']:.2f}%; +{100 * f['radius_err_max']:.2g}% "
-               f"({f['queries']} q)" if f else "exact")
+               f"({f['queries']} q)" if f else "exact" if r["graph_method"] == "flat"
+               or r["graph_method"].startswith("torch") else "not checked")
         lines.append(
             f"| {r['n']:,} | {graph} | {rec} | {r['fit_s']:.1f} | {r['score_s']:.1f} | "
             f"{1e3 * r['bald_select_s']:.1f} | {1e3 * r['balpm_select_s']:.1f} | {r['round_s']:.1f} | "
