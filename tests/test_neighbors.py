@@ -307,6 +307,9 @@ def test_blocked_search_with_proven_bounds_gives_the_exact_graph(data):
     got = build_knn_graph(X, k=13, exact=False, method="blocked", cos_bound=1.0, nlist=nlist)
     assert got.info["method"] == "blocked" and got.info["blocked_proven"] == 1.0
     assert_same_graph(got, want)
+    if data == "clustered":  # the plain search reads the same lists
+        _, I = knn_search(X, 7, exact=False, method="blocked", cos_bound=1.0, queries=np.arange(50))
+        np.testing.assert_array_equal(I, knn_search(X, 7, exact=True, queries=np.arange(50))[1])
 
 
 def test_default_blocked_graph_matches_exact_search_and_picks_the_same_batch():
