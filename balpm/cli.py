@@ -355,8 +355,9 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, only:
                 _add_policy_param_arguments(parser)
             continue
         names = ["--" + f.name.replace("_", "-"), *f.metadata.get("flags", ()), *(flags or {}).get(f.name, ())]
-        if hints[f.name] is bool:  # a flag: off unless given
-            parser.add_argument(*names, dest=f.name, action="store_true", default=f.default,
+        if hints[f.name] is bool:  # a flag: off unless given; --no-NAME too when it is on by default
+            action = argparse.BooleanOptionalAction if f.default is True else "store_true"
+            parser.add_argument(*names, dest=f.name, action=action, default=f.default,
                                 help=f.metadata.get("help", ""))
             continue
         if "help" not in f.metadata:  # not a command-line setting (a dict of policy parameters)

@@ -82,6 +82,9 @@ class EnsembleConfig:
     train_batch_size: int = field(default=32, metadata={"help": "training minibatch size (pairs)"})
     max_epochs: int = field(default=15, metadata={"help": "epoch cap of one ensemble fit"})
     patience: int = field(default=3, metadata={"help": "early-stopping patience (epochs)"})
+    bootstrap: bool = field(default=True, metadata={
+        "help": "train each member on a bootstrap resample of its labels (the model's default since issue 12: "
+                "the all-label curve no longer falls on qa-feedback; benchmarks/README.md, 'Model study')"})
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)  # JSON gives lists: one canonical form
@@ -92,7 +95,8 @@ class EnsembleConfig:
             "n_members": int(self.n_members), "hidden": tuple(int(h) for h in self.hidden),
             "activation": str(self.activation), "init_std": float(self.init_std), "lr": float(self.lr),
             "weight_decay": float(self.weight_decay), "batch_size": int(self.train_batch_size),
-            "max_epochs": int(self.max_epochs), "patience": int(self.patience), "device": device,
+            "max_epochs": int(self.max_epochs), "patience": int(self.patience), "bootstrap": bool(self.bootstrap),
+            "device": device,
         }
 
     @classmethod
@@ -104,8 +108,9 @@ class EnsembleConfig:
     @classmethod
     def from_model_params(cls, params: dict[str, Any]) -> EnsembleConfig:
         """From a ``PreferenceEnsemble`` parameter dict (older session files kept one); ValueError on an unknown key."""
-        names = {"n_members", "hidden", "activation", "init_std", "lr", "weight_decay", "max_epochs", "patience"}
-        kw: dict[str, Any] = {}
+        names = {"n_members", "hidden", "activation", "init_std", "lr", "weight_decay", "max_epochs", "patience",
+                 "bootstrap"}
+        kw: dict[str, Any] = dict(SAVED_BEFORE[cls])
         for key, value in params.items():
             if key == "batch_size":
                 kw["train_batch_size"] = value
@@ -151,7 +156,7 @@ class AcquisitionConfig:
 #: would stop it near chance).
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"n_members": 5, "hidden": (2048, 256), "activation": "tanh", "init_std": 0.01, "lr": 3e-5,
-              "weight_decay": 0.0, "train_batch_size": 32, "max_epochs": 100, "patience": 3,
+              "weight_decay": 0.0, "train_batch_size": 32, "max_epochs": 100, "patience": 3, "bootstrap": False,
               "beta": 0.01, "k": 13, "d": 1.0},
 }
 
@@ -186,6 +191,19 @@ class CheckCommandConfig:
     seed: int | None = field(default=None, metadata={
         "help": "seeds the labels drawn, folds, model and bootstrap (default 0; a session's own seed)"})
     folds: int = field(default=5, metadata={"help": "K of the K-fold split by prompt group"})
+
+
+#: Settings added after config files were first written, with the value that a file lacking them meant: an
+#: ensemble saved before ``bootstrap`` existed trained plain members, so it must not read back as the new default
+#: (a finished run would pass for one of today's configuration).
+SAVED_BEFORE: dict[type, dict[str, Any]] = {EnsembleConfig: {"bootstrap": False}}
+
+
+def concern_from_dict(concern: type, d: dict[str, Any]) -> Any:
+    """The config ``concern`` from a saved dict: unknown keys ignored, missing later settings as
+    :data:`SAVED_BEFORE` says, the rest the defaults."""
+    known = {f.name for f in dataclasses.fields(concern)}
+    return concern(**(SAVED_BEFORE.get(concern, {}) | {k: v for k, v in d.items() if k in known}))
 
 
 #: The nested concern of each config field name (the configs that nest them use these names).
@@ -231,8 +249,7 @@ class SessionConfig:
             return dataclasses.replace(base, ensemble=EnsembleConfig.from_model_params(ensemble))
         kw: dict[str, Any] = {k: v for k, v in d.items() if k in {f.name for f in dataclasses.fields(cls)}}
         for name, concern in CONCERNS.items():
-            known = {f.name for f in dataclasses.fields(concern)}
-            kw[name] = concern(**{k: v for k, v in (d.get(name) or {}).items() if k in known})
+            kw[name] = concern_from_dict(concern, d.get(name) or {})
         return cls(**kw)
 
     @classmethod

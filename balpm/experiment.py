@@ -48,7 +48,8 @@ from balpm.report import (  # re-exported: run comparison and reporting lived he
     ratio_by_round,
     write_report,
 )
-from balpm.config import CONCERNS, AcquisitionConfig, EmbeddingConfig, EnsembleConfig, PoolConfig
+from balpm.config import (CONCERNS, AcquisitionConfig, EmbeddingConfig, EnsembleConfig, PoolConfig,
+                          concern_from_dict)
 from balpm.safeio import atomic_write_text
 
 if TYPE_CHECKING:  # annotations only: the engine modules are imported when a run starts
@@ -139,10 +140,8 @@ class ExperimentConfig:
             d = _nest_flat(d)
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in names and k not in CONCERNS}
-        for name, concern in CONCERNS.items():
-            sub = d.get(name) or {}
-            known = {f.name for f in dataclasses.fields(concern)}
-            kw[name] = concern(**{k: v for k, v in sub.items() if k in known})
+        for name, concern in CONCERNS.items():  # settings added later read as what an older file meant
+            kw[name] = concern_from_dict(concern, d.get(name) or {})
         return cls(**kw)
 
 

@@ -69,7 +69,7 @@ def fit_loop_reference(
                     h = act(h)
             return h.squeeze(-1)
 
-        tr_idx, va_idx = split_member(g, n, n_val)
+        tr_idx, va_idx = split_member(g, n, n_val, bool(model.bootstrap))
         va_idx = va_idx.to(device)
         opt = adamw(list(layers.parameters()), model.lr, model.weight_decay, device)
         best_state = [p.detach().clone() for p in layers.parameters()]

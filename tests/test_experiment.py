@@ -272,7 +272,7 @@ def test_run_folder_written_before_issue_13_still_loads():
     cfg = ExperimentConfig.from_dict(info["config"])
     assert cfg.pool == PoolConfig(dataset="sample:hh-rlhf:harmless-base", max_pairs=120, data_seed=0)
     assert cfg.embedding == EmbeddingConfig(embedding_model="default", max_length=256, embed_batch_size=32)
-    assert cfg.ensemble == EnsembleConfig(n_members=2, hidden=(8,), max_epochs=2)
+    assert cfg.ensemble == EnsembleConfig(n_members=2, hidden=(8,), max_epochs=2, bootstrap=False)  # plain then
     assert cfg.acquisition.policy == "bal-pm" and cfg.acquisition.policy_params() == {"beta": 0.01, "k": 13}
     assert cfg.tag == "old" and cfg.initial == 16 and cfg.batch_size == 8 and cfg.rounds == 1
     assert ExperimentConfig.from_dict(cfg.to_dict()) == cfg

@@ -89,7 +89,7 @@ def test_bootstrapped_members_train_seeded_and_persist():
     kw = dict(n_members=3, hidden=(8,), max_epochs=3, seed=2, device="cpu")
     boot = PreferenceEnsemble(bootstrap=True, **kw).fit(a, b, y)
     again = PreferenceEnsemble(bootstrap=True, **kw).fit(a, b, y)
-    plain = PreferenceEnsemble(**kw).fit(a, b, y)
+    plain = PreferenceEnsemble(bootstrap=False, **kw).fit(a, b, y)
     assert np.array_equal(boot.predict_member_proba(a, b), again.predict_member_proba(a, b))
     assert not np.allclose(boot.predict_member_proba(a, b), plain.predict_member_proba(a, b))
     loaded = PreferenceEnsemble.from_state_dict(boot.state_dict())

@@ -9,7 +9,7 @@ from balpm.config import PRESETS, AcquisitionConfig, EnsembleConfig, SessionConf
 from balpm.model import PreferenceEnsemble
 
 PAPER = {"hidden": (2048, 256), "activation": "tanh", "init_std": 0.01, "lr": 3e-5, "patience": 3,
-         "n_members": 5, "batch_size": 32}
+         "n_members": 5, "batch_size": 32, "bootstrap": False}
 
 
 def test_paper_preset_is_the_papers_configuration():
@@ -34,7 +34,7 @@ def test_activation_and_init_std_round_trip_through_the_session_config():
     assert SessionConfig.from_dict(cfg.to_dict()).ensemble == cfg.ensemble
     assert EnsembleConfig.from_model_params(cfg.ensemble_params()) == cfg.ensemble
     old = {"n_members": 5, "hidden": [64], "lr": 1e-3}  # a file written before the two settings existed
-    assert EnsembleConfig.from_model_params(old) == EnsembleConfig()
+    assert EnsembleConfig.from_model_params(old) == EnsembleConfig(bootstrap=False)  # plain members then
 
 
 def test_cli_preset_sets_defaults_and_given_options_override_it_wherever_they_stand():
@@ -60,3 +60,30 @@ def test_cli_help_names_the_preset_and_its_settings(capsys):
     assert "--preset {paper}" in text and "override it" in text
     assert "hidden 2048,256" in text and "lr 3e-05" in text and "init_std 0.01" in text and "d 1.0" in text
     assert "--init-std" in text and "--activation" in text
+
+
+def test_bootstrap_is_the_default_and_files_saved_before_it_read_back_as_plain_members():
+    """Issue 12: bootstrapped members became the default; a config or model saved before the setting existed
+    trained plain members and must read back so (else a finished run would pass for today's configuration)."""
+    from balpm.experiment import ExperimentConfig
+
+    assert EnsembleConfig().bootstrap is True and PreferenceEnsemble().bootstrap is True
+    assert EnsembleConfig().model_params()["bootstrap"] is True
+    old = {"ensemble": {"n_members": 3, "hidden": [8]}, "pool": {"dataset": "x"}}
+    assert ExperimentConfig.from_dict(old).ensemble.bootstrap is False
+    assert SessionConfig.from_dict(old).ensemble.bootstrap is False
+    assert EnsembleConfig.from_model_params({"n_members": 3}).bootstrap is False
+    new = ExperimentConfig()
+    assert ExperimentConfig.from_dict(new.to_dict()) == new  # written now: round trips as True
+    state = PreferenceEnsemble(n_members=1, hidden=(2,), max_epochs=1).fit([[0.0, 1.0]] * 4, [[1.0, 0.0]] * 4,
+                                                                           [1, 0, 1, 1]).state_dict()
+    import json
+
+    import numpy as np
+
+    params = json.loads(str(state["params"]))
+    params.pop("bootstrap")
+    state["params"] = np.array(json.dumps(params))
+    assert PreferenceEnsemble.from_state_dict(state).bootstrap is False
+    assert config_from_namespace(parse_args(["run", "--no-bootstrap"])).ensemble.bootstrap is False
+    assert config_from_namespace(parse_args(["run"])).ensemble.bootstrap is True
