@@ -34,7 +34,7 @@ import numpy as np
 
 from balpm.knn_index import row_chunks, rows_f32
 
-__all__ = ["CellBlockedIndex"]
+__all__ = ["CellBlockedIndex", "TooCostly"]
 
 SLACK = 1e-4  # relative float32 error allowed in squared distances (|q|² + |x|² − 2 q·x, d ≤ 1000)
 _BLOCK_ELEMS = 1 << 24  # query rows × database rows per matrix product (64 MB of float32)
@@ -289,6 +289,10 @@ def _search_cell(cs: _Cells, c: int, m: int, k: int, guard: float, tau: float, m
     return I, D
 
 
+class TooCostly(RuntimeError):
+    """The cells rule out too little on this data: the search would cost more than ``max_pairs`` per point."""
+
+
 class CellBlockedIndex:
     """Top-m lists of every point (self excluded) by the cell-blocked search of the module docstring.
 
@@ -298,7 +302,7 @@ class CellBlockedIndex:
 
     def __init__(self, X: Any, m: int, k: int, *, nlist: int | None = None, top_cells: int = 16,
                  kmeans_iter: int = 10, train_per_cell: int = 32, seed: int = 0, guard: float = 1e-3,
-                 cos_bound: float = 1.0, min_probe: int = 2,
+                 cos_bound: float = 1.0, min_probe: int = 2, max_pairs: float | None = None,
                  chunk_size: int = 16384) -> None:
         t0 = time.perf_counter()
         n = X.shape[0]
@@ -308,7 +312,14 @@ class CellBlockedIndex:
         t1 = time.perf_counter()
         st = _Stats()
         lists = np.empty((n, m), np.int64)
+        checked = max_pairs is None
         for c in range(nlist):
+            if not checked and cs.starts[c] >= 0.02 * n:  # the first 2% of the points (k-means' cell order)
+                checked = True
+                per_point = (st.phase_a_pairs + st.phase_b_pairs) / max(cs.starts[c], 1)
+                if per_point > max_pairs:
+                    raise TooCostly(f"{per_point:.0f} distance pairs per point on the first {cs.starts[c]} points "
+                                    f"(limit {max_pairs:.0f}): the cells rule out too little on this data")
             if cs.starts[c + 1] == cs.starts[c]:
                 continue
             order = np.argsort(np.where(np.arange(nlist) == c, -1.0, cs.cdist[c]), kind="stable")

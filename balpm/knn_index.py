@@ -8,6 +8,7 @@ Every knob lives in :class:`IndexTuning`. Exact search is faiss' flat index on t
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -60,6 +61,14 @@ class IndexTuning:
     min_probe : int
         ``blocked`` with ``cos_bound < 1``: the query's ``min_probe`` nearest cells are always searched (the
         angle assumption fails where a cell holds part of the query's own cluster: it lies in that direction).
+    max_pairs_factor : float or None
+        ``blocked``: if the first 2% of the points needed more than ``max_pairs_factor · √N`` distance pairs
+        each, the cells rule out too little on this data and the search falls back to ``ivf`` with a warning
+        (``info["blocked_fallback"]``); 40 would match IVF's 16 cells of √N/4 points (4√N pairs per query at
+        about a tenth of the matrix products' rate). ``None`` (default): never; where the cells rule out
+        nothing the search is then a (slow) flat search with exact results. Not the default because IVF is
+        much less accurate exactly there: on the MiniLM prompts of hh-rlhf (8,488, no cell ruled out) IVF
+        had r_k within 1% for 80% and the exact ball for 41% of 2,000 points, the cell-blocked search 100%.
     top_cells, kmeans_iter, train_per_cell : int
         ``blocked``: nearest centroids kept per point for its certificate, k-means iterations, training points
         per cell (they change the cost, never the lists).
@@ -83,6 +92,7 @@ class IndexTuning:
     top_cells: int = 16
     cos_bound: float = 0.7
     min_probe: int = 1
+    max_pairs_factor: float | None = None
     kmeans_iter: int = 10
     train_per_cell: int = 32
     seed: int = 0
@@ -178,13 +188,18 @@ def make_index(X: Any, exact: bool, tuning: IndexTuning, chunk_size: int, min_ef
 
     n, d = X.shape
     if not exact and tuning.method == "blocked":
-        from balpm.knn_blocked import CellBlockedIndex
+        from balpm.knn_blocked import CellBlockedIndex, TooCostly
 
         m = max(min_ef - 1, 1)
-        return CellBlockedIndex(X, m, min(k or m, m), nlist=tuning.nlist, top_cells=tuning.top_cells,
-                                kmeans_iter=tuning.kmeans_iter, train_per_cell=tuning.train_per_cell,
-                                cos_bound=tuning.cos_bound, min_probe=tuning.min_probe,
-                                seed=tuning.seed, chunk_size=max(chunk_size, 4096))
+        limit = None if tuning.max_pairs_factor is None else tuning.max_pairs_factor * np.sqrt(n)
+        try:
+            return CellBlockedIndex(X, m, min(k or m, m), nlist=tuning.nlist, top_cells=tuning.top_cells,
+                                    kmeans_iter=tuning.kmeans_iter, train_per_cell=tuning.train_per_cell,
+                                    cos_bound=tuning.cos_bound, min_probe=tuning.min_probe, max_pairs=limit,
+                                    seed=tuning.seed, chunk_size=max(chunk_size, 4096))
+        except TooCostly as e:
+            warnings.warn(f"cell-blocked kNN search: {e}; using IVF instead", stacklevel=3)
+            tuning = replace(tuning, method="ivf")
     if exact:
         device = tuning.exact_device()
         if device is not None:

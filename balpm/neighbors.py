@@ -442,7 +442,10 @@ def build_knn_graph(
     n_overflow = _repair_overflow(X, k_eff, tie_rtol, chunk_size, balls)
     t_overflow = time.perf_counter()
     device = tuning.exact_device() if exact else None
-    info = {"method": tuning.method if not exact else "flat" if device is None else f"torch-{device}", "n": n,
+    method = tuning.method
+    if method == "blocked" and not exact and not index_info:  # the cells ruled out too little: IVF was used
+        method, index_info = "ivf", {"fallback": True}
+    info = {"method": method if not exact else "flat" if device is None else f"torch-{device}", "n": n,
             "dim": int(X.shape[1]), "searched": m, "tie_rtol": float(tie_rtol), "n_overflow": int(n_overflow),
             "seconds_index": t_index - t0, "seconds_search": t_search - t_index - t_refine,
             "seconds_refine": t_refine, "seconds_overflow": t_overflow - t_search}

@@ -361,3 +361,14 @@ def test_angle_bound_is_the_triangle_inequality_at_one_and_a_lower_bound_under_i
         assert ok.sum() > 500
         assert (np.linalg.norm(q - x, axis=1)[ok] >= _angle_bound(d, R, tau)[ok] - 1e-9).all()
         assert (_angle_bound(d, R, tau) >= _angle_bound(d, R, 1.0)).all()  # tighter than the proven one
+
+
+def test_blocked_search_falls_back_to_ivf_where_the_cells_rule_out_too_little():
+    """Unclustered points: every cell is needed by every query, a flat search's work; with a limit the first
+    2% of the points show it and IVF takes over (with a warning); by default the search carries on."""
+    X = np.random.default_rng(0).normal(size=(3000, 16)).astype(np.float32)
+    with pytest.warns(UserWarning, match="using IVF instead"):
+        g = build_knn_graph(X, k=13, exact=False, max_pairs_factor=40)
+    assert g.info["method"] == "ivf" and g.info["blocked_fallback"] and not g.exact
+    g = build_knn_graph(X, k=13, exact=False)
+    assert g.info["method"] == "blocked" and g.info["blocked_pairs_per_point"] > 0.5 * len(X)
