@@ -43,10 +43,21 @@ from balpm.report import compare_runs, labels_saved_table, load_run
 # Before paying for labels (or for the runs below), `balpm.check.learnability_check` answers from a few labels in
 # hand, here `CHECK_LABELS` random pairs of each pool with the pool's own labels (what `balpm check POOL --labels N`
 # does). It cross-validates the preference model and three simple baselines by prompt group, fits a learning curve
-# $LL(n) = c - a\,n^{-b}$, forecasts it at the budget (the whole pool here) and says one of *no usable signal*,
-# *learning and still rising* or *saturating: few labels left to save*, with the numbers behind it. Where it finds
-# no usable signal, the curves of every policy below stay flat and their differences are noise. In quick mode 64
-# labels are too few to show a small signal; the report says how many would.
+# $LL(n) = c - a\,n^{-b}$, forecasts it at the budget (the whole pool here) and says one of four verdicts, with the
+# numbers behind it:
+#
+# - *no usable signal*: no model beats a constant predictor, and the labels rule out a useful gain (the
+#   preference model's gain over the constant plus two standard errors is below 0.01 nats); the curves of every
+#   policy below then stay flat and their differences are noise;
+# - *too few labels to tell*: no model shows a signal yet, but a useful gain cannot be ruled out either; the
+#   report says about how many labels would tell (at 128-256 labels this is the usual answer on pools whose
+#   ceiling is small, `benchmarks/README.md`, "Learnability check");
+# - *learning and still rising*: labels still buy model quality at the budget, the case where a policy can save
+#   labels;
+# - *saturating: few labels left to save*: the forecast is near its ceiling, so little is left for any policy to
+#   save.
+#
+# In quick mode 64 labels are too few to tell on either pool.
 
 # %%
 CHECK_LABELS = 64 if QUICK else 256
@@ -142,7 +153,13 @@ print("clusters of the BAL-PM picks:", cluster[toy_balpm])
 # heads with N(0, 0.01²) weights, AdamW at lr 3e-5 to early stopping (patience 3), β = 0.01, k = 13, d = 1. Its
 # heads cost about 40x the default's compute and need ~30 epochs at that learning rate, so the runs below use it
 # only with `BALPM_NOTEBOOK_PRESET=paper` (then every run is the paper's configuration); by default they use
-# balpm's own model defaults (head (64,), lr 1e-3, 15 epochs; why: `benchmarks/README.md`, "Ensemble training").
+# balpm's own model defaults (head (64,), lr 1e-3, 15 epochs; why: `benchmarks/README.md`, "Ensemble training"),
+# which since issue 12 train each member on a bootstrap resample of its labels (`EnsembleConfig.bootstrap`; the
+# only change in the model study whose learning curve did not fall with more labels on any dataset:
+# `benchmarks/README.md`, "Model study"). The paper preset keeps plain members, as the paper trains them.
+# BAL-PM's β stays 0.01 in both; `AcquisitionConfig("bal-pm", {"beta": "auto"})` (`--beta auto`) rescales it
+# every round so BALD and $\beta\hat H$ have the same spread (better than 0.01 on hh-rlhf:harmless-base, worse on
+# qa-feedback: "β rules" in the same file).
 
 # %%
 PAPER = os.environ.get("BALPM_NOTEBOOK_PRESET", "").strip().lower() == "paper"
@@ -158,7 +175,8 @@ RUN = dict(
     initial=16 if QUICK else 64,
     batch_size=16 if QUICK else 64,
     rounds=4 if QUICK else 20,
-    # balpm.model's default head (64,), or the paper's preset (2048, 256) with BALPM_NOTEBOOK_PRESET=paper
+    # balpm's default model (head (64,), bootstrapped members), or the paper's preset (2048, 256) with
+    # BALPM_NOTEBOOK_PRESET=paper
     ensemble=EnsembleConfig.preset("paper") if PAPER else EnsembleConfig(n_members=3 if QUICK else 5, hidden=(64,),
                                                                          max_epochs=15),
 )
