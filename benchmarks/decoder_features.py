@@ -17,7 +17,7 @@ Feature sets: each ``--models`` entry, and with ``--concat`` both side by side (
 
 Usage (2-core shared CPU; the SmolLM2 pass embeds at about 1-3 texts/s, ~20-30 min per dataset when not cached)::
 
-    OMP_NUM_THREADS=2 nice -n 5 python benchmarks/decoder_features.py                  # 2 datasets, ~600 pairs
+    OMP_NUM_THREADS=1 nice -n 5 python benchmarks/decoder_features.py --concat --unit-norm   # 2 datasets, ~600 pairs
     python benchmarks/decoder_features.py --datasets sample:qa-feedback --max-pairs 200 --models default
 """
 
@@ -66,17 +66,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--curve", nargs="+", type=float, default=[0.3125, 0.625, 1.0],
                    help="learning-curve fractions of each training part (600 pairs, 5 folds: 150, 300, all 480)")
     p.add_argument("--concat", action="store_true", help="also check both models' features side by side")
+    p.add_argument("--unit-norm", action="store_true",
+                   help="also check each model's features scaled to unit norm (MiniLM's already are)")
     p.add_argument("--fresh", action="store_true", help="rerun checks whose results are saved in --out")
-    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (1 on a shared CPU: with more threads than cores, 2 ran a check 20x slower)")
+    p.add_argument("--device", default=None, help="embedding device (default: CUDA, then MPS, then CPU)")
     p.add_argument("--embed-only", action="store_true", help="fill the embedding cache and stop")
     p.add_argument("--out", type=Path, default=HERE / "out" / "decoder_features")
     p.add_argument("--readme", action="store_true", help="write the tables between the markers of README.md")
     return p.parse_args(argv)
 
 
-def embed(pool, model: str, dataset: str) -> tuple[PoolEmbeddings, dict]:
+def embed(pool, model: str, dataset: str, device: str | None) -> tuple[PoolEmbeddings, dict]:
     """Embed the subsample with ``model`` through the cache; throughput of what was not cached."""
-    embedder = Embedder(model, device="cpu")
+    embedder = Embedder(model, device=device)
     t0, last = time.perf_counter(), [0.0]
 
     def progress(done: int, total: int) -> None:
@@ -90,6 +94,15 @@ def embed(pool, model: str, dataset: str) -> tuple[PoolEmbeddings, dict]:
     st["texts_per_s"] = st["computed"] / st["seconds"] if st.get("computed") else None
     st["model_id"] = embedder.model_id
     return pe, st
+
+
+def unit_norm(pe: PoolEmbeddings) -> PoolEmbeddings:
+    """Every vector scaled to unit L2 norm, as MiniLM's are (``Embedder(normalize=True)`` gives the same): the
+    ensemble's defaults were tuned on unit-norm inputs, and SmolLM2's last-token states have norms near 50."""
+    def unit(x: np.ndarray) -> np.ndarray:
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    return PoolEmbeddings(pe.ids, unit(pe.prompt), unit(pe.a), unit(pe.b), f"{pe.model_id}/unit")
 
 
 def concat(first: PoolEmbeddings, second: PoolEmbeddings) -> PoolEmbeddings:
@@ -122,12 +135,27 @@ class _CapturedFolds:
         check._out_of_fold = self._orig
 
 
+def _code_digest() -> str:
+    """sha256 of the modules behind a check's numbers: a saved result is reused only while they are unchanged (a
+    changed model default must not mix old and new numbers in one table)."""
+    import hashlib
+
+    import balpm.ensemble_training
+    import balpm.metrics
+    import balpm.model
+
+    h = hashlib.sha256()
+    for mod in (check, balpm.model, balpm.ensemble_training, balpm.metrics):
+        h.update(Path(mod.__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def check_features(pool, pe: PoolEmbeddings, name: str, args: argparse.Namespace) -> dict:
     """The learnability check on all labels of ``pool`` with features ``pe``, plus each model's held-out LL per pair
     (asserted equal to the report's table); cached in ``args.out`` under a key of everything that changes it."""
     key = {"dataset": args.current, "pairs": len(pool), "ids": ids_digest(pool.ids), "model_id": pe.model_id,
            "data_seed": args.data_seed, "seed": args.seed, "folds": args.folds, "repeats": args.repeats,
-           "curve": list(args.curve)}
+           "curve": list(args.curve), "code": _code_digest()}
     path = args.out / re.sub(r"[^A-Za-z0-9.+-]+", "_", f"{args.current}__{name}.json")
     if path.is_file() and not args.fresh:
         saved = json.loads(path.read_text())
@@ -158,10 +186,13 @@ def run_dataset(dataset: str, args: argparse.Namespace) -> dict:
     args.current = dataset
     embs, stats = {}, {}
     for model in args.models:
-        embs[NAMES.get(model, model)], stats[NAMES.get(model, model)] = embed(pool, model, dataset)
+        embs[NAMES.get(model, model)], stats[NAMES.get(model, model)] = embed(pool, model, dataset, args.device)
     if args.embed_only:
         return {"dataset": dataset, "pairs": len(pool), "embedding": stats}
     names = list(embs)
+    if args.unit_norm:
+        for name in names[1:]:
+            embs[f"{name}, unit norm"] = unit_norm(embs[name])
     if args.concat and len(names) == 2:
         embs[f"{names[0]} + {names[1]}"] = concat(embs[names[0]], embs[names[1]])
     out = {"dataset": dataset, "pairs": len(pool), "groups": int(len(np.unique(pool.groups))),
