@@ -12,11 +12,13 @@ read ``1.2e-06``, not ``0.0000``.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import re
+from collections.abc import Mapping, Sequence
 
-__all__ = ["split_turns", "last_human_turn", "preview", "prompt_preview", "safe_markdown", "diff_words",
-           "highlight_markdown", "format_sig", "matches", "diversity_driven"]
+__all__ = ["split_turns", "chat_turns", "chat_avatar", "last_human_turn", "preview", "prompt_preview",
+           "safe_markdown", "diff_words", "highlight_markdown", "format_sig", "matches", "diversity_driven"]
 
 _TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):")
 _ROLES = {"Human": "user", "Assistant": "assistant"}
@@ -42,6 +44,33 @@ def split_turns(text: str) -> list[tuple[str, str]]:
     if turns and turns[-1] == ("assistant", ""):
         turns.pop()
     return turns
+
+
+#: Avatars for roles ``st.chat_message`` has no picture for (it would show the role's first letter): a
+#: system message must not look like something the user typed.
+_AVATARS = {"system": ":material/settings:", "developer": ":material/settings:", "tool": ":material/build:"}
+
+
+def chat_turns(text: str, messages: str | Sequence[Mapping[str, str]] | None = None) -> list[tuple[str, str]]:
+    """A prompt's turns as ``[(role, text), …]``: from its message list when the pair keeps one, else its text.
+
+    ``messages`` is a conversational pool's ``prompt_messages`` value (the JSON text of
+    :func:`balpm.data.chat.to_json`, or the list itself); its roles are kept as given, so a ``system`` message is
+    drawn as the system's, not as a user turn saying ``"System: …"`` (which is all the flattened ``text`` still
+    tells). Without messages (a missing value, non-conversational pools) this is :func:`split_turns` of ``text``.
+    Contents are stripped, like :func:`split_turns`'s turns; empty messages are left out.
+    """
+    if isinstance(messages, str):
+        messages = json.loads(messages)
+    if not isinstance(messages, Sequence) or isinstance(messages, str) or not messages:
+        return split_turns(text)
+    turns = [(str(m["role"]), str(m["content"]).strip()) for m in messages]
+    return [(role, body) for role, body in turns if body]
+
+
+def chat_avatar(role: str) -> str | None:
+    """The ``avatar`` for ``st.chat_message(role)``: None where Streamlit has its own (user, assistant)."""
+    return _AVATARS.get(role.lower())
 
 
 def last_human_turn(text: str) -> str:

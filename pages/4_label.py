@@ -30,7 +30,7 @@ import streamlit as st
 
 import appkit
 from balpm.exports import write_export
-from balpm.render import diff_words, highlight_markdown, matches, prompt_preview, safe_markdown, split_turns
+from balpm.render import chat_avatar, chat_turns, diff_words, highlight_markdown, matches, prompt_preview, safe_markdown
 from balpm.session import Batch, Session
 from balpm.vectors import conversational
 
@@ -216,6 +216,15 @@ def _texts_by_id(identity: str, _pool) -> dict[str, tuple[str, str, str]]:
     return {i: (a, b, c) for i, a, b, c in zip(p["id"].astype(str), p["prompt"], p["completion_a"], p["completion_b"])}
 
 
+@st.cache_data(max_entries=4)
+def _prompt_messages_by_id(identity: str, _pool) -> dict[str, str]:
+    """id → the prompt's message list (JSON text) of a conversational pool; empty for any other pool."""
+    p = _pool.pairs
+    if "prompt_messages" not in p.columns:
+        return {}
+    return {i: m for i, m in zip(p["id"].astype(str), p["prompt_messages"]) if isinstance(m, str)}
+
+
 def _batch_of_this_pool(s: Session) -> Batch | None:
     """The session's current batch, or None when there is none or it was proposed for another pool's pairs."""
     batch = s.current_batch()
@@ -236,12 +245,16 @@ def _text_block(text: str, raw: bool) -> None:
         st.markdown(safe_markdown(text))
 
 
-def show_pair(prompt: str, left: str, right: str, *, key: str) -> None:
-    """The prompt as chat turns and the two completions side by side (Markdown, raw text or differences)."""
+def show_pair(prompt: str, left: str, right: str, *, key: str, messages: str | None = None) -> None:
+    """The prompt as chat turns and the two completions side by side (Markdown, raw text or differences).
+
+    ``messages``: the prompt's message list of a conversational pool (its roles drawn as given, a system message
+    as the system's); without it the turns come from the prompt's text.
+    """
     raw = bool(st.session_state.get("label_raw"))
     diff = bool(st.session_state.get("label_diff"))
     with st.container(border=True, key=f"{key}_prompt"):
-        turns = split_turns(prompt) or [("user", "(empty prompt)")]
+        turns = chat_turns(prompt, messages) or [("user", "(empty prompt)")]
         if raw:
             _text_block(prompt, raw)
         else:
@@ -249,10 +262,10 @@ def show_pair(prompt: str, left: str, right: str, *, key: str) -> None:
             if early:
                 with st.expander(f"{len(early)} earlier turns of this conversation"):
                     for role, text in early:
-                        with st.chat_message(role):
+                        with st.chat_message(role, avatar=chat_avatar(role)):
                             st.markdown(safe_markdown(text))
             for role, text in late:
-                with st.chat_message(role):
+                with st.chat_message(role, avatar=chat_avatar(role)):
                     st.markdown(safe_markdown(text))
     ca, cb = st.columns(2)
     shown = [left, right]  # exactly as in the source (an HH reply's leading space too): what the exports write
@@ -314,7 +327,7 @@ def labelling_widget() -> None:
     v1, v2, _ = st.columns([1, 2, 2])
     v1.toggle("Raw text", key="label_raw", help="The texts exactly as stored, no Markdown formatting")
     v2.toggle("Highlight differences", key="label_diff", help="Mark the words where A and B differ")
-    show_pair(prompt, left, right, key="label")
+    show_pair(prompt, left, right, key="label", messages=_prompt_messages_by_id(s.pool_identity(), pool).get(pid))
 
     name = appkit.annotator(s)  # bound into every button: a click acts for the name and session it was drawn for
     who = dict(folder=str(s.folder), name=name)
@@ -435,7 +448,8 @@ def history_panel(s: Session, name: str) -> None:
         prompt, comp_a, comp_b = texts.get(str(ev["pair_id"]), ("(not in this pool)", "", ""))
         left, right = (comp_b, comp_a) if swapped else (comp_a, comp_b)
         st.caption(f"Pair {appkit.literal(ev['pair_id'])}, shown as you saw it")
-        show_pair(prompt, left, right, key=f"hist_{pick}")
+        show_pair(prompt, left, right, key=f"hist_{pick}",
+                  messages=_prompt_messages_by_id(s.pool_identity(), pool).get(str(ev["pair_id"])))
         current = _choice_of(str(ev["verdict"]), swapped)
         who = dict(folder=str(s.folder), name=name)
         st.radio("Your choice", list(CHOICES), format_func=CHOICES.get, index=list(CHOICES).index(current),

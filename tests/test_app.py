@@ -633,6 +633,37 @@ def test_label_view_shows_chat_turns_and_safe_markdown_with_raw_and_diff_views(s
     assert all(m.startswith("Keep ") for m in marked), marked
 
 
+def _conversational_pool(tmp_path: Path) -> Path:
+    """A trl conversational file (explicit prompt) whose prompts open with a system message."""
+    rows = [{"prompt": [{"role": "system", "content": "You are a terse gardener; answer in one line."},
+                        {"role": "user", "content": f"How do I store tomatoes {i}?"},
+                        {"role": "assistant", "content": "Whole or cut?"},
+                        {"role": "user", "content": f"Cut, {i} of them."}],
+             "chosen": [{"role": "assistant", "content": f"In the fridge, covered {i}."}],
+             "rejected": [{"role": "assistant", "content": f"On the counter {i}."}]} for i in range(6)]
+    path = tmp_path / "conversational.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_label_view_draws_a_conversational_prompt_from_its_messages_with_the_system_turn_as_such(
+        sessions: Path, tmp_path: Path) -> None:
+    """A trl conversational pool keeps its message lists: the prompt's bubbles follow their roles, so the system
+    message is the system's (its own name and avatar), not a user bubble saying "System: ..." (the flat text)."""
+    from balpm.render import safe_markdown
+
+    s = _session(sessions, dataset=str(_conversational_pool(tmp_path)), max_pairs=None)
+    _small_batch(s, 3)
+    at = _app("pages/4_label.py")
+    _set_annotator(at, "ann")
+    chats = list(at.main.chat_message)
+    assert [c.name for c in chats] == ["system", "user", "assistant", "user", "assistant", "assistant"]
+    assert [m.value for m in chats[0].markdown] == [safe_markdown("You are a terse gardener; answer in one line.")]
+    assert chats[0].avatar == ":material/settings:"
+    assert not any("System" in m.value for c in chats for m in c.markdown)
+    assert [m.value for m in chats[1].markdown][0].startswith("How do I store tomatoes")
+
+
 def test_raw_view_shows_hh_replies_exactly_as_in_the_source(sessions: Path) -> None:
     """Issue 11 items 4 and 9: an HH reply keeps its leading space in the raw view (st.text would strip it), and
     what is shown is what the transcript holds: prompt + reply is the published dialogue."""

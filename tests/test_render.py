@@ -7,8 +7,8 @@ import re
 import pytest
 
 from balpm.data import load_pool
-from balpm.render import (diff_words, format_sig, highlight_markdown, last_human_turn, preview, prompt_preview,
-                          safe_markdown, split_turns)
+from balpm.render import (chat_avatar, chat_turns, diff_words, format_sig, highlight_markdown, last_human_turn,
+                          preview, prompt_preview, safe_markdown, split_turns)
 
 HH = ("\n\nHuman: What is a good way to store tomatoes?\n\nAssistant: At room temperature, out of the sun."
       "\n\nHuman: And once they are cut?\n\nAssistant:")
@@ -96,3 +96,17 @@ def test_diversity_driven_when_uncertainty_is_under_one_percent_of_most_scores()
     assert diversity_driven([1e-6, 2e-6, 1e-7, 0.01], score) == (True, 3, 4)
     assert diversity_driven([1e-6, 0.01, 0.01, 0.01], score) == (False, 1, 4)
     assert diversity_driven([float("nan")] * 4, score) == (False, 0, 0)  # random picks: nothing to say
+
+
+def test_chat_turns_keep_the_roles_of_a_message_list_and_fall_back_to_the_text():
+    from balpm.data.chat import render_prompt, to_json
+
+    msgs = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": " Store tomatoes? "},
+            {"role": "assistant", "content": ""}]
+    text = render_prompt(msgs)
+    assert split_turns(text)[0] == ("user", "System: Be terse.")  # all the flat text can tell
+    assert chat_turns(text, to_json(msgs)) == [("system", "Be terse."), ("user", "Store tomatoes?")]
+    assert chat_turns(text, msgs) == chat_turns(text, to_json(msgs))
+    assert chat_turns(HH, None) == chat_turns(HH, float("nan")) == split_turns(HH)  # a pool without messages
+    assert chat_avatar("system") == chat_avatar("System") == ":material/settings:"
+    assert chat_avatar("user") is None and chat_avatar("assistant") is None
