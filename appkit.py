@@ -107,6 +107,17 @@ def literal(value: object) -> str:
     return _MD_PUNCTUATION.sub(r"\\\1", str(value))
 
 
+def without_empty_columns(table: Any, columns: Any) -> tuple[Any, list[str]]:
+    """``table`` (a DataFrame) without those of ``columns`` that hold no value at all, and the ones kept.
+
+    Why: Streamlit's grid draws an empty cell as a grey "None" in the browser whatever a Styler's display value
+    says (``"–"`` never shows there), so a score column with no value in this table (BALD of a random batch or of
+    a session with no fitted model) is left out rather than shown as a column of "None".
+    """
+    kept = [c for c in columns if table[c].notna().any()]
+    return table.drop(columns=[c for c in columns if c not in kept]), kept
+
+
 # ---------------------------------------------------------------------------------------------------- sessions
 def run_through_router() -> None:
     """Make sure the page runs inside ``app.py``'s ``st.navigation`` router; every page calls this first.

@@ -136,10 +136,8 @@ def batch_view() -> None:
         "ratio": table["ratio"].astype(float),
         "status": ["to label" if i in pending else "done" for i in table["id"]],
     })
-    # a column with no value in this batch (a random batch; β·Ĥ of a policy without it) is left out: the browser's
-    # grid draws an empty cell as a grey "None" whatever the Styler says, so "–" would never show there
-    numbers = [c for c in ("BALD", "β·Ĥ", "score", "ratio") if shown[c].notna().any()]
-    shown = shown.drop(columns=[c for c in ("BALD", "β·Ĥ", "score", "ratio") if c not in numbers])
+    # a column with no value in this batch (a random batch; β·Ĥ of a policy without it) is left out
+    shown, numbers = appkit.without_empty_columns(shown, ("BALD", "β·Ĥ", "score", "ratio"))
     st.dataframe(shown.style.format({c: _sig for c in numbers}), hide_index=True, width="stretch",
                  key="acq_batch_table",
                  column_config={"prompt": st.column_config.TextColumn(

@@ -214,7 +214,8 @@ else:
         "completion_a": pairs["completion_a"].to_numpy(),
         "completion_b": pairs["completion_b"].to_numpy(),
     })
-    st.dataframe(table.style.format({"BALD": lambda x: format_sig(x, 2) or "–"}), hide_index=True,
+    shown, numbers = appkit.without_empty_columns(table, ("BALD",))  # no model yet: no BALD column of "None"
+    st.dataframe(shown.style.format({c: lambda x: format_sig(x, 2) or "–" for c in numbers}), hide_index=True,
                  width="stretch", key="fs_selected_table",
                  column_config={"round": st.column_config.NumberColumn(help="-1: not acquired")})
     st.download_button("Download selection (CSV)", table.to_csv(index=False).encode(), "selection.csv",

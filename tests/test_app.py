@@ -844,3 +844,27 @@ def test_feature_space_offers_embed_now_instead_of_embedding_silently(sessions: 
     _embed_now(at)
     assert not [b for b in at.button if b.label == "Embed now"]
     assert len(at.get("plotly_chart")) == 1
+
+
+def test_feature_space_selection_leaves_out_the_bald_column_when_no_model_was_fitted(sessions: Path) -> None:
+    """Streamlit's grid shows an empty cell as "None" in the browser whatever the Styler says: with no fitted model
+    (so no BALD for any pair) the selection table has no BALD column at all, as the Acquire page's batch table."""
+    _session(sessions, max_pairs=91)
+    at = _app("pages/5_feature_space.py")
+    _embed_now(at)
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    trace = fig["data"][0]
+    rows = trace["customdata"]
+    if isinstance(rows, dict):  # plotly >= 6 packs arrays as base64
+        import base64
+
+        rows = np.frombuffer(base64.b64decode(rows["bdata"]), dtype=np.dtype(rows["dtype"])).ravel()
+    points = [{"curve_number": 0, "point_index": i, "point_number": i, "customdata": int(rows[i])} for i in range(3)]
+    at.session_state["fs_chart"] = {"selection": {"points": points, "point_indices": [0, 1, 2], "box": [],
+                                                  "lasso": [{"x": [0, 1, 1], "y": [0, 0, 1]}]}}
+    at.run()
+    assert not at.exception, at.exception
+    frame = next(d for d in at.dataframe if "id" in d.value.columns)
+    assert len(frame.value) == 3
+    assert "BALD" not in frame.value.columns, frame.value.columns
+    assert all(None not in values for values in _display_values(frame).values())
