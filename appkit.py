@@ -85,6 +85,7 @@ _LEARNER = "_balpm_learner"
 _ANNOTATORS = "_balpm_annotators"  # session folder -> the name this tab settled there ("" = asked to change it)
 _LAST_FILE = ".last_session"
 _PICK_NEXT = "_balpm_pick_next"  # the session the sidebar's picker must show (set on a switch, used once)
+_CLEAR_NEW_NAME = "_balpm_clear_new_name"  # set by Create session: the next run empties the name box (once)
 _MAX_EMBEDDINGS = 4  # (pool, model) embeddings kept in memory per process
 LIVE_S = float(os.environ.get("BALPM_LIVE_S", "3"))
 """Seconds between re-reads of the label counts (sidebar, Acquire caption): labels arrive from other tabs."""
@@ -531,6 +532,8 @@ def _session_controls(session: Session | None) -> None:
                 else:
                     st.rerun()
         st.divider()
+        if st.session_state.pop(_CLEAR_NEW_NAME, False):  # a widget's value can only be set before it is drawn
+            st.session_state["sb_new_name"] = ""
         name = st.text_input("New session name", key="sb_new_name", placeholder="e.g. alice-hh",
                              help="Letters, digits, '.', '_' and '-': a folder under the sessions directory, "
                                   "never a path")
@@ -558,4 +561,5 @@ def _session_controls(session: Session | None) -> None:
             except (OSError, ValueError) as e:
                 st.error(f"Cannot create session: {literal(e)}")
             else:
+                st.session_state[_CLEAR_NEW_NAME] = True  # the name is used: the box starts empty again
                 st.rerun()

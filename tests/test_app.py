@@ -441,6 +441,25 @@ def test_sidebar_refuses_a_session_name_that_is_a_path(sessions: Path, tmp_path:
     assert "alice-hh" in " ".join(_shown(m.value) for m in at.sidebar.markdown)
 
 
+def test_create_session_empties_the_new_session_name_box(sessions: Path) -> None:
+    """After *Create session* the name just used is gone from the box (a second click would only be refused: the
+    name is taken), and the box takes the next name as before."""
+    _session(sessions)
+    at = _app()
+    at.sidebar.text_input(key="sb_new_name").input("bob-hh")
+    at.run()
+    at.sidebar.button(key="sb_create").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert (sessions / "bob-hh" / "session.json").is_file()
+    assert at.sidebar.text_input(key="sb_new_name").value == ""
+    assert at.sidebar.button(key="sb_create").disabled  # nothing to create until a new name is typed
+    at.sidebar.text_input(key="sb_new_name").input("carol-hh")
+    at.run()
+    assert at.sidebar.text_input(key="sb_new_name").value == "carol-hh"
+    assert not at.sidebar.button(key="sb_create").disabled
+
+
 def test_label_page_stops_with_the_restore_steps_when_the_label_database_lost_its_labels(sessions: Path) -> None:
     """Issue 10, case 11 (page): a label database emptied by a disk incident stops labelling with the library's
     message (how to restore from a backup), not a traceback, and nothing is written into it."""
