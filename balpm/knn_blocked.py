@@ -27,6 +27,7 @@ rules out: the data decides how fast it is (cells much coarser than the data's c
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -293,6 +294,26 @@ class TooCostly(RuntimeError):
     """The cells rule out too little on this data: the search would cost more than ``max_pairs`` per point."""
 
 
+#: Without a ``max_pairs`` limit, the search still says so (a warning) when the first 2% of the points cost more
+#: than this share of a flat search's pairs: on such data a big pool's graph takes a flat search's time, and the
+#: user should hear it with the estimate before waiting, not after.
+SLOW_SHARE = 0.1
+#: ... and only from this many points: below it even a flat search takes seconds, not worth a warning.
+SLOW_MIN_POINTS = 20_000
+
+
+def _cost_check(per_point: float, n: int, done: int, elapsed: float, max_pairs: float | None) -> None:
+    """At the 2% checkpoint: raise :class:`TooCostly` past ``max_pairs``, else warn when near a flat search."""
+    if max_pairs is not None and per_point > max_pairs:
+        raise TooCostly(f"{per_point:.0f} distance pairs per point on the first {done} points "
+                        f"(limit {max_pairs:.0f}): the cells rule out too little on this data")
+    if max_pairs is None and n >= SLOW_MIN_POINTS and per_point > SLOW_SHARE * (n - 1):
+        warnings.warn(f"cell-blocked kNN search: the cells rule out little on this data ({per_point:.0f} distance "
+                      f"pairs per point on the first {done} of {n:,} points; a flat search is {n - 1:,}): the graph "
+                      f"will take about {elapsed * n / max(done, 1):.0f} s in all, exact; for a faster approximate "
+                      "graph use IndexTuning(method='ivf') or max_pairs_factor", UserWarning, stacklevel=4)
+
+
 class CellBlockedIndex:
     """Top-m lists of every point (self excluded) by the cell-blocked search of the module docstring.
 
@@ -312,14 +333,12 @@ class CellBlockedIndex:
         t1 = time.perf_counter()
         st = _Stats()
         lists = np.empty((n, m), np.int64)
-        checked = max_pairs is None
+        checked = False
         for c in range(nlist):
             if not checked and cs.starts[c] >= 0.02 * n:  # the first 2% of the points (k-means' cell order)
                 checked = True
                 per_point = (st.phase_a_pairs + st.phase_b_pairs) / max(cs.starts[c], 1)
-                if per_point > max_pairs:
-                    raise TooCostly(f"{per_point:.0f} distance pairs per point on the first {cs.starts[c]} points "
-                                    f"(limit {max_pairs:.0f}): the cells rule out too little on this data")
+                _cost_check(per_point, n, int(cs.starts[c]), time.perf_counter() - t1, max_pairs)
             if cs.starts[c + 1] == cs.starts[c]:
                 continue
             order = np.argsort(np.where(np.arange(nlist) == c, -1.0, cs.cdist[c]), kind="stable")

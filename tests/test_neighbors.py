@@ -372,3 +372,27 @@ def test_blocked_search_falls_back_to_ivf_where_the_cells_rule_out_too_little():
     assert g.info["method"] == "ivf" and g.info["blocked_fallback"] and not g.exact
     g = build_knn_graph(X, k=13, exact=False)
     assert g.info["method"] == "blocked" and g.info["blocked_pairs_per_point"] > 0.5 * len(X)
+
+
+def test_blocked_search_warns_with_an_estimate_where_it_does_a_flat_searchs_work():
+    """20k unclustered points (past the size where a flat search costs only seconds): the first 2% show that
+    the cells rule out little, and the user hears it then, with the time estimate and the faster way."""
+    X = np.random.default_rng(0).normal(size=(20_000, 8)).astype(np.float32)
+    with pytest.warns(UserWarning, match="rule out little on this data") as seen:
+        g = build_knn_graph(X, k=13, exact=False)
+    assert g.info["method"] == "blocked" and g.info["blocked_pairs_per_point"] > 0.1 * len(X)
+    message = next(str(w.message) for w in seen if "rule out little" in str(w.message))
+    assert "will take about" in message and "method='ivf'" in message and "20,000 points" in message
+
+
+def test_blocked_search_is_silent_where_the_cells_rule_out_most_pairs():
+    """Well-separated clusters: the cells rule out most of a flat search's pairs, so no slow-search warning."""
+    import warnings
+
+    rng = np.random.default_rng(3)
+    C = rng.normal(size=(100, 64)).astype(np.float32)
+    X = (C[rng.integers(100, size=5000)] + rng.normal(scale=0.1, size=(5000, 64))).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        g = build_knn_graph(X, k=13, exact=False)
+    assert g.info["method"] == "blocked" and g.info["blocked_pairs_per_point"] < 0.1 * len(X)
