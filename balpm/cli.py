@@ -147,13 +147,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     kw = {"budget": args.budget, "folds": args.folds}
     try:
         if args.session:
-            from pathlib import Path
-
-            from balpm.session import Session
-
-            ref = args.session
-            is_folder = "/" in ref or ref.startswith("~") or ref in (".", "..")
-            session = Session.open(Path(ref).expanduser() if is_folder else ref)
+            session = _open_session(args.session)
             if args.seed is not None:
                 kw["seed"] = args.seed
             report = check_session(session, cache_dir=args.cache_dir, **kw)
@@ -226,18 +220,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_backup(args: argparse.Namespace) -> int:
-    """Back up a session's label database (SQLite's online backup: safe while the app is labelling)."""
+def _open_session(ref: str):
+    """The session ``ref`` names: a folder when it looks like a path (a separator, ``~``, ``.``), else a name under
+    the sessions folder (:meth:`balpm.session.Session.open` tells the two apart by type)."""
     import os
     from pathlib import Path
 
     from balpm.session import Session
+
+    is_folder = os.sep in ref or "/" in ref or ref.startswith("~") or ref in (".", "..")
+    return Session.open(Path(ref) if is_folder else ref)
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Back up a session's label database (SQLite's online backup: safe while the app is labelling)."""
     from balpm.store import LabelStoreError
 
-    ref = args.session
-    is_folder = os.sep in ref or "/" in ref or ref.startswith("~") or ref in (".", "..")
     try:
-        session = Session.open(Path(ref) if is_folder else ref)  # only an explicit path is a folder
+        session = _open_session(args.session)
         out = session.store.backup(args.out)
     except (LabelStoreError, OSError, ValueError) as e:  # damaged store, missing session, bad name, --out exists
         print(f"balpm backup: {e}", file=sys.stderr)
@@ -248,16 +248,11 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 def cmd_labelstudio(args: argparse.Namespace) -> int:
     """Label Studio: export the current batch as tasks (and the labelling config), or import its JSON export."""
-    from pathlib import Path
-
     from balpm.labelstudio import export_tasks, import_export
-    from balpm.session import Session
     from balpm.store import LabelStoreError
 
-    ref = args.session
-    is_folder = "/" in ref or ref.startswith("~") or ref in (".", "..")
     try:
-        session = Session.open(Path(ref).expanduser() if is_folder else ref)
+        session = _open_session(args.session)
         if args.action == "export":
             n = export_tasks(session, args.out, config_out=args.config)
             print(f"{n} tasks written to {args.out}" + (f"; labelling config in {args.config}" if args.config else ""))
@@ -271,16 +266,11 @@ def cmd_labelstudio(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write a session's labels in one training or audit format (``balpm.exports.EXPORT_FORMATS``)."""
-    from pathlib import Path
-
     from balpm.exports import write_export
-    from balpm.session import Session
     from balpm.store import LabelStoreError
 
-    ref = args.session
-    is_folder = "/" in ref or ref.startswith("~") or ref in (".", "..")
     try:
-        session = Session.open(Path(ref).expanduser() if is_folder else ref)
+        session = _open_session(args.session)
         n = write_export(session.store, session.load_pool(), args.format, args.out)
     except (LabelStoreError, OSError, ValueError, KeyError) as e:  # not conversational, folder exists, no session
         print(f"balpm export: {e}", file=sys.stderr)
