@@ -142,6 +142,10 @@ class LearnabilityReport:
         The fitted curve at ``n_labels`` and at ``budget``; ``forecast_budget_lo`` / ``_hi`` its band.
     seconds : float
         Wall time of the check.
+    pair_ids, pair_ll : ndarray, dict of ndarray
+        The labelled pairs the check used (ties left out) and each model's held-out log-likelihood of each of
+        them, in that order: the per-pair numbers behind :attr:`models`, for paired comparisons of two reports
+        on the same pairs (e.g. two feature sets). Not in :meth:`to_dict`.
     """
 
     verdict: str
@@ -160,6 +164,8 @@ class LearnabilityReport:
     forecast_budget_hi: float
     seconds: float
     settings: dict[str, Any] = field(default_factory=dict)
+    pair_ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=str), repr=False)
+    pair_ll: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def model_row(self, name: str) -> pd.Series:
         """The :attr:`models` row of ``name``."""
@@ -280,10 +286,10 @@ def learnability_check(
     return LearnabilityReport(
         verdict=verdict, reasons=reasons, n_labels=n, n_groups=len(np.unique(codes)), folds=folds, budget=budget,
         models=models, curve=curve, fit=fit, forecast=forecast, forecast_now=now,
-        forecast_budget=at_budget, forecast_budget_lo=b_lo, forecast_budget_hi=b_hi,
-        seconds=time.perf_counter() - t0,
+        forecast_budget=at_budget, forecast_budget_lo=b_lo, forecast_budget_hi=b_hi, seconds=time.perf_counter() - t0,
         settings={"seed": seed, "curve_fractions": fracs, "repeats": repeats, "n_boot": n_boot,
                   "ensemble_params": dict(params)},
+        pair_ids=ids_arr, pair_ll={m: pair_log_likelihood(p, y) for m, p in preds.items()},
     )
 
 

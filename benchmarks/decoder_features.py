@@ -10,8 +10,7 @@ check's baselines (constant, length-difference logistic, logistic on a − b), i
 Because pairs and folds are shared, the script also reports the *paired* difference of each model's held-out
 log-likelihood between two feature sets (per pair, standard error clustered by prompt group): far tighter than
 comparing two means that each carry their own error. The per-pair predictions are the ones the check itself
-computed (its out-of-fold routine's return value is recorded during the call, not recomputed), asserted to give
-its table's numbers. Each check's result is saved in ``--out`` and reused while its inputs are unchanged.
+computed (``LearnabilityReport.pair_ll``, not recomputed), asserted to give its table's numbers. Each check's result is saved in ``--out`` and reused while its inputs are unchanged.
 
 Feature sets: each ``--models`` entry, and with ``--concat`` both side by side (does the second add anything).
 
@@ -40,11 +39,9 @@ sys.path.insert(0, str(HERE.parent))
 
 from _common import cpu_model  # noqa: E402
 
-import balpm.check as check  # noqa: E402
-from balpm.check import CHANCE_LL, MODEL_NAMES, _cluster_se, _labels_in_hand, learnability_check  # noqa: E402
+from balpm.check import CHANCE_LL, MODEL_NAMES, _cluster_se, learnability_check  # noqa: E402
 from balpm.embed import Embedder, PoolEmbeddings, embed_pool  # noqa: E402
 from balpm.experiment import load_labelled_sample  # noqa: E402
-from balpm.metrics import pair_log_likelihood  # noqa: E402
 from balpm.safeio import ids_digest  # noqa: E402
 
 README = HERE / "README.md"
@@ -113,28 +110,6 @@ def concat(first: PoolEmbeddings, second: PoolEmbeddings) -> PoolEmbeddings:
                           np.hstack([first.b, second.b]), f"{first.model_id}+{second.model_id}")
 
 
-class _CapturedFolds:
-    """Records what the check's out-of-fold routine returns, so the per-pair held-out predictions behind a report
-    are kept without running the check twice (CPU is the scarce thing here). The routine itself is untouched."""
-
-    def __init__(self) -> None:
-        self.preds: dict[str, np.ndarray] | None = None
-
-    def __enter__(self) -> "_CapturedFolds":
-        self._orig = check._out_of_fold
-
-        def wrapped(*args, **kwargs):
-            result = self._orig(*args, **kwargs)
-            self.preds = result[0]
-            return result
-
-        check._out_of_fold = wrapped
-        return self
-
-    def __exit__(self, *exc) -> None:
-        check._out_of_fold = self._orig
-
-
 def _code_digest() -> str:
     """sha256 of the modules behind a check's numbers: a saved result is reused only while they are unchanged (a
     changed model default must not mix old and new numbers in one table)."""
@@ -163,11 +138,9 @@ def check_features(pool, pe: PoolEmbeddings, name: str, args: argparse.Namespace
             print(f"--- {args.current}, {name}: from {path}", flush=True)
             return saved
     t0 = time.perf_counter()
-    with _CapturedFolds() as cap:
-        rep = learnability_check(pool, pe, budget=len(pool), folds=args.folds, seed=args.seed,
-                                 repeats=args.repeats, curve_fractions=args.curve)
-    ids, y = _labels_in_hand(pool, None, None)
-    ll = {m: pair_log_likelihood(p, y) for m, p in cap.preds.items()}
+    rep = learnability_check(pool, pe, budget=len(pool), folds=args.folds, seed=args.seed,
+                             repeats=args.repeats, curve_fractions=args.curve)
+    ids, ll = rep.pair_ids, rep.pair_ll
     table = rep.models.set_index("model")["log_likelihood"]
     for m in MODEL_NAMES:
         if not np.isclose(ll[m].mean(), table[m], atol=1e-9):

@@ -263,6 +263,15 @@ def test_sample_qa_feedback_is_not_worth_more_labels(sample_checks: dict) -> Non
     assert rep.verdict != VERDICTS[1], rep.summary()
 
 
+def test_report_keeps_the_per_pair_held_out_numbers_behind_its_table(sample_checks: dict) -> None:
+    """pair_ll: one value per labelled pair the check used, whose means are the table's log-likelihoods."""
+    rep = sample_checks["sample:qa-feedback"]
+    assert len(rep.pair_ids) == rep.n_labels and set(rep.pair_ll) == set(MODEL_NAMES)
+    for m in MODEL_NAMES:
+        assert rep.pair_ll[m].shape == (rep.n_labels,)
+        assert rep.pair_ll[m].mean() == pytest.approx(rep.model_row(m)["log_likelihood"], abs=1e-12)
+
+
 # ---------------------------------------------------------------------------------------------------- CLI
 def test_cli_check_simulation_and_errors(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     from balpm.cli import main
